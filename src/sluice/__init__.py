@@ -1,0 +1,1 @@
+"""Sluice: an OpenAI-compatible API gateway."""
