@@ -1,0 +1,42 @@
+# Sluice: `make run` starts the gateway, `make test` runs the whole suite. Both install what they need.
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+POETRY_HOME := .tools/poetry
+POETRY := $(POETRY_HOME)/bin/poetry
+POETRY_VERSION := 2.5.1
+export POETRY_VIRTUALENVS_IN_PROJECT := true
+export POETRY_NO_INTERACTION := 1
+
+.PHONY: install run test lint typecheck unit bench bench-quick bench-guard clean
+
+$(POETRY):
+	$(PYTHON) -m venv $(POETRY_HOME)
+	$(POETRY_HOME)/bin/pip install --quiet "poetry==$(POETRY_VERSION)"
+
+$(VENV)/.installed: pyproject.toml poetry.lock | $(POETRY)
+	$(POETRY) check --lock
+	$(POETRY) install --with dev --sync
+	touch $@
+
+install: $(VENV)/.installed
+
+## Start the gateway on :8000 with the embedded defaults (mock provider) and the development key sk-sluice-dev.
+run: install
+	SLUICE_API_KEYS="$${SLUICE_API_KEYS:-sk-sluice-dev}" $(BIN)/sluice serve --host "$${SLUICE_HOST:-0.0.0.0}" --port "$${SLUICE_PORT:-8000}"
+
+lint: install
+	$(BIN)/ruff check src tests bench
+
+typecheck: install
+	$(BIN)/mypy
+
+## Lint, type-check, then the whole suite with coverage (fails below 80 % of src/).
+test: lint typecheck
+	$(BIN)/pytest --cov --cov-report=term --cov-fail-under=80
+
+unit: install
+	$(BIN)/pytest tests/unit -q
+
+clean:
+	rm -rf $(VENV) .tools .coverage .mypy_cache .ruff_cache .pytest_cache

@@ -1,0 +1,91 @@
+"""create_app(config, settings): the ASGI application — hot routes first, FastAPI for everything else."""
+
+from __future__ import annotations
+
+import logging
+
+from fastapi import FastAPI
+
+from sluice.config import SluiceConfig, load_config
+from sluice.errors import GatewayError
+from sluice.gateway import Gateway
+from sluice.http import health, models
+from sluice.http.asgi import JSON_TYPE, ASGIApp, Receive, Scope, Send, send_error
+from sluice.http.errors import install_error_handlers
+from sluice.http.openai import hot_routes
+from sluice.http.openapi import install_openapi
+from sluice.settings import Settings
+
+logger = logging.getLogger("sluice")
+
+
+class SluiceApp:
+    """Dispatches the hot OpenAI routes to raw ASGI handlers and the rest to FastAPI; owns the lifespan."""
+
+    def __init__(self, gateway: Gateway, api: FastAPI) -> None:
+        self.gateway = gateway
+        self.api = api
+        self.hot: dict[str, ASGIApp] = hot_routes(gateway)
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http":
+            handler = self.hot.get(scope["path"])
+            if handler is not None:
+                if scope["method"] == "POST":
+                    await handler(scope, receive, send)
+                else:
+                    await _method_not_allowed(scope, send)
+                return
+        elif scope["type"] == "lifespan":
+            await self._lifespan(receive, send)
+            return
+        await self.api(scope, receive, send)
+
+    async def _lifespan(self, receive: Receive, send: Send) -> None:
+        while True:
+            message = await receive()
+            if message["type"] == "lifespan.startup":
+                try:
+                    await self.gateway.start()
+                except Exception as exc:
+                    logger.exception("start-up failed")
+                    await send({"type": "lifespan.startup.failed", "message": str(exc)})
+                    return
+                await send({"type": "lifespan.startup.complete"})
+            elif message["type"] == "lifespan.shutdown":
+                await self.gateway.aclose()
+                await send({"type": "lifespan.shutdown.complete"})
+                return
+
+
+async def _method_not_allowed(scope: Scope, send: Send) -> None:
+    error = GatewayError(f"Method {scope['method']} is not allowed on {scope['path']}; use POST.", status=405,
+                         type="invalid_request_error", code="method_not_allowed")
+    await send_error(send, error, [(b"allow", b"POST")])
+
+
+def create_api(gateway: Gateway) -> FastAPI:
+    """The FastAPI application for the routes that are not on the hot path, and /docs."""
+    api = FastAPI(title="Sluice", version=gateway.version,
+                  description="An OpenAI-compatible gateway in front of many LLM providers.")
+    api.state.gateway = gateway
+    api.include_router(health.router)
+    api.include_router(models.router)
+    install_error_handlers(api)
+    install_openapi(api)
+    return api
+
+
+def create_app(config: SluiceConfig, settings: Settings) -> SluiceApp:
+    """The whole application for one config; nothing is shared between two apps."""
+    gateway = Gateway(config, settings)
+    return SluiceApp(gateway, create_api(gateway))
+
+
+def app_from_env() -> SluiceApp:
+    """The factory server workers call: settings from the environment, config from SLUICE_CONFIG."""
+    settings = Settings()
+    return create_app(load_config(settings.config), settings)
+
+
+__all__ = ["JSON_TYPE", "SluiceApp", "app_from_env", "create_app"]

@@ -1,0 +1,108 @@
+"""The `sluice` command: serve, check-config, version."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+from pydantic import ValidationError
+
+from sluice.config import ConfigError, load_config
+from sluice.settings import Settings
+
+SERVERS = ("granian", "uvicorn")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="sluice", description="Sluice: an OpenAI-compatible API gateway.")
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    serve = commands.add_parser("serve", help="start the gateway",
+                                description="Start the gateway. Keys come from SLUICE_API_KEYS (comma-separated).")
+    _config_option(serve)
+    serve.add_argument("--host", help="address to listen on (default SLUICE_HOST or 127.0.0.1)")
+    serve.add_argument("--port", type=int, help="port to listen on (default SLUICE_PORT or 8000)")
+    serve.add_argument("--workers", type=int, help="worker processes (default SLUICE_WORKERS or 1)")
+    serve.add_argument("--server", choices=SERVERS, default="granian",
+                       help="HTTP server: granian (default, fastest) or uvicorn")
+    serve.add_argument("--allow-no-auth", action="store_true",
+                       help="serve without API keys (anyone who can reach the port may use every model)")
+
+    check = commands.add_parser("check-config", help="validate the config file without starting",
+                                description="Validate the config file and exit 0, or print what is wrong and exit 2.")
+    _config_option(check)
+    commands.add_parser("version", help="print the version")
+    return parser
+
+
+def _config_option(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--config", metavar="FILE",
+                        help="sluice.yaml to use (default SLUICE_CONFIG, then ./sluice.yaml, then the built-in "
+                             "defaults: the offline mock provider only)")
+
+
+def resolve_config_path(given: str | None, settings: Settings) -> str | None:
+    """The config file to use: the option, SLUICE_CONFIG, ./sluice.yaml, or None for the embedded defaults."""
+    if given:
+        return given
+    if settings.config:
+        return settings.config
+    return "sluice.yaml" if Path("sluice.yaml").is_file() else None
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    if args.command == "version":
+        from importlib.metadata import version
+
+        print(version("sluice"))
+        return 0
+    try:
+        settings = Settings()
+    except ValidationError as exc:
+        print(f"sluice: bad environment setting: {exc.errors()[0]['msg']}", file=sys.stderr)
+        return 2
+    path = resolve_config_path(args.config, settings)
+    try:
+        config = load_config(path)
+    except ConfigError as exc:
+        print(f"sluice: invalid config: {exc}", file=sys.stderr)
+        return 2
+    if args.command == "check-config":
+        print(f"{path or '<embedded defaults>'}: OK ({len(config.providers)} providers, {len(config.models)} models)")
+        return 0
+    return serve(args, settings, path)
+
+
+def serve(args: argparse.Namespace, settings: Settings, path: str | None) -> int:
+    allow_no_auth = args.allow_no_auth or settings.allow_no_auth
+    if not settings.api_keys and not allow_no_auth:
+        print("sluice: refusing to start without API keys: set SLUICE_API_KEYS=key1,key2 "
+              "(or pass --allow-no-auth to serve without authentication)", file=sys.stderr)
+        return 2
+    # Workers build their app from the environment, so hand them exactly what was resolved here.
+    if path is not None:
+        os.environ["SLUICE_CONFIG"] = str(Path(path).resolve())
+    os.environ["SLUICE_ALLOW_NO_AUTH"] = "true" if allow_no_auth else "false"
+    host = args.host or settings.host
+    port = args.port or settings.port
+    workers = args.workers or settings.workers
+    if args.server == "uvicorn":
+        import uvicorn
+
+        uvicorn.run("sluice.app:app_from_env", factory=True, host=host, port=port, workers=workers,
+                    loop="uvloop", http="httptools", access_log=False, timeout_graceful_shutdown=30)
+        return 0
+    from granian.constants import Interfaces, Loops
+    from granian.server import Server
+
+    Server("sluice.app:app_from_env", address=host, port=port, workers=workers, interface=Interfaces.ASGI,
+           factory=True, loop=Loops.uvloop, log_access=False, workers_kill_timeout=30).serve()
+    return 0
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

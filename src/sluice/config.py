@@ -1,0 +1,189 @@
+"""The sluice.yaml model, `${VAR}` interpolation, and errors that name the file and the key path."""
+
+from __future__ import annotations
+
+import os
+import re
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, model_validator
+
+DEFAULT_CONFIG_TEXT = """\
+providers:
+  mock: {type: mock}
+models:
+  - {name: mock, provider: mock, model: mock-1}
+"""
+
+_ENV_REFERENCE = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
+
+
+class ConfigError(Exception):
+    """The configuration cannot be used; the message names the file, the key path and the problem."""
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class Timeouts(_Strict):
+    """Per-provider upstream timeouts, in seconds."""
+
+    connect: float = Field(10.0, gt=0)
+    read: float = Field(600.0, gt=0)
+
+
+class _UpstreamProvider(_Strict):
+    base_url: str = Field(pattern=r"^https?://")
+    api_key: SecretStr | None = None
+    headers: dict[str, str] = {}
+    timeout: Timeouts = Timeouts()
+    max_connections: int = Field(256, ge=1)
+
+
+class OpenAIProviderConfig(_UpstreamProvider):
+    """OpenAI or any OpenAI-compatible server (OpenRouter, vLLM, Ollama, LM Studio, Gemini)."""
+
+    type: Literal["openai"]
+
+
+class AzureProviderConfig(_UpstreamProvider):
+    """Azure OpenAI, classic deployment URLs: the model's upstream name is the deployment."""
+
+    type: Literal["azure"]
+    api_version: str = "2024-10-21"
+
+
+class AnthropicProviderConfig(_UpstreamProvider):
+    """Anthropic's Messages API, translated to and from OpenAI's format."""
+
+    type: Literal["anthropic"]
+    base_url: str = Field("https://api.anthropic.com", pattern=r"^https?://")
+    api_version: str = "2023-06-01"
+    default_max_tokens: int = Field(4096, ge=1)
+
+
+class MockProviderConfig(_Strict):
+    """The built-in offline provider: deterministic echo replies, streaming, usage, optional latency."""
+
+    type: Literal["mock"]
+    latency_ms: float = Field(0.0, ge=0)
+    chunk_delay_ms: float = Field(0.0, ge=0)
+    chunks: int = Field(4, ge=1)
+
+
+ProviderConfig = Annotated[
+    OpenAIProviderConfig | AzureProviderConfig | AnthropicProviderConfig | MockProviderConfig,
+    Field(discriminator="type"),
+]
+
+
+class ModelConfig(_Strict):
+    """A public model name, the provider that serves it and the upstream's own name for it."""
+
+    name: str = Field(min_length=1)
+    provider: str
+    model: str = Field(min_length=1)
+    aliases: list[str] = []
+
+
+class Limits(_Strict):
+    """Request limits enforced at the edge."""
+
+    max_body_bytes: int = Field(10 * 1024 * 1024, ge=1024)
+
+
+class ServerConfig(_Strict):
+    """How the server behaves around its requests."""
+
+    shutdown_grace_seconds: float = Field(30.0, ge=0)
+
+
+class SluiceConfig(_Strict):
+    """The whole sluice.yaml."""
+
+    providers: dict[str, ProviderConfig]
+    models: list[ModelConfig] = []
+    limits: Limits = Limits()
+    server: ServerConfig = ServerConfig()
+
+    @model_validator(mode="after")
+    def _check_references(self) -> SluiceConfig:
+        seen: dict[str, str] = {}
+        for index, model in enumerate(self.models):
+            if model.provider not in self.providers:
+                known = ", ".join(sorted(self.providers)) or "none"
+                raise ValueError(f"models[{index}].provider: unknown provider {model.provider!r} (known: {known})")
+            for public in (model.name, *model.aliases):
+                if public in seen:
+                    raise ValueError(f"models[{index}]: name {public!r} is already used by {seen[public]!r}")
+                seen[public] = model.name
+        return self
+
+
+def interpolate(value: Any, env: dict[str, str], path: str = "") -> Any:
+    """Replace `${VAR}` and `${VAR:-default}` in every string of a parsed YAML tree."""
+    if isinstance(value, dict):
+        return {key: interpolate(item, env, _join(path, str(key))) for key, item in value.items()}
+    if isinstance(value, list):
+        return [interpolate(item, env, f"{path}[{index}]") for index, item in enumerate(value)]
+    if isinstance(value, str):
+        return _ENV_REFERENCE.sub(lambda match: _lookup(match, path, env), value)
+    return value
+
+
+def _lookup(match: re.Match[str], path: str, env: dict[str, str]) -> str:
+    name, default = match.group(1), match.group(2)
+    if name in env:
+        return env[name]
+    if default is not None:
+        return default
+    raise ConfigError(f"{path}: environment variable {name} is not set (use ${{{name}:-}} to make it optional)")
+
+
+def _join(path: str, key: str) -> str:
+    return f"{path}.{key}" if path else key
+
+
+def _format_location(location: tuple[int | str, ...]) -> str:
+    if len(location) > 2 and location[0] == "providers":
+        location = location[:2] + location[3:]  # drop the discriminator tag pydantic inserts for the union
+    text = ""
+    for part in location:
+        text = f"{text}[{part}]" if isinstance(part, int) else _join(text, part)
+    return text
+
+
+def parse_config(text: str, source: str, env: dict[str, str] | None = None) -> SluiceConfig:
+    """Parse and validate YAML text; `source` names it in error messages."""
+    try:
+        raw = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{source}: not valid YAML: {exc}") from None
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{source}: the top level must be a mapping with 'providers' and 'models'")
+    try:
+        return SluiceConfig.model_validate(interpolate(raw, dict(os.environ) if env is None else env))
+    except ConfigError as exc:
+        raise ConfigError(f"{source}: {exc}") from None
+    except ValidationError as exc:
+        problems = []
+        for error in exc.errors():
+            where = _format_location(tuple(error["loc"]))
+            message = str(error["msg"]).removeprefix("Value error, ")
+            problems.append(f"{where}: {message}" if where else message)
+        raise ConfigError(f"{source}: " + "; ".join(problems)) from None
+
+
+def load_config(path: str | Path | None) -> SluiceConfig:
+    """Load the config file at `path`, or the embedded defaults (mock provider only) when `path` is None."""
+    if path is None:
+        return parse_config(DEFAULT_CONFIG_TEXT, "<embedded defaults>")
+    file = Path(path)
+    try:
+        text = file.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise ConfigError(f"{file}: cannot read the config file: {exc.strerror}") from None
+    return parse_config(text, str(file))

@@ -1,0 +1,104 @@
+"""The one error family of Sluice and its mapping to OpenAI-shaped JSON error bodies.
+
+GatewayError
+├── InvalidRequest        400 invalid_request_error (bad JSON, schema violation)
+├── AuthenticationFailed  401 invalid_api_key
+├── PermissionDenied      403 permission_denied
+├── NotFound              404 (unknown model or route)
+├── PayloadTooLarge       413 request_too_large
+├── UpstreamError         the upstream answered with an error: its status and message are passed on
+├── UpstreamUnreachable   502 (connection refused, reset, DNS)
+└── UpstreamTimeout       504 (connect or read timeout)
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import orjson
+
+
+class GatewayError(Exception):
+    """An error the gateway turns into an OpenAI-shaped response."""
+
+    status = 500
+    type = "server_error"
+    code: str | None = None
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        param: str | None = None,
+        code: str | None = None,
+        status: int | None = None,
+        type: str | None = None,
+    ) -> None:
+        super().__init__(message)
+        self.message = message
+        self.param = param
+        if code is not None:
+            self.code = code
+        if status is not None:
+            self.status = status
+        if type is not None:
+            self.type = type
+
+    def to_dict(self) -> dict[str, Any]:
+        """The OpenAI error object: ``{"error": {"message", "type", "param", "code"}}``."""
+        return {"error": {"message": self.message, "type": self.type, "param": self.param, "code": self.code}}
+
+    def to_json(self) -> bytes:
+        return orjson.dumps(self.to_dict())
+
+
+class InvalidRequest(GatewayError):
+    status = 400
+    type = "invalid_request_error"
+
+
+class AuthenticationFailed(GatewayError):
+    status = 401
+    type = "invalid_request_error"
+    code = "invalid_api_key"
+
+
+class PermissionDenied(GatewayError):
+    status = 403
+    type = "permission_error"
+    code = "permission_denied"
+
+
+class NotFound(GatewayError):
+    status = 404
+    type = "invalid_request_error"
+    code = "not_found"
+
+
+class PayloadTooLarge(GatewayError):
+    status = 413
+    type = "invalid_request_error"
+    code = "request_too_large"
+
+
+class UpstreamError(GatewayError):
+    """The upstream answered with an error status; `status` and message are the upstream's."""
+
+    type = "upstream_error"
+
+
+class UpstreamUnreachable(GatewayError):
+    status = 502
+    type = "upstream_error"
+    code = "upstream_unreachable"
+
+
+class UpstreamTimeout(GatewayError):
+    status = 504
+    type = "upstream_error"
+    code = "upstream_timeout"
+
+
+def internal_error() -> GatewayError:
+    """The error shown for a bug: it never carries a stack trace or exception text to the client."""
+    return GatewayError("The gateway failed to handle this request; see its logs.", code="internal_error")

@@ -1,0 +1,33 @@
+"""The FastAPI dependency that authenticates a caller and yields its Principal."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import Depends, Request
+from fastapi.security import APIKeyHeader, HTTPAuthorizationCredentials, HTTPBearer
+
+from sluice.gateway import Gateway
+from sluice.keys.principal import Principal
+from sluice.keys.static import presented_key
+
+_bearer = HTTPBearer(auto_error=False, description="Authorization: Bearer <Sluice API key>")
+_api_key = APIKeyHeader(name="X-API-Key", auto_error=False, description="X-API-Key: <Sluice API key>")
+
+
+def get_gateway(request: Request) -> Gateway:
+    gateway: Gateway = request.app.state.gateway
+    return gateway
+
+
+def get_principal(
+    gateway: Annotated[Gateway, Depends(get_gateway)],
+    bearer: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
+    api_key: Annotated[str | None, Depends(_api_key)],
+) -> Principal:
+    """The caller, or AuthenticationFailed (mapped to a 401 OpenAI-shaped error)."""
+    return gateway.keys.authenticate(presented_key(f"Bearer {bearer.credentials}" if bearer else None, api_key))
+
+
+CurrentPrincipal = Annotated[Principal, Depends(get_principal)]
+CurrentGateway = Annotated[Gateway, Depends(get_gateway)]

@@ -1,0 +1,205 @@
+"""The OpenAI-compatible hot routes (chat, completions, embeddings) as raw ASGI handlers.
+
+These routes skip FastAPI's routing, dependency injection and response models on purpose:
+measured in docs/benchmarks.md, they cost more than the rest of a proxied request. The
+request is parsed once with orjson and validated with the Pydantic schemas from
+`http/schemas.py`; a body that needs no rewrite goes upstream as the caller's own bytes.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import uuid
+from collections.abc import AsyncIterator
+from functools import partial
+from time import perf_counter
+
+import orjson
+from pydantic import BaseModel, ValidationError
+
+from sluice.errors import GatewayError, InvalidRequest, NotFound, internal_error
+from sluice.gateway import Gateway
+from sluice.http.asgi import (
+    JSON_TYPE,
+    ASGIApp,
+    ClientDisconnected,
+    Receive,
+    Scope,
+    Send,
+    read_body,
+    request_headers,
+    send_bytes,
+    send_error,
+)
+from sluice.http.schemas import ChatCompletionRequest, CompletionRequest, EmbeddingRequest
+from sluice.keys.principal import Principal
+from sluice.keys.static import presented_key
+from sluice.providers.base import JSONObject, Operation, UpstreamRequest
+from sluice.streaming import SSE_HEADERS, error_event
+
+logger = logging.getLogger("sluice.http")
+
+PROPAGATED_HEADERS = (b"traceparent", b"tracestate")
+SCHEMAS: dict[Operation, type[BaseModel]] = {
+    "chat": ChatCompletionRequest,
+    "completions": CompletionRequest,
+    "embeddings": EmbeddingRequest,
+}
+
+
+def hot_routes(gateway: Gateway) -> dict[str, ASGIApp]:
+    """The raw ASGI handler for each OpenAI POST route, by path."""
+    return {
+        "/v1/chat/completions": partial(handle, gateway, "chat"),
+        "/v1/completions": partial(handle, gateway, "completions"),
+        "/v1/embeddings": partial(handle, gateway, "embeddings"),
+    }
+
+
+def request_id_of(headers: dict[bytes, bytes]) -> bytes:
+    """The caller's `X-Request-ID` when it is sane, else a new one."""
+    given = headers.get(b"x-request-id")
+    if given and len(given) <= 128 and given.isascii() and given.isprintable():
+        return given
+    return uuid.uuid4().hex.encode()
+
+
+def authenticate(gateway: Gateway, headers: dict[bytes, bytes]) -> Principal:
+    authorization = headers.get(b"authorization")
+    api_key = headers.get(b"x-api-key")
+    return gateway.keys.authenticate(presented_key(
+        authorization.decode("latin-1") if authorization else None,
+        api_key.decode("latin-1") if api_key else None,
+    ))
+
+
+def parse_body(raw: bytes, schema: type[BaseModel]) -> JSONObject:
+    """The request as a JSON object, validated against `schema`; InvalidRequest names the bad field."""
+    try:
+        body = orjson.loads(raw)
+    except orjson.JSONDecodeError:
+        raise InvalidRequest("We could not parse the JSON body of your request. The body must be valid JSON.") from None
+    if not isinstance(body, dict):
+        raise InvalidRequest("The request body must be a JSON object.")
+    try:
+        schema.model_validate(body)
+    except ValidationError as exc:
+        error = exc.errors()[0]
+        param = field_path(error["loc"])
+        raise InvalidRequest(f"Invalid value for '{param}': {error['msg']}.", param=param or None) from None
+    return body
+
+
+def field_path(location: tuple[int | str, ...]) -> str:
+    """A validation error location as OpenAI writes it: `messages[0].content`."""
+    path = ""
+    for part in location:
+        if isinstance(part, int):
+            path += f"[{part}]"
+        elif not part.startswith(("function-", "str", "list[", "dict[", "literal[", "int", "float", "bool")):
+            path = f"{path}.{part}" if path else part
+    return path
+
+
+def upstream_request(gateway: Gateway, operation: Operation, principal: Principal, raw: bytes,
+                     headers: dict[bytes, bytes], request_id: bytes) -> tuple[UpstreamRequest, str]:
+    """Validate, resolve the model and build the call to make upstream."""
+    body = parse_body(raw, SCHEMAS[operation])
+    model = body["model"]
+    if not principal.may_use(model):
+        raise NotFound(f"The model '{model}' does not exist or you do not have access to it.", param="model",
+                       code="model_not_found")
+    deployment = gateway.routes.resolve(model)
+    if deployment.upstream_model != model:
+        body["model"] = deployment.upstream_model
+        raw_out: bytes | None = None
+    else:
+        raw_out = raw
+    forwarded = {"x-request-id": request_id.decode()}
+    for name in PROPAGATED_HEADERS:
+        if name in headers:
+            forwarded[name.decode()] = headers[name].decode("latin-1")
+    return UpstreamRequest(operation, body, raw_out, forwarded), deployment.provider.name
+
+
+async def handle(gateway: Gateway, operation: Operation, scope: Scope, receive: Receive, send: Send) -> None:
+    """One OpenAI-compatible request, from bytes in to bytes (or a stream of events) out."""
+    started = perf_counter()
+    headers = request_headers(scope)
+    request_id = request_id_of(headers)
+    response_headers = [(b"x-request-id", request_id)]
+    gateway.request_started()
+    try:
+        principal = authenticate(gateway, headers)
+        raw = await read_body(receive, headers, gateway.config.limits.max_body_bytes)
+        request, provider_name = upstream_request(gateway, operation, principal, raw, headers, request_id)
+        provider = gateway.providers[provider_name]
+        upstream_started = perf_counter()
+        if request.stream:
+            chunks = await provider.stream(request)
+            waited = perf_counter() - upstream_started
+            response_headers.append(_overhead_header(perf_counter() - started - waited))
+            await send({"type": "http.response.start", "status": 200, "headers": SSE_HEADERS + response_headers})
+            await relay(chunks, receive, send)
+            return
+        reply = await provider.send(request)
+        upstream = perf_counter() - upstream_started
+        response_headers.append(_overhead_header(perf_counter() - started - upstream))
+        await send_bytes(send, 200, reply, [JSON_TYPE, *response_headers])
+    except GatewayError as exc:
+        await send_error(send, exc, response_headers)
+    except ClientDisconnected:
+        return
+    except Exception:
+        logger.exception("unhandled error on %s", scope["path"])
+        await send_error(send, internal_error(), response_headers)
+    finally:
+        gateway.request_finished()
+
+
+def _overhead_header(seconds: float) -> tuple[bytes, bytes]:
+    return b"x-sluice-overhead-ms", f"{seconds * 1000:.2f}".encode()
+
+
+async def relay(chunks: AsyncIterator[bytes], receive: Receive, send: Send) -> None:
+    """Send each chunk as it arrives; a client that leaves cancels the upstream, a broken upstream ends the stream
+    with an error event."""
+    task = asyncio.current_task()
+    assert task is not None
+    gone = asyncio.Event()
+    watcher = asyncio.create_task(_cancel_on_disconnect(receive, task, gone))
+    tail = b"\n\n"
+    try:
+        async for chunk in chunks:
+            await send({"type": "http.response.body", "body": chunk, "more_body": True})
+            tail = chunk[-2:] or tail
+        ending = b""
+    except GatewayError as exc:
+        ending = _separator(tail) + error_event(exc)
+    except asyncio.CancelledError:
+        if not gone.is_set():
+            raise
+        task.uncancel()
+        return
+    except Exception:
+        logger.exception("stream relay failed")
+        ending = _separator(tail) + error_event(internal_error())
+    finally:
+        watcher.cancel()
+        await chunks.aclose()  # type: ignore[attr-defined]
+    await send({"type": "http.response.body", "body": ending, "more_body": False})
+
+
+def _separator(tail: bytes) -> bytes:
+    """What closes a half-sent event so the error event that follows is read on its own."""
+    return b"" if tail.endswith(b"\n\n") else b"\n\n"
+
+
+async def _cancel_on_disconnect(receive: Receive, task: asyncio.Task[None], gone: asyncio.Event) -> None:
+    while True:
+        message = await receive()
+        if message["type"] == "http.disconnect":
+            gone.set()
+            task.cancel()
+            return

@@ -1,0 +1,52 @@
+"""Adds the raw-ASGI hot routes to FastAPI's OpenAPI document, so /docs shows and tries them."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import FastAPI
+from fastapi.openapi.utils import get_openapi
+from pydantic import BaseModel
+from pydantic.json_schema import models_json_schema
+
+from sluice.http.schemas import ChatCompletionRequest, CompletionRequest, EmbeddingRequest, ErrorResponse
+
+HOT_ROUTE_DOCS: dict[str, tuple[type[BaseModel], str]] = {
+    "/v1/chat/completions": (ChatCompletionRequest, "Create a chat completion (JSON, or SSE with `stream: true`)"),
+    "/v1/completions": (CompletionRequest, "Create a legacy text completion"),
+    "/v1/embeddings": (EmbeddingRequest, "Create embeddings"),
+}
+ERROR_STATUSES = {"400": "Invalid request", "401": "Missing or wrong API key", "404": "Unknown model",
+                  "413": "Body too large", "502": "Upstream unreachable", "504": "Upstream timeout"}
+
+
+def _operation(schema_ref: str, summary: str) -> dict[str, Any]:
+    error = {"content": {"application/json": {"schema": {"$ref": "#/components/schemas/ErrorResponse"}}}}
+    responses: dict[str, Any] = {"200": {"description": "The upstream's answer in OpenAI's format",
+                                         "content": {"application/json": {}, "text/event-stream": {}}}}
+    responses.update({status: {"description": text, **error} for status, text in ERROR_STATUSES.items()})
+    return {
+        "tags": ["openai"], "summary": summary,
+        "requestBody": {"required": True, "content": {"application/json": {"schema": {"$ref": schema_ref}}}},
+        "responses": responses,
+        "security": [{"HTTPBearer": []}, {"APIKeyHeader": []}],
+    }
+
+
+def install_openapi(app: FastAPI) -> None:
+    """Replace `app.openapi` with one that also lists the hot routes."""
+
+    def openapi() -> dict[str, Any]:
+        if app.openapi_schema:
+            return app.openapi_schema
+        document = get_openapi(title=app.title, version=app.version, description=app.description, routes=app.routes)
+        models = [(model, "validation") for model, _ in HOT_ROUTE_DOCS.values()] + [(ErrorResponse, "validation")]
+        refs, definitions = models_json_schema(models, ref_template="#/components/schemas/{model}")
+        components = document.setdefault("components", {})
+        components.setdefault("schemas", {}).update(definitions.get("$defs", {}))
+        for path, (model, summary) in HOT_ROUTE_DOCS.items():
+            document.setdefault("paths", {})[path] = {"post": _operation(refs[(model, "validation")]["$ref"], summary)}
+        app.openapi_schema = document
+        return document
+
+    app.openapi = openapi  # type: ignore[method-assign]

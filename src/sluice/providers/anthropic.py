@@ -1,0 +1,133 @@
+"""Anthropic's Messages API behind the OpenAI interface: calls, errors and streams translated both ways."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import AsyncIterator
+
+import aiohttp
+import orjson
+
+from sluice.config import AnthropicProviderConfig
+from sluice.errors import GatewayError, InvalidRequest, UpstreamError, UpstreamUnreachable
+from sluice.providers.anthropic_translate import (
+    AnthropicStreamError,
+    AnthropicStreamTranslator,
+    TranslationError,
+    from_anthropic_response,
+    openai_error_from_anthropic,
+    to_anthropic_request,
+)
+from sluice.providers.base import JSONObject, UpstreamRequest
+from sluice.providers.upstream import UpstreamClient
+from sluice.streaming import DONE_EVENT, SSEDecoder, encode_data
+
+MESSAGES_PATH = "/v1/messages"
+
+
+class AnthropicProvider:
+    """Translates OpenAI chat requests to Messages API calls and the replies back."""
+
+    def __init__(self, name: str, config: AnthropicProviderConfig) -> None:
+        self.name = name
+        self.api_version = config.api_version
+        self.default_max_tokens = config.default_max_tokens
+        headers = {"anthropic-version": config.api_version, **config.headers}
+        if config.api_key is not None:
+            headers["x-api-key"] = config.api_key.get_secret_value()
+        self.client = UpstreamClient(name, config.base_url, headers, config.timeout, config.max_connections)
+
+    async def start(self) -> None:
+        await self.client.start()
+
+    async def aclose(self) -> None:
+        await self.client.aclose()
+
+    def _translate(self, request: UpstreamRequest) -> bytes:
+        if request.operation == "embeddings":
+            raise InvalidRequest(f"Provider {self.name!r} (Anthropic) does not offer embeddings.", param="model",
+                                 code="unsupported_operation")
+        body = chat_body(request.body) if request.operation == "completions" else request.body
+        try:
+            translated = to_anthropic_request(body, model=str(body["model"]), api_version=self.api_version,
+                                              default_max_tokens=self.default_max_tokens)
+        except TranslationError as exc:
+            raise InvalidRequest(str(exc), param=exc.param) from exc
+        return orjson.dumps(translated)
+
+    def _raise_for_status(self, status: int, body: bytes) -> None:
+        if status >= 400:
+            client_status, error = openai_error_from_anthropic(status, body)
+            raise UpstreamError(str(error.get("message")), status=client_status, type=error.get("type"),
+                                code=error.get("code"), param=error.get("param"))
+
+    async def send(self, request: UpstreamRequest) -> bytes:
+        status, body = await self.client.post(MESSAGES_PATH, self._translate(request), request.headers)
+        self._raise_for_status(status, body)
+        reply = from_anthropic_response(orjson.loads(body), model=str(request.body["model"]), created=int(time.time()))
+        if request.operation == "completions":
+            reply = completion_from_chat(reply)
+        return orjson.dumps(reply)
+
+    async def stream(self, request: UpstreamRequest) -> AsyncIterator[bytes]:
+        reply = await self.client.open(MESSAGES_PATH, self._translate(request), request.headers)
+        if reply.status >= 400:
+            async with reply:
+                self._raise_for_status(reply.status, await reply.read())
+        translator = AnthropicStreamTranslator(model=str(request.body["model"]), created=int(time.time()),
+                                               include_usage=request.include_usage)
+        return self._translate_stream(reply, translator, request.operation == "completions")
+
+    async def _translate_stream(self, reply: aiohttp.ClientResponse, translator: AnthropicStreamTranslator,
+                                as_completion: bool) -> AsyncIterator[bytes]:
+        decoder = SSEDecoder()
+        relay = self.client.relay(reply)
+        try:
+            async for data in relay:
+                for event in decoder.feed(data):
+                    for chunk in _feed(translator, event.event, event.data):
+                        yield encode_data(completion_chunk(chunk) if as_completion else chunk)
+                if translator.done:
+                    yield DONE_EVENT
+                    return
+        finally:
+            await relay.aclose()
+        raise UpstreamUnreachable(f"Upstream provider {self.name!r} ended the stream before message_stop.")
+
+
+def _feed(translator: AnthropicStreamTranslator, event: str, data: str) -> list[JSONObject]:
+    try:
+        return translator.feed(event, orjson.loads(data) if data else {})
+    except AnthropicStreamError as exc:
+        status = 503 if exc.error_type == "overloaded_error" else 502
+        raise UpstreamError(exc.message, status=status, type=exc.error_type) from exc
+    except orjson.JSONDecodeError as exc:
+        raise GatewayError(f"Upstream sent an unreadable {event!r} event.", status=502) from exc
+
+
+def chat_body(body: JSONObject) -> JSONObject:
+    """A legacy completions request as a one-message chat request."""
+    prompt = body.get("prompt", "")
+    text = prompt if isinstance(prompt, str) else "".join(map(str, prompt)) if isinstance(prompt, list) else ""
+    chat = {key: value for key, value in body.items() if key not in ("prompt", "echo", "suffix", "logprobs", "best_of")}
+    chat["messages"] = [{"role": "user", "content": text}]
+    return chat
+
+
+def completion_from_chat(reply: JSONObject) -> JSONObject:
+    """A `chat.completion` reshaped as a legacy `text_completion`."""
+    choices = [{"index": c["index"], "text": c["message"].get("content") or "", "logprobs": None,
+                "finish_reason": c["finish_reason"]} for c in reply["choices"]]
+    return {"id": reply["id"], "object": "text_completion", "created": reply["created"], "model": reply["model"],
+            "choices": choices, "usage": reply.get("usage")}
+
+
+def completion_chunk(chunk: JSONObject) -> JSONObject:
+    """A `chat.completion.chunk` reshaped as a streamed `text_completion`."""
+    choices = [{"index": c["index"], "text": c["delta"].get("content") or "", "logprobs": None,
+                "finish_reason": c.get("finish_reason")} for c in chunk["choices"]]
+    out = {"id": chunk["id"], "object": "text_completion", "created": chunk["created"], "model": chunk["model"],
+           "choices": choices}
+    if chunk.get("usage") is not None:
+        out["usage"] = chunk["usage"]
+    return out

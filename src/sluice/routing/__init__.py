@@ -1,0 +1,1 @@
+"""Routing: which provider and upstream model serve a request."""
