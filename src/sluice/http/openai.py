@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import re
 import uuid
 from collections.abc import AsyncIterator
 from functools import partial
@@ -40,6 +41,7 @@ from sluice.streaming import SSE_HEADERS, error_event
 
 logger = logging.getLogger("sluice.http")
 
+_SAFE_REQUEST_ID = re.compile(rb"[A-Za-z0-9._:/+=@-]{1,128}")
 PROPAGATED_HEADERS = (b"traceparent", b"tracestate")
 SCHEMAS: dict[Operation, type[BaseModel]] = {
     "chat": ChatCompletionRequest,
@@ -60,7 +62,7 @@ def hot_routes(gateway: Gateway) -> dict[str, ASGIApp]:
 def request_id_of(headers: dict[bytes, bytes]) -> bytes:
     """The caller's `X-Request-ID` when it is sane, else a new one."""
     given = headers.get(b"x-request-id")
-    if given and len(given) <= 128 and given.isascii() and given.isprintable():
+    if given and _SAFE_REQUEST_ID.fullmatch(given):
         return given
     return uuid.uuid4().hex.encode()
 

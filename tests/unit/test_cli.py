@@ -1,0 +1,52 @@
+"""The `sluice` command's checks that run before any server starts."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from sluice.cli import main
+
+
+def test_check_config_accepts_the_defaults(capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch,
+                                           tmp_path: Path) -> None:
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv("SLUICE_CONFIG", raising=False)
+    assert main(["check-config"]) == 0
+    assert "<embedded defaults>: OK (1 providers, 1 models)" in capsys.readouterr().out
+
+
+def test_check_config_names_the_problem(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
+    bad = tmp_path / "sluice.yaml"
+    bad.write_text("providers:\n  m: {type: mock}\nmodels:\n  - {name: a, provider: zz, model: b}\n")
+    assert main(["check-config", "--config", str(bad)]) == 2
+    assert f"invalid config: {bad}: models[0].provider: unknown provider 'zz'" in capsys.readouterr().err
+
+
+def test_config_comes_from_env(capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch,
+                               tmp_path: Path) -> None:
+    file = tmp_path / "custom.yaml"
+    file.write_text("providers:\n  m: {type: mock}\n")
+    monkeypatch.setenv("SLUICE_CONFIG", str(file))
+    assert main(["check-config"]) == 0
+    assert f"{file}: OK (1 providers, 0 models)" in capsys.readouterr().out
+
+
+def test_serve_refuses_to_start_without_keys(capsys: pytest.CaptureFixture[str],
+                                             monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("SLUICE_API_KEYS", raising=False)
+    monkeypatch.delenv("SLUICE_ALLOW_NO_AUTH", raising=False)
+    assert main(["serve"]) == 2
+    assert "refusing to start without API keys" in capsys.readouterr().err
+
+
+def test_empty_key_in_list_is_refused(capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("SLUICE_API_KEYS", "good,,")
+    assert main(["serve"]) == 2
+    assert "SLUICE_API_KEYS contains an empty key" in capsys.readouterr().err
+
+
+def test_version(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["version"]) == 0
+    assert capsys.readouterr().out.strip() == "0.1.0"
