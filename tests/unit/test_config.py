@@ -40,7 +40,8 @@ def test_optional_env_reference_uses_default() -> None:
          "f.yaml: models[0].provider: unknown provider 'x'"),
         ("providers:\n  m: {type: mock}\nmodels:\n  - {name: a, provider: m, model: y}\n"
          "  - {name: b, provider: m, model: y, aliases: [a]}\n", "name 'a' is already used"),
-        ("providers:\n  m: {type: mock, lateny_ms: 3}\n", "f.yaml: providers.m.lateny_ms: Extra inputs are not permitted"),
+        ("providers:\n  m: {type: mock, lateny_ms: 3}\n",
+         "f.yaml: providers.m.lateny_ms: Extra inputs are not permitted"),
         ("- just a list\n", "f.yaml: the top level must be a mapping"),
         ("providers: {a: [}\n", "f.yaml: not valid YAML"),
     ],

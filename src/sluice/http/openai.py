@@ -12,7 +12,7 @@ import asyncio
 import logging
 import re
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator
 from functools import partial
 from time import perf_counter
 
@@ -164,7 +164,7 @@ def _overhead_header(seconds: float) -> tuple[bytes, bytes]:
     return b"x-sluice-overhead-ms", f"{seconds * 1000:.2f}".encode()
 
 
-async def relay(chunks: AsyncIterator[bytes], receive: Receive, send: Send) -> None:
+async def relay(chunks: AsyncGenerator[bytes, None], receive: Receive, send: Send) -> None:
     """Send each chunk as it arrives; a client that leaves cancels the upstream, a broken upstream ends the stream
     with an error event."""
     task = asyncio.current_task()
@@ -189,7 +189,7 @@ async def relay(chunks: AsyncIterator[bytes], receive: Receive, send: Send) -> N
         ending = _separator(tail) + error_event(internal_error())
     finally:
         watcher.cancel()
-        await chunks.aclose()  # type: ignore[attr-defined]
+        await chunks.aclose()
     await send({"type": "http.response.body", "body": ending, "more_body": False})
 
 

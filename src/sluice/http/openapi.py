@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Literal
 
 from fastapi import FastAPI
 from fastapi.openapi.utils import get_openapi
@@ -40,7 +40,8 @@ def install_openapi(app: FastAPI) -> None:
         if app.openapi_schema:
             return app.openapi_schema
         document = get_openapi(title=app.title, version=app.version, description=app.description, routes=app.routes)
-        models = [(model, "validation") for model, _ in HOT_ROUTE_DOCS.values()] + [(ErrorResponse, "validation")]
+        mode: Literal["validation"] = "validation"
+        models = [(model, mode) for model, _ in HOT_ROUTE_DOCS.values()] + [(ErrorResponse, mode)]
         refs, definitions = models_json_schema(models, ref_template="#/components/schemas/{model}")
         components = document.setdefault("components", {})
         components.setdefault("schemas", {}).update(definitions.get("$defs", {}))

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator
 
 import aiohttp
 import orjson
@@ -69,7 +69,7 @@ class AnthropicProvider:
             reply = completion_from_chat(reply)
         return orjson.dumps(reply)
 
-    async def stream(self, request: UpstreamRequest) -> AsyncIterator[bytes]:
+    async def stream(self, request: UpstreamRequest) -> AsyncGenerator[bytes, None]:
         reply = await self.client.open(MESSAGES_PATH, self._translate(request), request.headers)
         if reply.status >= 400:
             async with reply:
@@ -79,7 +79,7 @@ class AnthropicProvider:
         return self._translate_stream(reply, translator, request.operation == "completions")
 
     async def _translate_stream(self, reply: aiohttp.ClientResponse, translator: AnthropicStreamTranslator,
-                                as_completion: bool) -> AsyncIterator[bytes]:
+                                as_completion: bool) -> AsyncGenerator[bytes, None]:
         decoder = SSEDecoder()
         relay = self.client.relay(reply)
         try:

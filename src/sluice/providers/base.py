@@ -7,7 +7,7 @@ at their edge; nothing else knows a provider's own format.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator
 from dataclasses import dataclass, field
 from typing import Any, Literal, Protocol
 
@@ -62,7 +62,7 @@ class Provider(Protocol):
     async def send(self, request: UpstreamRequest) -> bytes:
         """Make a non-streaming call and return the OpenAI-shaped JSON reply; raise GatewayError on failure."""
 
-    async def stream(self, request: UpstreamRequest) -> AsyncIterator[bytes]:
+    async def stream(self, request: UpstreamRequest) -> AsyncGenerator[bytes, None]:
         """Start a streaming call; raise GatewayError before the first byte, then yield OpenAI SSE bytes.
 
         The caller must close the returned iterator (`aclose`) if it stops early, which

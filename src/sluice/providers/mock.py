@@ -7,7 +7,7 @@ import base64
 import hashlib
 import struct
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator
 from typing import Any
 
 import orjson
@@ -44,12 +44,12 @@ class MockProvider:
             return orjson.dumps(completion_reply(request.body))
         return orjson.dumps(chat_reply(request.body))
 
-    async def stream(self, request: UpstreamRequest) -> AsyncIterator[bytes]:
+    async def stream(self, request: UpstreamRequest) -> AsyncGenerator[bytes, None]:
         if request.operation == "embeddings":
             raise InvalidRequest("Embeddings cannot be streamed.", param="stream")
         return self._events(request)
 
-    async def _events(self, request: UpstreamRequest) -> AsyncIterator[bytes]:
+    async def _events(self, request: UpstreamRequest) -> AsyncGenerator[bytes, None]:
         if self.latency:
             await asyncio.sleep(self.latency)
         if request.operation == "completions":
@@ -129,7 +129,8 @@ def chat_reply(body: JSONObject) -> JSONObject:
     return {
         "id": _reply_id(body, "chatcmpl-mock-"), "object": "chat.completion", "created": int(time.time()),
         "model": body.get("model"), "system_fingerprint": "sluice-mock",
-        "choices": [{"index": 0, "message": message, "logprobs": None, "finish_reason": "tool_calls" if tool else "stop"}],
+        "choices": [{"index": 0, "message": message, "logprobs": None,
+                     "finish_reason": "tool_calls" if tool else "stop"}],
         "usage": _usage(_prompt_tokens(body), completion),
     }
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncGenerator, Mapping
 
 from sluice.config import OpenAIProviderConfig
 from sluice.providers.base import OPERATION_PATHS, UpstreamRequest
@@ -34,7 +34,7 @@ class OpenAIProvider:
         raise_for_openai_error(self.name, status, body)
         return body
 
-    async def stream(self, request: UpstreamRequest) -> AsyncIterator[bytes]:
+    async def stream(self, request: UpstreamRequest) -> AsyncGenerator[bytes, None]:
         path, params = self._target(request)
         reply = await self.client.open(path, request.encoded(), request.headers, params)
         if reply.status >= 400:

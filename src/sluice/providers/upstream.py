@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import AsyncIterator, Iterator, Mapping
+from collections.abc import AsyncGenerator, Iterator, Mapping
 from typing import Any
 
 import aiohttp
@@ -22,7 +22,8 @@ def map_transport_errors(provider: str) -> Iterator[None]:
     except (TimeoutError, aiohttp.ServerTimeoutError, aiohttp.ConnectionTimeoutError) as exc:
         raise UpstreamTimeout(f"Upstream provider {provider!r} timed out.") from exc
     except aiohttp.ClientError as exc:
-        raise UpstreamUnreachable(f"Upstream provider {provider!r} could not be reached: {type(exc).__name__}.") from exc
+        reason = type(exc).__name__
+        raise UpstreamUnreachable(f"Upstream provider {provider!r} could not be reached: {reason}.") from exc
 
 
 class UpstreamClient:
@@ -68,7 +69,7 @@ class UpstreamClient:
         with map_transport_errors(self.provider):
             return await self.session.post(self.base_url + path, data=body, headers=headers, params=params)
 
-    async def relay(self, reply: aiohttp.ClientResponse) -> AsyncIterator[bytes]:
+    async def relay(self, reply: aiohttp.ClientResponse) -> AsyncGenerator[bytes, None]:
         """Yield the reply's body as it arrives; closing the iterator early aborts the upstream request."""
         finished = False
         try:
