@@ -1,0 +1,1 @@
+"""Upstream provider adapters behind one small interface."""
