@@ -26,7 +26,7 @@ run: install
 	SLUICE_API_KEYS="$${SLUICE_API_KEYS:-sk-sluice-dev}" $(BIN)/sluice serve --host "$${SLUICE_HOST:-0.0.0.0}" --port "$${SLUICE_PORT:-8000}"
 
 lint: install
-	$(BIN)/ruff check src tests bench
+	$(BIN)/ruff check .
 
 typecheck: install
 	$(BIN)/mypy
