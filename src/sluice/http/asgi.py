@@ -58,4 +58,5 @@ async def send_bytes(send: Send, status: int, body: bytes, headers: list[tuple[b
 
 async def send_error(send: Send, error: GatewayError, headers: list[tuple[bytes, bytes]]) -> None:
     """The OpenAI-shaped error response for `error`."""
-    await send_bytes(send, error.status, error.to_json(), [JSON_TYPE, *headers])
+    body = error.to_json()
+    await send_bytes(send, error.status, body, [JSON_TYPE, (b"content-length", str(len(body)).encode()), *headers])

@@ -10,8 +10,8 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import re
-import uuid
 from collections.abc import AsyncGenerator
 from functools import partial
 from time import perf_counter
@@ -64,7 +64,7 @@ def request_id_of(headers: dict[bytes, bytes]) -> bytes:
     given = headers.get(b"x-request-id")
     if given and _SAFE_REQUEST_ID.fullmatch(given):
         return given
-    return uuid.uuid4().hex.encode()
+    return os.urandom(16).hex().encode()
 
 
 def authenticate(gateway: Gateway, headers: dict[bytes, bytes]) -> Principal:
@@ -148,6 +148,7 @@ async def handle(gateway: Gateway, operation: Operation, scope: Scope, receive: 
         reply = await provider.send(request)
         upstream = perf_counter() - upstream_started
         response_headers.append(_overhead_header(perf_counter() - started - upstream))
+        response_headers.append((b"content-length", str(len(reply)).encode()))
         await send_bytes(send, 200, reply, [JSON_TYPE, *response_headers])
     except GatewayError as exc:
         await send_error(send, exc, response_headers)

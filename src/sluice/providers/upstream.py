@@ -41,7 +41,7 @@ class UpstreamClient:
     async def start(self) -> None:
         connector = aiohttp.TCPConnector(limit=self._max_connections, ttl_dns_cache=300, enable_cleanup_closed=True)
         self._session = aiohttp.ClientSession(
-            connector=connector, timeout=self._timeout, headers=self.headers, auto_decompress=True,
+            connector=connector, timeout=self._timeout, auto_decompress=True,
             skip_auto_headers=("User-Agent",), json_serialize=lambda obj: orjson.dumps(obj).decode(),
         )
 
@@ -56,18 +56,20 @@ class UpstreamClient:
             raise GatewayError(f"Provider {self.provider!r} is not started.")
         return self._session
 
-    async def post(self, path: str, body: bytes, headers: Mapping[str, str], params: Mapping[str, str] | None = None
+    async def post(self, path: str, body: bytes, headers: dict[str, str], params: Mapping[str, str] | None = None
                    ) -> tuple[int, bytes]:
         """POST and read the whole reply."""
         with map_transport_errors(self.provider):
-            async with self.session.post(self.base_url + path, data=body, headers=headers, params=params) as reply:
+            async with self.session.post(self.base_url + path, data=body, headers=self.headers | headers,
+                                         params=params) as reply:
                 return reply.status, await reply.read()
 
-    async def open(self, path: str, body: bytes, headers: Mapping[str, str], params: Mapping[str, str] | None = None
+    async def open(self, path: str, body: bytes, headers: dict[str, str], params: Mapping[str, str] | None = None
                    ) -> aiohttp.ClientResponse:
         """POST and return the reply once its headers arrived; the body is read by the caller."""
         with map_transport_errors(self.provider):
-            return await self.session.post(self.base_url + path, data=body, headers=headers, params=params)
+            return await self.session.post(self.base_url + path, data=body, headers=self.headers | headers,
+                                           params=params)
 
     async def relay(self, reply: aiohttp.ClientResponse) -> AsyncGenerator[bytes, None]:
         """Yield the reply's body as it arrives; closing the iterator early aborts the upstream request."""
