@@ -9,7 +9,7 @@ from fastapi import FastAPI
 from sluice.config import SluiceConfig, load_config
 from sluice.errors import GatewayError
 from sluice.gateway import Gateway
-from sluice.http import health, models
+from sluice.http import health, metrics, models
 from sluice.http.asgi import JSON_TYPE, ASGIApp, Receive, Scope, Send, send_error
 from sluice.http.errors import install_error_handlers
 from sluice.http.openai import hot_routes
@@ -71,6 +71,7 @@ def create_api(gateway: Gateway) -> FastAPI:
     api.state.gateway = gateway
     api.include_router(health.router)
     api.include_router(models.router)
+    api.include_router(metrics.router)
     install_error_handlers(api)
     install_openapi(api)
     return api

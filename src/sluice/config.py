@@ -12,7 +12,7 @@ from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, m
 
 DEFAULT_CONFIG_TEXT = """\
 providers:
-  mock: {type: mock}
+  mock: {type: mock, chunk_delay_ms: 25, chunks: 8}
 models:
   - {name: mock, provider: mock, model: mock-1}
 """
@@ -101,6 +101,12 @@ class ServerConfig(_Strict):
     shutdown_grace_seconds: float = Field(30.0, ge=0)
 
 
+class MetricsConfig(_Strict):
+    """The /metrics endpoint."""
+
+    require_key: bool = True
+
+
 class SluiceConfig(_Strict):
     """The whole sluice.yaml."""
 
@@ -108,6 +114,7 @@ class SluiceConfig(_Strict):
     models: list[ModelConfig] = []
     limits: Limits = Limits()
     server: ServerConfig = ServerConfig()
+    metrics: MetricsConfig = MetricsConfig()
 
     @model_validator(mode="after")
     def _check_references(self) -> SluiceConfig:

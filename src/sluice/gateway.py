@@ -11,6 +11,7 @@ from sluice.keys.static import StaticKeyRing
 from sluice.providers.registry import build_providers
 from sluice.routing.table import RouteTable
 from sluice.settings import Settings
+from sluice.telemetry.metrics import Metrics
 
 
 class Gateway:
@@ -25,6 +26,7 @@ class Gateway:
         self.routes = RouteTable(config, self.providers)
         self.keys = StaticKeyRing((key.get_secret_value() for key in settings.api_keys),
                                   allow_no_auth=settings.allow_no_auth)
+        self.metrics = Metrics()
         self.in_flight = 0
         self._idle = asyncio.Event()
         self._idle.set()
@@ -44,9 +46,11 @@ class Gateway:
 
     def request_started(self) -> None:
         self.in_flight += 1
+        self.metrics.in_flight.inc()
         self._idle.clear()
 
     def request_finished(self) -> None:
         self.in_flight -= 1
+        self.metrics.in_flight.dec()
         if self.in_flight == 0:
             self._idle.set()

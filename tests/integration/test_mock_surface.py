@@ -169,3 +169,18 @@ def test_official_sdk_streams_from_mock(gateway_url: str) -> None:
         openai.OpenAI(base_url=gateway_url + "/v1", api_key="bad", max_retries=0).models.list()
     with pytest.raises(openai.BadRequestError):
         sdk.chat.completions.create(model="mock", messages=[])
+
+
+def test_metrics_show_overhead_and_need_a_key_by_default(client: httpx.Client, gateway_url: str) -> None:
+    client.post(CHAT, json={"model": "mock", "messages": HELLO})
+    refused = httpx.get(gateway_url + "/metrics")
+    assert refused.status_code == 401 and "metrics.require_key" in refused.json()["error"]["message"]
+    text = client.get("/metrics").text
+    assert 'sluice_overhead_seconds_count{operation="chat"} 1.0' in text
+    assert "sluice_in_flight_requests 0.0" in text
+
+
+def test_metrics_can_be_open(gateway_factory: GatewayFactory) -> None:
+    config = "providers:\n  mock: {type: mock}\nmetrics: {require_key: false}\n"
+    with gateway_factory(config) as url:
+        assert httpx.get(url + "/metrics").status_code == 200

@@ -141,13 +141,13 @@ async def handle(gateway: Gateway, operation: Operation, scope: Scope, receive: 
         if request.stream:
             chunks = await provider.stream(request)
             waited = perf_counter() - upstream_started
-            response_headers.append(_overhead_header(perf_counter() - started - waited))
+            response_headers.append(_overhead(gateway, operation, perf_counter() - started - waited))
             await send({"type": "http.response.start", "status": 200, "headers": SSE_HEADERS + response_headers})
             await relay(chunks, receive, send)
             return
         reply = await provider.send(request)
         upstream = perf_counter() - upstream_started
-        response_headers.append(_overhead_header(perf_counter() - started - upstream))
+        response_headers.append(_overhead(gateway, operation, perf_counter() - started - upstream))
         response_headers.append((b"content-length", str(len(reply)).encode()))
         await send_bytes(send, 200, reply, [JSON_TYPE, *response_headers])
     except GatewayError as exc:
@@ -161,7 +161,9 @@ async def handle(gateway: Gateway, operation: Operation, scope: Scope, receive: 
         gateway.request_finished()
 
 
-def _overhead_header(seconds: float) -> tuple[bytes, bytes]:
+def _overhead(gateway: Gateway, operation: Operation, seconds: float) -> tuple[bytes, bytes]:
+    """Record the gateway's own time for this request and return the header that shows it."""
+    gateway.metrics.overhead_by_operation[operation].observe(seconds)
     return b"x-sluice-overhead-ms", f"{seconds * 1000:.2f}".encode()
 
 

@@ -1,0 +1,1 @@
+"""Telemetry: metrics now; traces and structured logs join here."""
