@@ -36,7 +36,7 @@ from sluice.http.asgi import (
 from sluice.http.schemas import ChatCompletionRequest, CompletionRequest, EmbeddingRequest
 from sluice.keys.principal import Principal
 from sluice.keys.static import presented_key
-from sluice.providers.base import JSONObject, Operation, UpstreamRequest
+from sluice.providers.base import JSONObject, Operation, Provider, UpstreamRequest
 from sluice.streaming import SSE_HEADERS, error_event
 
 logger = logging.getLogger("sluice.http")
@@ -105,7 +105,7 @@ def field_path(location: tuple[int | str, ...]) -> str:
 
 
 def upstream_request(gateway: Gateway, operation: Operation, principal: Principal, raw: bytes,
-                     headers: dict[bytes, bytes], request_id: bytes) -> tuple[UpstreamRequest, str]:
+                     headers: dict[bytes, bytes], request_id: bytes) -> tuple[UpstreamRequest, Provider]:
     """Validate, resolve the model and build the call to make upstream."""
     body = parse_body(raw, SCHEMAS[operation])
     model = body["model"]
@@ -122,7 +122,7 @@ def upstream_request(gateway: Gateway, operation: Operation, principal: Principa
     for name in PROPAGATED_HEADERS:
         if name in headers:
             forwarded[name.decode()] = headers[name].decode("latin-1")
-    return UpstreamRequest(operation, body, raw_out, forwarded), deployment.provider.name
+    return UpstreamRequest(operation, body, raw_out, forwarded), deployment.provider
 
 
 async def handle(gateway: Gateway, operation: Operation, scope: Scope, receive: Receive, send: Send) -> None:
@@ -135,8 +135,7 @@ async def handle(gateway: Gateway, operation: Operation, scope: Scope, receive: 
     try:
         principal = authenticate(gateway, headers)
         raw = await read_body(receive, headers, gateway.config.limits.max_body_bytes)
-        request, provider_name = upstream_request(gateway, operation, principal, raw, headers, request_id)
-        provider = gateway.providers[provider_name]
+        request, provider = upstream_request(gateway, operation, principal, raw, headers, request_id)
         upstream_started = perf_counter()
         if request.stream:
             chunks = await provider.stream(request)
