@@ -28,7 +28,8 @@ class ThreadedServer(uvicorn.Server):
 
 
 @contextlib.contextmanager
-def serve(app: Any, *, port: int | None = None, lifespan: Literal["auto", "on", "off"] = "on", timeout: float = 10.0) -> Iterator[str]:
+def serve(app: Any, *, port: int | None = None, lifespan: Literal["auto", "on", "off"] = "on",
+          timeout: float = 10.0) -> Iterator[str]:
     """Serve `app` on 127.0.0.1 and yield its base URL (``http://127.0.0.1:PORT``); stop it on exit."""
     port = port or free_port()
     config = uvicorn.Config(

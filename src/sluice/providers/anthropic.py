@@ -5,7 +5,6 @@ from __future__ import annotations
 import time
 from collections.abc import AsyncGenerator
 
-import aiohttp
 import orjson
 
 from sluice.config import AnthropicProviderConfig
@@ -19,7 +18,7 @@ from sluice.providers.anthropic_translate import (
     to_anthropic_request,
 )
 from sluice.providers.base import JSONObject, UpstreamRequest
-from sluice.providers.upstream import UpstreamClient
+from sluice.providers.upstream import OpenStream, UpstreamClient
 from sluice.streaming import DONE_EVENT, SSEDecoder, encode_data
 
 MESSAGES_PATH = "/v1/messages"
@@ -72,13 +71,16 @@ class AnthropicProvider:
     async def stream(self, request: UpstreamRequest) -> AsyncGenerator[bytes, None]:
         reply = await self.client.open(MESSAGES_PATH, self._translate(request), request.headers)
         if reply.status >= 400:
-            async with reply:
-                self._raise_for_status(reply.status, await reply.read())
+            try:
+                body = await reply.read()
+            finally:
+                await reply.close()
+            self._raise_for_status(reply.status, body)
         translator = AnthropicStreamTranslator(model=str(request.body["model"]), created=int(time.time()),
                                                include_usage=request.include_usage)
         return self._translate_stream(reply, translator, request.operation == "completions")
 
-    async def _translate_stream(self, reply: aiohttp.ClientResponse, translator: AnthropicStreamTranslator,
+    async def _translate_stream(self, reply: OpenStream, translator: AnthropicStreamTranslator,
                                 as_completion: bool) -> AsyncGenerator[bytes, None]:
         decoder = SSEDecoder()
         relay = self.client.relay(reply)

@@ -38,7 +38,9 @@ class OpenAIProvider:
         path, params = self._target(request)
         reply = await self.client.open(path, request.encoded(), request.headers, params)
         if reply.status >= 400:
-            async with reply:
+            try:
                 body = await reply.read()
+            finally:
+                await reply.close()
             raise_for_openai_error(self.name, reply.status, body)
         return self.client.relay(reply)

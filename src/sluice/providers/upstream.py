@@ -1,14 +1,22 @@
-"""The pooled HTTP client one provider uses, and the one map from transport failures to gateway errors."""
+"""The pooled HTTP client one provider uses, and the one map from transport failures to gateway errors.
+
+The client is pyreqwest (Rust's reqwest/hyper): measured in docs/benchmarks.md at about a third of
+aiohttp's CPU time per proxied request, which is most of what a gateway request costs.
+"""
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 from collections.abc import AsyncGenerator, Iterator, Mapping
+from dataclasses import dataclass
+from datetime import timedelta
 from typing import Any
 
-import aiohttp
 import orjson
+from pyreqwest.client import Client, ClientBuilder
+from pyreqwest.exceptions import RequestError, RequestTimeoutError
+from pyreqwest.request import StreamRequest
+from pyreqwest.response import Response
 
 from sluice.config import Timeouts
 from sluice.errors import GatewayError, UpstreamError, UpstreamTimeout, UpstreamUnreachable
@@ -16,74 +24,97 @@ from sluice.errors import GatewayError, UpstreamError, UpstreamTimeout, Upstream
 
 @contextlib.contextmanager
 def map_transport_errors(provider: str) -> Iterator[None]:
-    """Turn aiohttp and timeout errors into UpstreamTimeout / UpstreamUnreachable."""
+    """Turn the client's timeouts and transport failures into UpstreamTimeout / UpstreamUnreachable."""
     try:
         yield
-    except (TimeoutError, aiohttp.ServerTimeoutError, aiohttp.ConnectionTimeoutError) as exc:
+    except RequestTimeoutError as exc:
         raise UpstreamTimeout(f"Upstream provider {provider!r} timed out.") from exc
-    except aiohttp.ClientError as exc:
+    except RequestError as exc:
         reason = type(exc).__name__
         raise UpstreamUnreachable(f"Upstream provider {provider!r} could not be reached: {reason}.") from exc
 
 
+@dataclass(slots=True)
+class OpenStream:
+    """A reply whose headers arrived and whose body is still to be read; `close` releases it."""
+
+    request: StreamRequest
+    response: Response
+
+    @property
+    def status(self) -> int:
+        return self.response.status
+
+    async def read(self) -> bytes:
+        return bytes(await self.response.bytes())
+
+    async def close(self) -> None:
+        await self.request.__aexit__(None, None, None)
+
+
 class UpstreamClient:
-    """One pooled aiohttp session for one provider, opened at start-up and closed at shutdown."""
+    """One pooled client for one provider, opened at start-up and closed at shutdown."""
 
     def __init__(self, provider: str, base_url: str, headers: Mapping[str, str], timeout: Timeouts,
                  max_connections: int) -> None:
         self.provider = provider
         self.base_url = base_url.rstrip("/")
         self.headers = {"Content-Type": "application/json", **headers}
-        self._timeout = aiohttp.ClientTimeout(total=None, sock_connect=timeout.connect, sock_read=timeout.read)
+        self._timeout = timeout
         self._max_connections = max_connections
-        self._session: aiohttp.ClientSession | None = None
+        self._client: Client | None = None
 
     async def start(self) -> None:
-        connector = aiohttp.TCPConnector(limit=self._max_connections, ttl_dns_cache=300, enable_cleanup_closed=True)
-        self._session = aiohttp.ClientSession(
-            connector=connector, timeout=self._timeout, auto_decompress=True,
-            skip_auto_headers=("User-Agent",), json_serialize=lambda obj: orjson.dumps(obj).decode(),
+        self._client = (
+            ClientBuilder()
+            .max_connections(self._max_connections)
+            .connect_timeout(timedelta(seconds=self._timeout.connect))
+            .read_timeout(timedelta(seconds=self._timeout.read))
+            .error_for_status(False)
+            .build()
         )
 
     async def aclose(self) -> None:
-        if self._session is not None:
-            await self._session.close()
-            self._session = None
+        if self._client is not None:
+            await self._client.close()
+            self._client = None
 
     @property
-    def session(self) -> aiohttp.ClientSession:
-        if self._session is None:
+    def client(self) -> Client:
+        if self._client is None:
             raise GatewayError(f"Provider {self.provider!r} is not started.")
-        return self._session
+        return self._client
 
     async def post(self, path: str, body: bytes, headers: dict[str, str], params: Mapping[str, str] | None = None
                    ) -> tuple[int, bytes]:
         """POST and read the whole reply."""
+        builder = self.client.post(self.base_url + path).headers(self.headers | headers).body_bytes(body)
+        if params:
+            builder = builder.query(dict(params))
         with map_transport_errors(self.provider):
-            async with self.session.post(self.base_url + path, data=body, headers=self.headers | headers,
-                                         params=params) as reply:
-                return reply.status, await reply.read()
+            reply = await builder.build().send()
+            return reply.status, bytes(await reply.bytes())
 
     async def open(self, path: str, body: bytes, headers: dict[str, str], params: Mapping[str, str] | None = None
-                   ) -> aiohttp.ClientResponse:
+                   ) -> OpenStream:
         """POST and return the reply once its headers arrived; the body is read by the caller."""
+        builder = self.client.post(self.base_url + path).headers(self.headers | headers).body_bytes(body)
+        if params:
+            builder = builder.query(dict(params))
+        # No read-ahead: pyreqwest otherwise holds the reply until 64 KiB arrived, which buffers a stream.
+        request = builder.streamed_read_buffer_limit(0).build_streamed()
         with map_transport_errors(self.provider):
-            return await self.session.post(self.base_url + path, data=body, headers=self.headers | headers,
-                                           params=params)
+            return OpenStream(request, await request.__aenter__())
 
-    async def relay(self, reply: aiohttp.ClientResponse) -> AsyncGenerator[bytes, None]:
+    async def relay(self, stream: OpenStream) -> AsyncGenerator[bytes, None]:
         """Yield the reply's body as it arrives; closing the iterator early aborts the upstream request."""
-        finished = False
+        reader = stream.response.body_reader
         try:
             with map_transport_errors(self.provider):
-                async for data in reply.content.iter_any():
-                    yield data
-            finished = True
+                while (chunk := await reader.read_chunk()) is not None:
+                    yield bytes(chunk)
         finally:
-            if finished:
-                reply.release()
-            else:
-                reply.close()
+            await stream.close()
 
 
 def raise_for_openai_error(provider: str, status: int, body: bytes) -> None:
@@ -115,10 +146,3 @@ def _error_object(body: bytes) -> dict[str, Any]:
 
 def _optional_str(value: object) -> str | None:
     return None if value is None else str(value)
-
-
-async def cancel_quietly(task: asyncio.Task[Any]) -> None:
-    """Cancel a helper task and wait for it, ignoring its outcome."""
-    task.cancel()
-    with contextlib.suppress(asyncio.CancelledError, Exception):
-        await task

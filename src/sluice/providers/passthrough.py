@@ -1,0 +1,195 @@
+"""Provider passthrough: a provider's base URL and credentials, the headers both ways, and the forwarded call.
+
+A caller's request to `/provider/{name}{suffix}` goes to `{base_url}{suffix}` with the caller's method, query,
+headers and body. The caller's own credentials and every hop-by-hop header are dropped, the provider's
+credentials are injected, and the reply comes back as the upstream sent it (no redirects followed, no
+decompression). `safe_suffix` in `passthrough_paths.py` guarantees the URL stays under the base URL.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncGenerator, Iterable, Mapping
+from dataclasses import dataclass
+from datetime import timedelta
+from urllib.parse import parse_qsl, urlencode
+
+from pyreqwest.client import Client, ClientBuilder
+from pyreqwest.http import Url
+
+from sluice.config import (
+    AnthropicProviderConfig,
+    AzureProviderConfig,
+    MockProviderConfig,
+    OpenAIProviderConfig,
+    SluiceConfig,
+)
+from sluice.errors import GatewayError, InvalidRequest
+from sluice.providers.passthrough_paths import safe_query, safe_suffix
+from sluice.providers.upstream import OpenStream, map_transport_errors
+
+Headers = Iterable[tuple[bytes, bytes]]
+UpstreamConfig = OpenAIProviderConfig | AzureProviderConfig | AnthropicProviderConfig
+
+HOP_BY_HOP = frozenset({
+    b"connection", b"keep-alive", b"proxy-authenticate", b"proxy-authorization", b"proxy-connection", b"te",
+    b"trailer", b"transfer-encoding", b"upgrade",
+})
+"""Headers that describe one connection (RFC 9110 §7.6.1) and never cross a proxy, in either direction."""
+
+CALLER_ONLY = frozenset({
+    b"host", b"content-length", b"expect", b"authorization", b"x-api-key",
+    b"x-forwarded-for", b"x-forwarded-proto", b"x-forwarded-host", b"x-request-id",
+})
+"""Request headers the gateway drops or rewrites: its own credentials, framing it recomputes, forwarding info."""
+
+
+@dataclass(frozen=True, slots=True)
+class Forwarded:
+    """Who asked and how, for the `X-Forwarded-*` and `X-Request-ID` headers sent upstream."""
+
+    client: str | None
+    proto: str
+    host: str | None
+    request_id: str
+
+
+def hop_by_hop(headers: Headers) -> frozenset[bytes]:
+    """The fixed hop-by-hop names plus every name listed in a `Connection` header."""
+    named = {token.strip().lower() for name, value in headers if name == b"connection" for token in value.split(b",")}
+    return HOP_BY_HOP | named if named else HOP_BY_HOP
+
+
+class PassthroughTarget:
+    """One provider as a raw HTTP upstream: base URL, injected credentials and a pooled client of its own.
+
+    The client is separate from the provider's: it must neither decompress replies nor follow redirects, and
+    both are client-wide settings.
+    """
+
+    def __init__(self, name: str, config: UpstreamConfig, credentials: Mapping[str, str],
+                 defaults: Mapping[str, str], params: Mapping[str, str]) -> None:
+        self.name = name
+        self.config = config
+        self.base = config.base_url.rstrip("/")
+        self._origin = Url(self.base)
+        self.credentials = dict(credentials)
+        """Headers that replace whatever the caller sent under the same name."""
+        self._replaced = frozenset(name.lower().encode("latin-1") for name in credentials)
+        self.defaults = dict(defaults)
+        """Headers sent only when the caller sent none of that name (`anthropic-version`)."""
+        self.params = dict(params)
+        """Query parameters added when the caller did not pass them (Azure's `api-version`)."""
+        self._client: Client | None = None
+
+    async def start(self) -> None:
+        self._client = (
+            ClientBuilder()
+            .max_connections(self.config.max_connections)
+            .connect_timeout(timedelta(seconds=self.config.timeout.connect))
+            .read_timeout(timedelta(seconds=self.config.timeout.read))
+            .error_for_status(False)
+            .gzip(False).brotli(False).zstd(False).deflate(False)
+            .follow_redirects(False)
+            .referer(False)
+            .build()
+        )
+
+    async def aclose(self) -> None:
+        if self._client is not None:
+            await self._client.close()
+            self._client = None
+
+    def url(self, suffix: str, query: bytes) -> str:
+        """`{base_url}{suffix}?{query}`, refusing any suffix or query that could leave the base URL."""
+        text = safe_query(query)
+        given = {name for name, _ in parse_qsl(text, keep_blank_values=True)}
+        missing = {name: value for name, value in self.params.items() if name not in given}
+        if missing:
+            text = f"{text}&{urlencode(missing)}" if text else urlencode(missing)
+        url = self.base + safe_suffix(suffix) + (f"?{text}" if text else "")
+        if not self._contains(Url(url)):
+            raise InvalidRequest("The provider path must stay under the provider's base URL.", code="invalid_path")
+        return url
+
+    def _contains(self, url: Url) -> bool:
+        base, base_path = self._origin, self._origin.path.rstrip("/")
+        return (url.scheme == base.scheme and url.host_str == base.host_str and url.port == base.port
+                and not url.username and url.password is None
+                and (url.path == base.path or url.path.startswith(base_path + "/")))
+
+    def headers(self, caller: list[tuple[bytes, bytes]], forwarded: Forwarded) -> list[tuple[str, str]]:
+        """The caller's end-to-end headers, with forwarding info and the provider's credentials."""
+        drop = hop_by_hop(caller) | CALLER_ONLY | self._replaced
+        out = [(name.decode("latin-1"), value.decode("latin-1")) for name, value in caller if name not in drop]
+        prior = b", ".join(value for name, value in caller if name == b"x-forwarded-for").decode("latin-1")
+        client = forwarded.client or "unknown"
+        out.append(("x-forwarded-for", f"{prior}, {client}" if prior else client))
+        out.append(("x-forwarded-proto", forwarded.proto))
+        if forwarded.host:
+            out.append(("x-forwarded-host", forwarded.host))
+        out.append(("x-request-id", forwarded.request_id))
+        out.extend(self.credentials.items())
+        sent = {name for name, _ in caller}
+        out.extend((name, value) for name, value in self.defaults.items() if name.encode() not in sent)
+        return out
+
+    async def send(self, method: str, url: str, headers: list[tuple[str, str]], body: bytes) -> OpenStream:
+        """Make the call and return the reply once its headers arrived; its body is read by the caller."""
+        if self._client is None:
+            raise GatewayError(f"Provider {self.name!r} is not started.")
+        builder = self._client.request(method, url).headers(headers)
+        if body:
+            builder = builder.body_bytes(body)
+        request = builder.streamed_read_buffer_limit(0).build_streamed()
+        with map_transport_errors(self.name):
+            return OpenStream(request, await request.__aenter__())
+
+    async def chunks(self, reply: OpenStream) -> AsyncGenerator[bytes, None]:
+        """The reply's body as it arrives; closing the iterator early aborts the upstream request."""
+        reader = reply.response.body_reader
+        try:
+            with map_transport_errors(self.name):
+                while (chunk := await reader.read_chunk()) is not None:
+                    yield bytes(chunk)
+        finally:
+            await reply.close()
+
+    async def read(self, reply: OpenStream) -> bytes:
+        """The whole reply body, then the reply released."""
+        try:
+            with map_transport_errors(self.name):
+                return await reply.read()
+        finally:
+            await reply.close()
+
+
+def reply_headers(reply: OpenStream) -> list[tuple[bytes, bytes]]:
+    """The upstream's response headers, minus hop-by-hop ones, as ASGI header pairs (names are lower-case)."""
+    pairs = [(name.encode("latin-1"), value.encode("latin-1")) for name, value in reply.response.headers.items()]
+    drop = hop_by_hop(pairs)
+    return [(name, value) for name, value in pairs if name not in drop]
+
+
+def target_for(name: str, config: UpstreamConfig) -> PassthroughTarget:
+    """The passthrough target of one provider entry: its credentials in the header its API expects."""
+    key = config.api_key.get_secret_value() if config.api_key is not None else None
+    credentials = dict(config.headers)
+    defaults: dict[str, str] = {}
+    params: dict[str, str] = {}
+    if isinstance(config, AzureProviderConfig):
+        params["api-version"] = config.api_version
+        if key is not None:
+            credentials["api-key"] = key
+    elif isinstance(config, AnthropicProviderConfig):
+        defaults["anthropic-version"] = config.api_version
+        if key is not None:
+            credentials["x-api-key"] = key
+    elif key is not None:
+        credentials["authorization"] = f"Bearer {key}"
+    return PassthroughTarget(name, config, credentials, defaults, params)
+
+
+def build_targets(config: SluiceConfig) -> dict[str, PassthroughTarget | None]:
+    """Every configured provider by name; None for providers with no upstream (mock)."""
+    return {name: None if isinstance(entry, MockProviderConfig) else target_for(name, entry)
+            for name, entry in config.providers.items()}
