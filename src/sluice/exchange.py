@@ -1,0 +1,65 @@
+"""The exchange record: one finished (or failed) request as the observers see it, and the observer contract."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Protocol
+
+logger = logging.getLogger("sluice.exchange")
+
+
+@dataclass(slots=True)
+class Exchange:
+    """Everything observers may record about one request; filled in by the edge as the request goes.
+
+    Bodies are kept as the bytes that crossed the wire (`chunks` for streams, in arrival order), so the
+    request path never parses or copies them for observers; observers decode them off the hot path.
+    """
+
+    request_id: str
+    endpoint: str
+    """The route, e.g. `/v1/chat/completions` or `/provider/openai/v1/files`."""
+    method: str
+    started_at: float
+    """Wall-clock time (time.time()) when the request arrived."""
+    operation: str | None = None
+    """`chat`, `completions`, `embeddings`, `passthrough` or a project step."""
+    key_id: str | None = None
+    provider: str | None = None
+    model: str | None = None
+    """The public model name the caller asked for."""
+    upstream_model: str | None = None
+    project: str | None = None
+    stream: bool = False
+    status: int = 0
+    request_headers: Sequence[tuple[bytes, bytes]] = ()
+    request_body: bytes | None = None
+    response_body: bytes | None = None
+    chunks: list[bytes] = field(default_factory=list)
+    latency_total: float | None = None
+    """Seconds from arrival to the last byte sent."""
+    latency_upstream: float | None = None
+    """Seconds spent waiting on the upstream."""
+    time_to_first_token: float | None = None
+    """Seconds from arrival to the first streamed chunk sent."""
+    error: str | None = None
+    """The error message a failed request was answered with."""
+    trace_id: str | None = None
+    client_disconnected: bool = False
+
+
+class Observer(Protocol):
+    """Receives finished exchanges. `observe` must return at once (enqueue, never wait on I/O)."""
+
+    def observe(self, exchange: Exchange) -> None: ...
+
+
+def notify(observers: Sequence[Observer], exchange: Exchange) -> None:
+    """Hand the exchange to every observer; one failing observer never affects the request or the others."""
+    for observer in observers:
+        try:
+            observer.observe(exchange)
+        except Exception:
+            logger.exception("observer %s failed", type(observer).__name__)
