@@ -38,5 +38,16 @@ test: lint typecheck
 unit: install
 	$(BIN)/pytest tests/unit -q
 
+## Benchmarks (issue 3): the full side-by-side run rewrites docs/benchmarks.md (~15 min); quick < 2 min.
+bench: install
+	$(BIN)/python bench/run.py --write docs/benchmarks.md
+
+bench-quick: install
+	$(BIN)/python bench/run.py --quick
+
+## CI regression guard: fails if Sluice ÷ direct chat throughput < 70 % of the ratio in docs/benchmarks.md.
+bench-guard: install
+	$(BIN)/python bench/guard.py
+
 clean:
 	rm -rf $(VENV) .tools .coverage .mypy_cache .ruff_cache .pytest_cache
