@@ -26,6 +26,8 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.routing import Route
 
+from tests.fakes.raw import raw_routes
+
 FAKE_MODEL = "gpt-test"
 MODELS = ("gpt-test", "gpt-4o-mini", "text-embedding-3-small")
 ECHO_PREFIX = "echo: "
@@ -217,6 +219,7 @@ def create_fake_openai(*, api_key: str | None = "upstream-key", azure: bool = Fa
             Route("/v1/models", _endpoint(_models, api_key), methods=["GET"]),
             Route("/v1/models/{model:path}", _endpoint(_model, api_key), methods=["GET"]),
         ]
+    routes += raw_routes()  # passthrough tests: echo, binary, streamed, gzip, redirect (tests/fakes/raw.py)
     routes.append(Route("/{path:path}", _endpoint(_not_found, None, fallback=True), methods=ALL_METHODS))
     app = Starlette(routes=routes)
     app.state.script = []

@@ -4,16 +4,30 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from sluice.errors import PermissionDenied
+
 
 @dataclass(frozen=True, slots=True)
 class Principal:
-    """A caller identified by its key; `models` None means every model."""
+    """A caller identified by its key; a scope of None (`models`, `projects`, `providers`) means no limit."""
 
     key_id: str
     models: frozenset[str] | None = None
+    projects: frozenset[str] | None = None
+    providers: frozenset[str] | None = None
 
     def may_use(self, model: str) -> bool:
         return self.models is None or model in self.models
+
+    def check_provider(self, provider: str) -> None:
+        """PermissionDenied (403) unless this key may reach `provider`."""
+        if self.providers is not None and provider not in self.providers:
+            raise PermissionDenied(f"This API key may not use provider {provider!r}.")
+
+    def check_project(self, project: str) -> None:
+        """PermissionDenied (403) unless this key may call project `project`."""
+        if self.projects is not None and project not in self.projects:
+            raise PermissionDenied(f"This API key may not call project {project!r}.")
 
 
 ANONYMOUS = Principal(key_id="anonymous")

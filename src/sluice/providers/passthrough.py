@@ -59,6 +59,26 @@ def hop_by_hop(headers: Headers) -> frozenset[bytes]:
     return HOP_BY_HOP | named if named else HOP_BY_HOP
 
 
+def _with_defaults(query: str, params: Mapping[str, str]) -> str:
+    """`query` plus each of `params` the caller did not pass."""
+    given = {name for name, _ in parse_qsl(query, keep_blank_values=True)}
+    missing = {name: value for name, value in params.items() if name not in given}
+    if not missing:
+        return query
+    return f"{query}&{urlencode(missing)}" if query else urlencode(missing)
+
+
+def forwarded_for(caller: Headers, client: str) -> str:
+    """The caller's `X-Forwarded-For` chain with `client` appended, unless the server already took `client` from
+    the end of that chain (uvicorn's proxy_headers does, for trusted proxies)."""
+    prior = b", ".join(value for name, value in caller if name == b"x-forwarded-for").decode("latin-1")
+    if not prior:
+        return client
+    if prior.rsplit(",", 1)[-1].strip() == client:
+        return prior
+    return f"{prior}, {client}"
+
+
 class PassthroughTarget:
     """One provider as a raw HTTP upstream: base URL, injected credentials and a pooled client of its own.
 
@@ -102,10 +122,8 @@ class PassthroughTarget:
     def url(self, suffix: str, query: bytes) -> str:
         """`{base_url}{suffix}?{query}`, refusing any suffix or query that could leave the base URL."""
         text = safe_query(query)
-        given = {name for name, _ in parse_qsl(text, keep_blank_values=True)}
-        missing = {name: value for name, value in self.params.items() if name not in given}
-        if missing:
-            text = f"{text}&{urlencode(missing)}" if text else urlencode(missing)
+        if self.params:
+            text = _with_defaults(text, self.params)
         url = self.base + safe_suffix(suffix) + (f"?{text}" if text else "")
         if not self._contains(Url(url)):
             raise InvalidRequest("The provider path must stay under the provider's base URL.", code="invalid_path")
@@ -121,9 +139,7 @@ class PassthroughTarget:
         """The caller's end-to-end headers, with forwarding info and the provider's credentials."""
         drop = hop_by_hop(caller) | CALLER_ONLY | self._replaced
         out = [(name.decode("latin-1"), value.decode("latin-1")) for name, value in caller if name not in drop]
-        prior = b", ".join(value for name, value in caller if name == b"x-forwarded-for").decode("latin-1")
-        client = forwarded.client or "unknown"
-        out.append(("x-forwarded-for", f"{prior}, {client}" if prior else client))
+        out.append(("x-forwarded-for", forwarded_for(caller, forwarded.client or "unknown")))
         out.append(("x-forwarded-proto", forwarded.proto))
         if forwarded.host:
             out.append(("x-forwarded-host", forwarded.host))

@@ -1,0 +1,127 @@
+"""`/provider/{name}/{path}`: any method, query and body forwarded to one provider, as a raw ASGI handler.
+
+Like the OpenAI hot routes this skips FastAPI: it is on the benchmark's hot path. Errors raised before the
+upstream answers become OpenAI-shaped responses; once the upstream's status is sent, a broken upstream aborts
+the response (the client sees a truncated body, as from any proxy) instead of appending bytes of our own.
+"""
+
+from __future__ import annotations
+
+import logging
+from functools import partial
+from time import perf_counter
+from urllib.parse import quote
+
+from sluice.errors import GatewayError, InvalidRequest, NotFound, internal_error
+from sluice.gateway import Gateway
+from sluice.http.asgi import ASGIApp, ClientDisconnected, Receive, Scope, Send, read_body, send_error
+from sluice.http.openai import authenticate, relay, request_id_of
+from sluice.providers.passthrough import Forwarded, PassthroughTarget, reply_headers
+from sluice.providers.upstream import OpenStream
+
+logger = logging.getLogger("sluice.http")
+
+PREFIX = "/provider/"
+WHOLE_BODY_LIMIT = 256 * 1024
+"""Replies with a known length up to this size are read whole and sent in one message; longer or unsized
+replies (SSE, chunked) are relayed chunk by chunk as they arrive."""
+_NO_BODY_STATUSES = frozenset({204, 304})
+
+
+def passthrough_route(gateway: Gateway) -> ASGIApp:
+    """The handler for every path under `/provider/`."""
+    return partial(handle, gateway)
+
+
+def split_target(scope: Scope) -> tuple[str, str]:
+    """(provider name, raw suffix) of `/provider/{name}{suffix}`, from the undecoded request path."""
+    raw_path: bytes | None = scope.get("raw_path")
+    try:
+        path = raw_path.decode("ascii") if raw_path else quote(scope["path"])
+    except UnicodeDecodeError:
+        raise InvalidRequest("The request path must be ASCII (percent-encode other bytes).",
+                             code="invalid_path") from None
+    if not path.startswith(PREFIX):
+        raise InvalidRequest("This provider path is not allowed: encoded slashes are not allowed.", code="invalid_path")
+    name, slash, rest = path[len(PREFIX):].partition("/")
+    return name, slash + rest
+
+
+def find_target(gateway: Gateway, name: str) -> PassthroughTarget:
+    if name not in gateway.passthrough:
+        raise NotFound(f"There is no provider named {name!r}.", code="provider_not_found")
+    target = gateway.passthrough[name]
+    if target is None:
+        raise NotFound(f"Provider {name!r} is the built-in mock provider; it has no upstream to pass requests to. "
+                       "Use it through /v1/chat/completions, /v1/completions or /v1/embeddings.",
+                       code="no_upstream")
+    return target
+
+
+def forwarded_of(scope: Scope, headers: dict[bytes, bytes], request_id: bytes) -> Forwarded:
+    client = scope.get("client")
+    host = headers.get(b"host")
+    return Forwarded(client=client[0] if client else None, proto=scope.get("scheme", "http"),
+                     host=host.decode("latin-1") if host else None, request_id=request_id.decode())
+
+
+async def handle(gateway: Gateway, scope: Scope, receive: Receive, send: Send) -> None:
+    """One passthrough request: auth, path checks, the upstream call, then the reply relayed unchanged."""
+    started = perf_counter()
+    headers = dict(scope["headers"])
+    request_id = request_id_of(headers)
+    gateway.request_started()
+    try:
+        try:
+            principal = authenticate(gateway, headers)
+            name, suffix = split_target(scope)
+            target = find_target(gateway, name)
+            principal.check_provider(name)
+            url = target.url(suffix, scope["query_string"])
+            body = await read_body(receive, headers, gateway.config.limits.max_body_bytes)
+            upstream_started = perf_counter()
+            forwarded = forwarded_of(scope, headers, request_id)
+            reply = await target.send(scope["method"], url, target.headers(scope["headers"], forwarded), body)
+            waited = perf_counter() - upstream_started
+        except GatewayError as exc:
+            await send_error(send, exc, [(b"x-request-id", request_id)])
+            return
+        except ClientDisconnected:
+            return
+        except Exception:
+            logger.exception("unhandled error on %s", scope["path"])
+            await send_error(send, internal_error(), [(b"x-request-id", request_id)])
+            return
+        overhead = perf_counter() - started - waited
+        await respond(gateway, target, reply, scope, receive, send, request_id, overhead)
+    finally:
+        gateway.request_finished()
+
+
+async def respond(gateway: Gateway, target: PassthroughTarget, reply: OpenStream, scope: Scope,
+                  receive: Receive, send: Send, request_id: bytes, overhead: float) -> None:
+    """The upstream's status, headers and body, unchanged but for hop-by-hop headers."""
+    gateway.metrics.overhead_by_operation["passthrough"].observe(overhead)
+    headers = reply_headers(reply)
+    if not any(name == b"x-request-id" for name, _ in headers):
+        headers.append((b"x-request-id", request_id))
+    headers.append((b"x-sluice-overhead-ms", f"{overhead * 1000:.2f}".encode()))
+    if _whole(scope, reply):
+        try:
+            body = await target.read(reply)
+        except GatewayError as exc:
+            await send_error(send, exc, [(b"x-request-id", request_id)])
+            return
+        await send({"type": "http.response.start", "status": reply.status, "headers": headers})
+        await send({"type": "http.response.body", "body": body})
+        return
+    await send({"type": "http.response.start", "status": reply.status, "headers": headers})
+    await relay(target.chunks(reply), receive, send, ending=None)
+
+
+def _whole(scope: Scope, reply: OpenStream) -> bool:
+    """Whether to read the reply whole: no body, or a known length small enough to hold."""
+    if scope["method"] == "HEAD" or reply.status in _NO_BODY_STATUSES:
+        return True
+    length = reply.response.get_header("content-length")
+    return length is not None and length.isdigit() and int(length) <= WHOLE_BODY_LIMIT
