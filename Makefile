@@ -8,7 +8,7 @@ POETRY_VERSION := 2.5.1
 export POETRY_VIRTUALENVS_IN_PROJECT := true
 export POETRY_NO_INTERACTION := 1
 
-.PHONY: install run test lint typecheck unit bench bench-quick bench-guard clean
+.PHONY: install phoenix run test lint typecheck unit bench bench-quick bench-guard clean
 
 $(POETRY):
 	$(PYTHON) -m venv $(POETRY_HOME)
@@ -21,6 +21,15 @@ $(VENV)/.installed: pyproject.toml poetry.lock | $(POETRY)
 
 install: $(VENV)/.installed
 
+## Arize Phoenix for the tracing tests, in its own venv: it pins anthropic<2, Sluice's dev group uses anthropic 2.
+PHOENIX_VERSION := 20.26.1
+PHOENIX := .tools/phoenix/bin/phoenix
+$(PHOENIX):
+	$(PYTHON) -m venv .tools/phoenix
+	.tools/phoenix/bin/pip install --quiet "arize-phoenix==$(PHOENIX_VERSION)"
+
+phoenix: $(PHOENIX)
+
 ## Start the gateway on :8000 with the embedded defaults (mock provider) and the development key sk-sluice-dev.
 run: install
 	SLUICE_API_KEYS="$${SLUICE_API_KEYS:-sk-sluice-dev}" $(BIN)/sluice serve --host "$${SLUICE_HOST:-0.0.0.0}" --port "$${SLUICE_PORT:-8000}"
@@ -32,7 +41,7 @@ typecheck: install
 	$(BIN)/mypy
 
 ## Lint, type-check, then the whole suite with coverage (fails below 80 % of src/).
-test: lint typecheck
+test: lint typecheck phoenix
 	$(BIN)/pytest --cov --cov-report=term --cov-fail-under=80
 
 unit: install

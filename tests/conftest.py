@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import contextlib
+import tempfile
 from collections.abc import Callable, Iterator
+from typing import Any
 
 import httpx
 import pytest
@@ -11,6 +13,7 @@ import pytest
 from sluice.app import create_app
 from sluice.config import parse_config
 from sluice.settings import Settings
+from tests.phoenix import phoenix  # noqa: F401  (session fixture: one real Phoenix server per test run)
 from tests.servers import serve
 
 DEV_KEY = "sk-test-key"
@@ -26,12 +29,17 @@ GatewayFactory = Callable[..., contextlib.AbstractContextManager[str]]
 
 @contextlib.contextmanager
 def run_gateway(config_text: str = MOCK_CONFIG, *, keys: tuple[str, ...] = (DEV_KEY,),
-                allow_no_auth: bool = False) -> Iterator[str]:
-    """Serve a Sluice app for `config_text` on loopback and yield its base URL."""
+                allow_no_auth: bool = False, **settings: Any) -> Iterator[str]:
+    """Serve a Sluice app for `config_text` on loopback and yield its base URL.
+
+    Extra keyword arguments are Settings fields; `data_dir` (the request log's SQLite file) defaults to a
+    temporary directory removed afterwards."""
     config = parse_config(config_text, "test.yaml")
-    settings = Settings(api_keys=list(keys), allow_no_auth=allow_no_auth, build="test")
-    with serve(create_app(config, settings)) as url:
-        yield url
+    with tempfile.TemporaryDirectory(prefix="sluice-test-") as data_dir:
+        resolved = Settings(api_keys=list(keys), allow_no_auth=allow_no_auth, build="test",
+                            **{"data_dir": data_dir, **settings})
+        with serve(create_app(config, resolved)) as url:
+            yield url
 
 
 @pytest.fixture

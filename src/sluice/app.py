@@ -9,23 +9,28 @@ from fastapi import FastAPI
 from sluice.config import SluiceConfig, load_config
 from sluice.errors import GatewayError
 from sluice.gateway import Gateway
-from sluice.http import health, metrics, models
+from sluice.http import admin_logs, demo, health, metrics, models
 from sluice.http.asgi import JSON_TYPE, ASGIApp, Receive, Scope, Send, send_error
 from sluice.http.errors import install_error_handlers
 from sluice.http.openai import hot_routes
 from sluice.http.openapi import install_openapi
+from sluice.http.passthrough import PREFIX, passthrough_route
+from sluice.projects.loader import load_projects, mount_projects
 from sluice.settings import Settings
+from sluice.telemetry.logs import configure_logging
 
 logger = logging.getLogger("sluice")
 
 
 class SluiceApp:
-    """Dispatches the hot OpenAI routes to raw ASGI handlers and the rest to FastAPI; owns the lifespan."""
+    """Dispatches the hot routes (OpenAI, `/provider/…`) to raw ASGI handlers and the rest to FastAPI; owns the
+    lifespan."""
 
     def __init__(self, gateway: Gateway, api: FastAPI) -> None:
         self.gateway = gateway
         self.api = api
         self.hot: dict[str, ASGIApp] = hot_routes(gateway)
+        self.passthrough = passthrough_route(gateway)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "http":
@@ -35,6 +40,9 @@ class SluiceApp:
                     await handler(scope, receive, send)
                 else:
                     await _method_not_allowed(scope, send)
+                return
+            if scope["path"].startswith(PREFIX):
+                await self.passthrough(scope, receive, send)
                 return
         elif scope["type"] == "lifespan":
             await self._lifespan(receive, send)
@@ -72,6 +80,9 @@ def create_api(gateway: Gateway) -> FastAPI:
     api.include_router(health.router)
     api.include_router(models.router)
     api.include_router(metrics.router)
+    api.include_router(demo.router)
+    mount_projects(api, load_projects(gateway.config))
+    api.include_router(admin_logs.router)
     install_error_handlers(api)
     install_openapi(api)
     return api
@@ -86,6 +97,7 @@ def create_app(config: SluiceConfig, settings: Settings) -> SluiceApp:
 def app_from_env() -> SluiceApp:
     """The factory server workers call: settings from the environment, config from SLUICE_CONFIG."""
     settings = Settings()
+    configure_logging(settings.log_format)
     return create_app(load_config(settings.config), settings)
 
 

@@ -1,4 +1,4 @@
-"""The `sluice` command: serve, check-config, version."""
+"""The `sluice` command: serve, check-config, version, db, logs."""
 
 from __future__ import annotations
 
@@ -12,6 +12,8 @@ from pydantic import ValidationError
 
 from sluice.config import ConfigError, load_config
 from sluice.settings import Settings
+from sluice.store import commands as store_commands
+from sluice.telemetry.metrics import prepare_multiprocess_dir
 
 SERVERS = ("granian", "uvicorn")
 
@@ -35,6 +37,7 @@ def build_parser() -> argparse.ArgumentParser:
                                 description="Validate the config file and exit 0, or print what is wrong and exit 2.")
     _config_option(check)
     commands.add_parser("version", help="print the version")
+    store_commands.add_commands(commands, _config_option)
     return parser
 
 
@@ -71,15 +74,17 @@ def main(argv: Sequence[str] | None = None) -> int:
     except ConfigError as exc:
         print(f"sluice: invalid config: {exc}", file=sys.stderr)
         return 2
+    if args.command in store_commands.COMMANDS:
+        return store_commands.run(args, settings, config)
     if args.command == "check-config":
         print(f"{path or '<embedded defaults>'}: OK ({len(config.providers)} providers, {len(config.models)} models)")
         return 0
-    return serve(args, settings, path)
+    return serve(args, settings, path, has_config_keys=bool(config.static_keys))
 
 
-def serve(args: argparse.Namespace, settings: Settings, path: str | None) -> int:
+def serve(args: argparse.Namespace, settings: Settings, path: str | None, *, has_config_keys: bool = False) -> int:
     allow_no_auth = args.allow_no_auth or settings.allow_no_auth
-    if not settings.api_keys and not allow_no_auth:
+    if not settings.api_keys and not has_config_keys and not allow_no_auth:
         print("sluice: refusing to start without API keys: set SLUICE_API_KEYS=key1,key2 "
               "(or pass --allow-no-auth to serve without authentication)", file=sys.stderr)
         return 2
@@ -90,6 +95,8 @@ def serve(args: argparse.Namespace, settings: Settings, path: str | None) -> int
     host = args.host or settings.host
     port = args.port or settings.port
     workers = args.workers or settings.workers
+    if workers > 1:  # each worker counts into its own files; a scrape adds them up (telemetry/metrics.py)
+        os.environ["PROMETHEUS_MULTIPROC_DIR"] = prepare_multiprocess_dir(settings.prometheus_multiproc_dir)
     if args.server == "uvicorn":
         import uvicorn
 

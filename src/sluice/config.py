@@ -10,11 +10,16 @@ from typing import Annotated, Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, model_validator
 
+from sluice.store.options import RequestLogConfig
+from sluice.telemetry.options import TelemetryConfig
+
 DEFAULT_CONFIG_TEXT = """\
 providers:
   mock: {type: mock, chunk_delay_ms: 25, chunks: 8}
 models:
   - {name: mock, provider: mock, model: mock-1}
+projects:
+  - {name: demo, module: sluice.projects.demo}
 """
 
 _ENV_REFERENCE = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
@@ -107,6 +112,36 @@ class MetricsConfig(_Strict):
     require_key: bool = True
 
 
+class DemoConfig(_Strict):
+    """The `/demo/stream` page: no key needed, served only by a `mock` provider, never a real upstream."""
+
+    enabled: bool = True
+    max_prompt_chars: int = Field(500, ge=1, le=10_000)
+
+
+class ProjectConfig(_Strict):
+    """A project plugin to mount at `/projects/{name}`: a module exposing `project` (see sluice.projects.api).
+
+    `models` and `providers`, when given, replace what the plugin declares it may call.
+    """
+
+    name: str = Field(pattern=r"^[a-z0-9][a-z0-9_-]{0,62}$")
+    module: str = Field(pattern=r"^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*$")
+    models: list[str] | None = None
+    providers: list[str] | None = None
+
+
+class StaticKeyConfig(_Strict):
+    """An API key accepted besides SLUICE_API_KEYS, optionally limited to some projects and providers."""
+
+    key: SecretStr
+    name: str | None = None
+    projects: list[str] | None = None
+    """Projects this key may call (`/projects/{name}/…`); None means every project."""
+    providers: list[str] | None = None
+    """Providers this key may reach, through models, `/provider/{name}/…` or projects; None means every one."""
+
+
 class SluiceConfig(_Strict):
     """The whole sluice.yaml."""
 
@@ -115,6 +150,13 @@ class SluiceConfig(_Strict):
     limits: Limits = Limits()
     server: ServerConfig = ServerConfig()
     metrics: MetricsConfig = MetricsConfig()
+    demo: DemoConfig = DemoConfig()
+    projects: list[ProjectConfig] = []
+    discover_projects: bool = True
+    """Also mount every installed `sluice.projects` entry point (config entries win on a name clash)."""
+    static_keys: list[StaticKeyConfig] = []
+    request_log: RequestLogConfig = RequestLogConfig()
+    telemetry: TelemetryConfig = TelemetryConfig()
 
     @model_validator(mode="after")
     def _check_references(self) -> SluiceConfig:
@@ -127,7 +169,27 @@ class SluiceConfig(_Strict):
                 if public in seen:
                     raise ValueError(f"models[{index}]: name {public!r} is already used by {seen[public]!r}")
                 seen[public] = model.name
+        self._check_projects_and_keys(set(seen))
         return self
+
+    def _check_projects_and_keys(self, models: set[str]) -> None:
+        names = [project.name for project in self.projects]
+        for index, name in enumerate(names):
+            if name in names[:index]:
+                raise ValueError(f"projects[{index}].name: {name!r} is listed twice")
+        for index, project in enumerate(self.projects):
+            self._check_providers(f"projects[{index}].providers", project.providers)
+            for name in project.models or []:
+                if name not in models:
+                    raise ValueError(f"projects[{index}].models: unknown model {name!r}")
+        for index, key in enumerate(self.static_keys):
+            self._check_providers(f"static_keys[{index}].providers", key.providers)
+
+    def _check_providers(self, where: str, names: list[str] | None) -> None:
+        for name in names or []:
+            if name not in self.providers:
+                known = ", ".join(sorted(self.providers)) or "none"
+                raise ValueError(f"{where}: unknown provider {name!r} (known: {known})")
 
 
 def interpolate(value: Any, env: dict[str, str], path: str = "") -> Any:

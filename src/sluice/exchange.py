@@ -5,7 +5,10 @@ from __future__ import annotations
 import logging
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
+
+if TYPE_CHECKING:
+    from sluice.telemetry.trace_context import TraceIds
 
 logger = logging.getLogger("sluice.exchange")
 
@@ -46,8 +49,16 @@ class Exchange:
     """Seconds from arrival to the first streamed chunk sent."""
     error: str | None = None
     """The error message a failed request was answered with."""
+    error_type: str | None = None
+    """The `type` of that error (`GatewayError.type`, e.g. `upstream_error`)."""
+    error_code: str | None = None
+    """The `code` of that error (e.g. `upstream_timeout`, `upstream_unreachable`)."""
     trace_id: str | None = None
     client_disconnected: bool = False
+    trace: TraceIds | None = None
+    """The ids of this request's spans, set only when tracing is on (the upstream got its traceparent)."""
+    upstream_offset: float | None = None
+    """Seconds from arrival to the start of the upstream call; None when no upstream call was made."""
 
 
 class Observer(Protocol):

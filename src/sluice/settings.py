@@ -2,10 +2,15 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, Literal
 
-from pydantic import SecretStr, field_validator
+from pydantic import AliasChoices, Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+
+def _env(name: str) -> AliasChoices:
+    """A setting read from a standard variable (no SLUICE_ prefix) that keyword arguments can still set."""
+    return AliasChoices(name, name.lower())
 
 
 class Settings(BaseSettings):
@@ -20,6 +25,24 @@ class Settings(BaseSettings):
     port: int = 8000
     workers: int = 1
     build: str = "dev"
+    phoenix_collector_endpoint: str | None = Field(None, validation_alias=_env("PHOENIX_COLLECTOR_ENDPOINT"))
+    """Phoenix's base URL (e.g. http://phoenix:6006): traces go there through phoenix.otel.register()."""
+    otel_exporter_otlp_endpoint: str | None = Field(None, validation_alias=_env("OTEL_EXPORTER_OTLP_ENDPOINT"))
+    """Any OTLP/HTTP collector's base URL, used when no Phoenix endpoint is set; neither means tracing is off."""
+    openinference_hide_inputs: bool = Field(False, validation_alias=_env("OPENINFERENCE_HIDE_INPUTS"))
+    openinference_hide_outputs: bool = Field(False, validation_alias=_env("OPENINFERENCE_HIDE_OUTPUTS"))
+    log_format: Literal["json", "console"] = "json"
+    """SLUICE_LOG_FORMAT: JSON lines on stdout, or `console` for people (used only when stdout is a TTY)."""
+    prometheus_multiproc_dir: str | None = Field(None, validation_alias=_env("PROMETHEUS_MULTIPROC_DIR"))
+    data_dir: str = "./data"
+    database_url: str | None = None
+    """SQLAlchemy URL of the database; default a SQLite file in `data_dir`."""
+    admin_key: SecretStr | None = None
+
+    @property
+    def database(self) -> str:
+        """The database URL in effect: SLUICE_DATABASE_URL, else `<data_dir>/sluice.db` (SQLite)."""
+        return self.database_url or f"sqlite+aiosqlite:///{self.data_dir.rstrip('/')}/sluice.db"
 
     @field_validator("api_keys", mode="before")
     @classmethod

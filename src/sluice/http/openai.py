@@ -12,7 +12,7 @@ import asyncio
 import logging
 import os
 import re
-from collections.abc import AsyncGenerator
+from collections.abc import AsyncGenerator, Callable
 from functools import partial
 from time import perf_counter
 
@@ -37,12 +37,22 @@ from sluice.http.schemas import ChatCompletionRequest, CompletionRequest, Embedd
 from sluice.keys.principal import Principal
 from sluice.keys.static import presented_key
 from sluice.providers.base import JSONObject, Operation, Provider, UpstreamRequest
-from sluice.streaming import SSE_HEADERS, error_event
+from sluice.streaming import (
+    NDJSON_HEADERS,
+    SSE_HEADERS,
+    StreamMode,
+    error_event,
+    ndjson_error_ending,
+    ndjson_lines,
+    requested_mode,
+)
 
 logger = logging.getLogger("sluice.http")
 
 _SAFE_REQUEST_ID = re.compile(rb"[A-Za-z0-9._:/+=@-]{1,128}")
 PROPAGATED_HEADERS = (b"traceparent", b"tracestate")
+Ending = Callable[[bytes, GatewayError], bytes]
+"""What ends a stream broken by `error`, given the last bytes sent (`tail`)."""
 SCHEMAS: dict[Operation, type[BaseModel]] = {
     "chat": ChatCompletionRequest,
     "completions": CompletionRequest,
@@ -113,6 +123,8 @@ def upstream_request(gateway: Gateway, operation: Operation, principal: Principa
         raise NotFound(f"The model '{model}' does not exist or you do not have access to it.", param="model",
                        code="model_not_found")
     deployment = gateway.routes.resolve(model)
+    if principal.providers is not None:
+        principal.check_provider(deployment.provider.name)
     if deployment.upstream_model != model:
         body["model"] = deployment.upstream_model
         raw_out: bytes | None = None
@@ -123,6 +135,19 @@ def upstream_request(gateway: Gateway, operation: Operation, principal: Principa
         if name in headers:
             forwarded[name.decode()] = headers[name].decode("latin-1")
     return UpstreamRequest(operation, body, raw_out, forwarded), deployment.provider
+
+
+def apply_mode(request: UpstreamRequest, mode: StreamMode) -> None:
+    """Make the upstream call match the framing asked for: streamed for sse and ndjson, complete for json."""
+    streamed = mode != "json"
+    if streamed and request.operation == "embeddings":
+        raise InvalidRequest("Embeddings cannot be streamed; use stream_mode=json.", param="stream_mode",
+                             code="invalid_stream_mode")
+    if request.stream != streamed:
+        request.body["stream"] = streamed
+        if not streamed:
+            request.body.pop("stream_options", None)
+        request.raw = None
 
 
 async def handle(gateway: Gateway, operation: Operation, scope: Scope, receive: Receive, send: Send) -> None:
@@ -136,11 +161,18 @@ async def handle(gateway: Gateway, operation: Operation, scope: Scope, receive: 
         principal = authenticate(gateway, headers)
         raw = await read_body(receive, headers, gateway.config.limits.max_body_bytes)
         request, provider = upstream_request(gateway, operation, principal, raw, headers, request_id)
+        mode = requested_mode(scope["query_string"], headers)
+        if mode is not None:
+            apply_mode(request, mode)
         upstream_started = perf_counter()
         if request.stream:
             chunks = await provider.stream(request)
             waited = perf_counter() - upstream_started
             response_headers.append(_overhead(gateway, operation, perf_counter() - started - waited))
+            if mode == "ndjson":
+                await send({"type": "http.response.start", "status": 200, "headers": NDJSON_HEADERS + response_headers})
+                await relay(ndjson_lines(chunks), receive, send, ndjson_error_ending)
+                return
             await send({"type": "http.response.start", "status": 200, "headers": SSE_HEADERS + response_headers})
             await relay(chunks, receive, send)
             return
@@ -166,9 +198,16 @@ def _overhead(gateway: Gateway, operation: Operation, seconds: float) -> tuple[b
     return b"x-sluice-overhead-ms", f"{seconds * 1000:.2f}".encode()
 
 
-async def relay(chunks: AsyncGenerator[bytes, None], receive: Receive, send: Send) -> None:
-    """Send each chunk as it arrives; a client that leaves cancels the upstream, a broken upstream ends the stream
-    with an error event."""
+def sse_error_ending(tail: bytes, error: GatewayError) -> bytes:
+    """The SSE error event that ends a broken stream, after a separator if `tail` left an event half-sent."""
+    return (b"" if tail.endswith(b"\n\n") else b"\n\n") + error_event(error)
+
+
+async def relay(chunks: AsyncGenerator[bytes, None], receive: Receive, send: Send,
+                ending: Ending | None = sse_error_ending) -> None:
+    """Send each chunk as it arrives; a client that leaves cancels the upstream. A broken upstream ends the stream
+    with `ending(tail, error)` (an SSE error event by default), or, if `ending` is None, aborts the response by
+    raising, so the client sees a truncated body rather than a complete one."""
     task = asyncio.current_task()
     assert task is not None
     gone = asyncio.Event()
@@ -178,9 +217,10 @@ async def relay(chunks: AsyncGenerator[bytes, None], receive: Receive, send: Sen
         async for chunk in chunks:
             await send({"type": "http.response.body", "body": chunk, "more_body": True})
             tail = chunk[-2:] or tail
-        ending = b""
     except GatewayError as exc:
-        ending = _separator(tail) + error_event(exc)
+        if ending is None:
+            raise
+        last = ending(tail, exc)
     except asyncio.CancelledError:
         if not gone.is_set():
             raise
@@ -188,16 +228,15 @@ async def relay(chunks: AsyncGenerator[bytes, None], receive: Receive, send: Sen
         return
     except Exception:
         logger.exception("stream relay failed")
-        ending = _separator(tail) + error_event(internal_error())
+        if ending is None:
+            raise
+        last = ending(tail, internal_error())
+    else:
+        last = b""
     finally:
         watcher.cancel()
         await chunks.aclose()
-    await send({"type": "http.response.body", "body": ending, "more_body": False})
-
-
-def _separator(tail: bytes) -> bytes:
-    """What closes a half-sent event so the error event that follows is read on its own."""
-    return b"" if tail.endswith(b"\n\n") else b"\n\n"
+    await send({"type": "http.response.body", "body": last, "more_body": False})
 
 
 async def _cancel_on_disconnect(receive: Receive, task: asyncio.Task[None], gone: asyncio.Event) -> None:

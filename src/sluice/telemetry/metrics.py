@@ -1,24 +1,86 @@
-"""Prometheus metrics of one app, in its own registry (no module globals)."""
+"""Prometheus metrics of one app, in its own registry (no module globals).
+
+With several worker processes, `PROMETHEUS_MULTIPROC_DIR` must name an empty directory before any worker
+imports prometheus_client (`sluice serve` sees to it); each process then writes its values there and a scrape,
+whichever worker answers it, adds up every process's files (prometheus_client's multiprocess mode).
+"""
 
 from __future__ import annotations
 
-from prometheus_client import CollectorRegistry, Gauge, Histogram, generate_latest
+import os
+import tempfile
+from collections.abc import Callable
+from pathlib import Path
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest, values
+from prometheus_client.multiprocess import MultiProcessCollector, mark_process_dead
 
 OVERHEAD_BUCKETS = (0.0001, 0.00025, 0.0005, 0.00075, 0.001, 0.002, 0.005, 0.01, 0.025, 0.1)
+LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0)
 
 
 class Metrics:
     """The collectors the request path updates; label children are resolved once, not per request."""
 
-    def __init__(self) -> None:
+    def __init__(self, multiprocess_dir: str | None = None) -> None:
         self.registry = CollectorRegistry(auto_describe=True)
+        self.multiprocess_dir = multiprocess_dir
+        if multiprocess_dir is not None and values.ValueClass is values.MutexValue:
+            # prometheus_client picks its value class when first imported; a worker forked from a parent that
+            # imported it before PROMETHEUS_MULTIPROC_DIR was set must pick again, before any collector exists.
+            values.ValueClass = values.get_value_class()  # type: ignore[no-untyped-call]
+        self.before_render: list[Callable[[], None]] = []
+        """Called before each scrape, so what observers still hold in their queues is counted."""
         self.overhead = Histogram(
             "sluice_overhead_seconds", "Time spent in the gateway per request, upstream time excluded",
             ["operation"], buckets=OVERHEAD_BUCKETS, registry=self.registry,
         )
-        self.in_flight = Gauge("sluice_in_flight_requests", "Requests being handled now", registry=self.registry)
-        self.overhead_by_operation = {op: self.overhead.labels(op) for op in ("chat", "completions", "embeddings")}
+        self.in_flight = Gauge("sluice_in_flight_requests", "Requests being handled now", registry=self.registry,
+                               multiprocess_mode="livesum")
+        operations = ("chat", "completions", "embeddings", "passthrough")
+        self.overhead_by_operation = {op: self.overhead.labels(op) for op in operations}
+        self.requests = Counter("sluice_requests", "Requests answered", ["route", "provider", "model", "status"],
+                                registry=self.registry)
+        self.request_duration = Histogram(
+            "sluice_request_duration_seconds", "Time from a request's arrival to its last byte",
+            ["route", "provider", "model"], buckets=LATENCY_BUCKETS, registry=self.registry)
+        self.upstream_duration = Histogram(
+            "sluice_upstream_duration_seconds", "Time spent waiting on the upstream", ["provider", "model"],
+            buckets=LATENCY_BUCKETS, registry=self.registry)
+        self.time_to_first_token = Histogram(
+            "sluice_time_to_first_token_seconds", "Time from a streamed request's arrival to its first chunk",
+            ["provider", "model"], buckets=LATENCY_BUCKETS, registry=self.registry)
+        self.tokens = Counter("sluice_tokens", "Tokens the upstreams reported", ["provider", "model", "direction"],
+                              registry=self.registry)
+        self.upstream_errors = Counter("sluice_upstream_errors", "Failed upstream calls", ["provider", "kind"],
+                                       registry=self.registry)
+        self.telemetry_dropped = Counter("sluice_telemetry_dropped", "Exchanges an observer had to drop",
+                                         ["sink"], registry=self.registry)
+
+    def close(self) -> None:
+        """At a worker's exit: its live gauges (in-flight requests) stop counting in the other workers' scrapes."""
+        if self.multiprocess_dir is not None:
+            mark_process_dead(os.getpid(), self.multiprocess_dir)  # type: ignore[no-untyped-call]
 
     def render(self) -> bytes:
-        """The Prometheus text exposition of every collector."""
-        return generate_latest(self.registry)
+        """The Prometheus text exposition of every collector (of every worker, in multiprocess mode)."""
+        for hook in self.before_render:
+            hook()
+        if self.multiprocess_dir is None:
+            return generate_latest(self.registry)
+        registry = CollectorRegistry()
+        MultiProcessCollector(registry, path=self.multiprocess_dir)  # type: ignore[no-untyped-call]
+        return generate_latest(registry)
+
+
+def prepare_multiprocess_dir(given: str | None) -> str:
+    """An empty directory for multiprocess metrics: `given` emptied of old values, or a new temporary one."""
+    if given is None:
+        return tempfile.mkdtemp(prefix="sluice-metrics-")
+    path = Path(given)
+    if path.is_dir():
+        for stale in path.glob("*.db"):
+            stale.unlink()
+    else:
+        path.mkdir(parents=True)
+    return str(path)

@@ -1,0 +1,1 @@
+"""The request log: persistence, redaction, retention and queries of every exchange."""

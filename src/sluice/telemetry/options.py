@@ -1,0 +1,25 @@
+"""The `telemetry:` section of sluice.yaml: what traces show. Where they go is the environment's choice
+(`PHOENIX_COLLECTOR_ENDPOINT`, `OTEL_EXPORTER_OTLP_ENDPOINT`; see settings.py)."""
+
+from __future__ import annotations
+
+from pydantic import BaseModel, ConfigDict, Field
+
+
+class TelemetryConfig(BaseModel):
+    """Traces: the Phoenix project, which request headers name the session and the user, what is hidden."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    project: str = Field("sluice", min_length=1)
+    """The Phoenix project the spans land in (resource attribute `openinference.project.name`)."""
+    session_header: str | None = "x-session-id"
+    """Request header whose value becomes `session.id` on the spans; null to ignore."""
+    user_header: str | None = "x-user-id"
+    """Request header whose value becomes `user.id`."""
+    hide_inputs: bool = False
+    """Leave prompts out of spans (`input.value` and `llm.input_messages.*`), like OPENINFERENCE_HIDE_INPUTS."""
+    hide_outputs: bool = False
+    """Leave completions out of spans (`output.value` and `llm.output_messages.*`)."""
+    exporter_nice: int = Field(10, ge=0, le=19)
+    """CPU niceness of the span exporter process: on a saturated core requests run first."""

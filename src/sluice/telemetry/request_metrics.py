@@ -1,0 +1,135 @@
+"""The metrics observer: counts each finished exchange into the Prometheus collectors, off the request path.
+
+`observe` appends to a queue; a task on the event loop counts the queue every `FLUSH_SECONDS`, and a scrape
+counts it first (`Metrics.before_render`), so `/metrics` always includes every finished request.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections import deque
+
+from sluice.exchange import Exchange
+from sluice.telemetry.metrics import Metrics
+from sluice.telemetry.usage import usage_of
+
+FLUSH_SECONDS = 0.5
+MAX_QUEUED = 100_000
+_UPSTREAM_ERROR_KINDS = {"upstream_timeout": "timeout", "upstream_unreachable": "unreachable"}
+
+
+def route_of(exchange: Exchange) -> str:
+    """The route label: the endpoint, with passthrough paths cut to `/provider/<name>` (bounded cardinality)."""
+    endpoint = exchange.endpoint
+    if endpoint.startswith("/provider/"):
+        return "/".join(endpoint.split("/", 3)[:3])
+    return endpoint
+
+
+def upstream_error_kind(exchange: Exchange) -> str | None:
+    """Why the upstream call failed (`timeout`, `unreachable`, `http_4xx`, `http_5xx`, `stream`), or None."""
+    if exchange.upstream_offset is None or exchange.error is None:
+        return None
+    if exchange.error_code in _UPSTREAM_ERROR_KINDS:
+        return _UPSTREAM_ERROR_KINDS[exchange.error_code]
+    if exchange.error_type is not None and exchange.error_type != "upstream_error":
+        return None
+    if exchange.status == 504:
+        return "timeout"
+    if exchange.status == 502 and exchange.error_type is None:
+        return "unreachable"
+    if exchange.status < 400:
+        return "stream"  # the stream broke after its 200
+    return f"http_{exchange.status // 100}xx"
+
+
+class MetricsObserver:
+    """Counts requests, latencies, time to first token, tokens and upstream errors per exchange."""
+
+    def __init__(self, metrics: Metrics) -> None:
+        self.metrics = metrics
+        self._queue: deque[Exchange] = deque()
+        self._task: asyncio.Task[None] | None = None
+        self._children: dict[tuple[str, str, str, int], _Children] = {}
+        metrics.before_render.append(self.flush)
+
+    def observe(self, exchange: Exchange) -> None:
+        if len(self._queue) < MAX_QUEUED:
+            self._queue.append(exchange)
+        else:
+            self.metrics.telemetry_dropped.labels("metrics").inc()
+
+    async def start(self) -> None:
+        self._task = asyncio.create_task(self._run(), name="sluice-metrics")
+
+    async def aclose(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+        self.flush()
+
+    async def _run(self) -> None:
+        while True:
+            await asyncio.sleep(FLUSH_SECONDS)
+            self.flush()
+
+    def flush(self) -> None:
+        """Count everything queued now (counters once per label set and batch, histograms per exchange)."""
+        queue = self._queue
+        if not queue:
+            return
+        totals: dict[_Children, list[int]] = {}
+        while queue:
+            exchange = queue.popleft()
+            children = self._observe(exchange)
+            total = totals.get(children)
+            if total is None:
+                total = totals[children] = [0, 0, 0]
+            total[0] += 1
+            usage = usage_of(exchange) if exchange.provider else None
+            if usage is not None:
+                total[1] += usage.prompt
+                total[2] += usage.completion
+        for children, (requests, prompt, completion) in totals.items():
+            children.requests.inc(requests)
+            if prompt:
+                children.prompt_tokens.inc(prompt)
+            if completion:
+                children.completion_tokens.inc(completion)
+
+    def _observe(self, exchange: Exchange) -> _Children:
+        """Observe the histograms and errors of one exchange; return its label children for the counters."""
+        provider = exchange.provider or ""
+        model = (exchange.model or "") if provider else ""  # unresolved names would be unbounded label values
+        key = (exchange.endpoint, provider, model, exchange.status)
+        children = self._children.get(key)
+        if children is None:
+            children = self._children[key] = _Children(self.metrics, route_of(exchange), provider, model,
+                                                        exchange.status)
+        if exchange.latency_total is not None:
+            children.duration.observe(exchange.latency_total)
+        if exchange.latency_upstream is not None and provider:
+            children.upstream.observe(exchange.latency_upstream)
+        if exchange.time_to_first_token is not None:
+            children.first_token.observe(exchange.time_to_first_token)
+        if exchange.error is not None:
+            kind = upstream_error_kind(exchange)
+            if kind is not None:
+                self.metrics.upstream_errors.labels(provider, kind).inc()
+        return children
+
+
+class _Children:
+    """The label children one (endpoint, provider, model, status) counts into, resolved once."""
+
+    __slots__ = ("completion_tokens", "duration", "first_token", "prompt_tokens", "requests", "upstream")
+
+    def __init__(self, metrics: Metrics, route: str, provider: str, model: str, status: int) -> None:
+        self.requests = metrics.requests.labels(route, provider, model, str(status))
+        self.duration = metrics.request_duration.labels(route, provider, model)
+        self.upstream = metrics.upstream_duration.labels(provider, model)
+        self.first_token = metrics.time_to_first_token.labels(provider, model)
+        self.prompt_tokens = metrics.tokens.labels(provider, model, "prompt")
+        self.completion_tokens = metrics.tokens.labels(provider, model, "completion")
