@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
+from collections.abc import AsyncGenerator, Sequence
 from dataclasses import dataclass, field
+from time import perf_counter
 from typing import TYPE_CHECKING, Protocol
+
+from sluice.errors import GatewayError
 
 if TYPE_CHECKING:
     from sluice.telemetry.trace_context import TraceIds
@@ -74,3 +77,25 @@ def notify(observers: Sequence[Observer], exchange: Exchange) -> None:
             observer.observe(exchange)
         except Exception:
             logger.exception("observer %s failed", type(observer).__name__)
+
+
+async def tap_stream(chunks: AsyncGenerator[bytes, None], exchange: Exchange, started: float
+                     ) -> AsyncGenerator[bytes, None]:
+    """Pass a stream through unchanged while the exchange keeps its chunks, time to first chunk and outcome.
+
+    `started` is the request's `perf_counter()` at arrival.
+    """
+    try:
+        async for chunk in chunks:
+            if exchange.time_to_first_token is None:
+                exchange.time_to_first_token = perf_counter() - started
+            exchange.chunks.append(chunk)
+            yield chunk
+    except GeneratorExit:
+        exchange.client_disconnected = True
+        raise
+    except GatewayError as exc:
+        exchange.error = exc.message
+        raise
+    finally:
+        await chunks.aclose()

@@ -81,7 +81,6 @@ def test_counters_move_by_exactly_the_exchanges_observed(served: tuple[SluiceApp
     assert value(after, "sluice_in_flight_requests") == 0
 
 
-@pytest.mark.xfail(strict=True, reason="the request path does not hand exchanges to the observers yet")
 def test_real_requests_are_counted(served: tuple[SluiceApp, str]) -> None:
     _, url = served
     before = scrape(url)

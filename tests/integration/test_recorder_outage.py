@@ -63,7 +63,8 @@ async def test_postgres_down_during_a_burst_loses_nothing(postgres_url: str, tmp
     await proxy.down()
     slowest = await _burst(recorder.observe, 20, 280)
     await wait_until(lambda: _true(recorder.stats.spilled > 0 and recorder.stats.failed_writes > 0))
-    assert slowest < 0.005, f"observe() took {slowest * 1000:.1f} ms while the database was down"
+    # Far below any database timeout; not tighter, as the writer's thread may hold the GIL for a switch interval.
+    assert slowest < 0.05, f"observe() took {slowest * 1000:.1f} ms while the database was down"
     assert await count_rows(direct) == 20
     await proxy.up()
 
@@ -86,7 +87,7 @@ async def test_a_stalled_database_times_out_and_catches_up(postgres_url: str, tm
     recorder = make_recorder(db, tmp_path / "spill.jsonl", buffer_size=50, batch_size=10, write_timeout_seconds=0.3)
     await recorder.start()
     slowest = await _burst(recorder.observe, 0, 120)
-    assert slowest < 0.005
+    assert slowest < 0.05
     await wait_until(lambda: _true(recorder.stats.failed_writes > 0))
     await proxy.down()
     await proxy.up()

@@ -14,12 +14,13 @@ import os
 import re
 from collections.abc import AsyncGenerator, Callable
 from functools import partial
-from time import perf_counter
+from time import perf_counter, time
 
 import orjson
 from pydantic import BaseModel, ValidationError
 
 from sluice.errors import GatewayError, InvalidRequest, NotFound, internal_error
+from sluice.exchange import Exchange, notify, tap_stream
 from sluice.gateway import Gateway
 from sluice.http.asgi import (
     JSON_TYPE,
@@ -115,8 +116,9 @@ def field_path(location: tuple[int | str, ...]) -> str:
 
 
 def upstream_request(gateway: Gateway, operation: Operation, principal: Principal, raw: bytes,
-                     headers: dict[bytes, bytes], request_id: bytes) -> tuple[UpstreamRequest, Provider]:
-    """Validate, resolve the model and build the call to make upstream."""
+                     headers: dict[bytes, bytes], request_id: bytes, exchange: Exchange | None = None
+                     ) -> tuple[UpstreamRequest, Provider]:
+    """Validate, resolve the model and build the call to make upstream; note the routing in `exchange`."""
     body = parse_body(raw, SCHEMAS[operation])
     model = body["model"]
     if not principal.may_use(model):
@@ -130,6 +132,9 @@ def upstream_request(gateway: Gateway, operation: Operation, principal: Principa
         raw_out: bytes | None = None
     else:
         raw_out = raw
+    if exchange is not None:
+        exchange.model, exchange.upstream_model = model, deployment.upstream_model
+        exchange.provider = deployment.provider.name
     forwarded = {"x-request-id": request_id.decode()}
     for name in PROPAGATED_HEADERS:
         if name in headers:
@@ -156,18 +161,23 @@ async def handle(gateway: Gateway, operation: Operation, scope: Scope, receive: 
     headers = request_headers(scope)
     request_id = request_id_of(headers)
     response_headers = [(b"x-request-id", request_id)]
+    exchange = Exchange(request_id=request_id.decode(), endpoint=scope["path"], method="POST", started_at=time(),
+                        operation=operation, request_headers=scope["headers"])
     gateway.request_started()
     try:
         principal = authenticate(gateway, headers)
-        raw = await read_body(receive, headers, gateway.config.limits.max_body_bytes)
-        request, provider = upstream_request(gateway, operation, principal, raw, headers, request_id)
+        exchange.key_id = principal.key_id
+        raw = exchange.request_body = await read_body(receive, headers, gateway.config.limits.max_body_bytes)
+        request, provider = upstream_request(gateway, operation, principal, raw, headers, request_id, exchange)
         mode = requested_mode(scope["query_string"], headers)
         if mode is not None:
             apply_mode(request, mode)
         upstream_started = perf_counter()
         if request.stream:
-            chunks = await provider.stream(request)
-            waited = perf_counter() - upstream_started
+            exchange.stream = True
+            chunks = tap_stream(await provider.stream(request), exchange, started)
+            waited = exchange.latency_upstream = perf_counter() - upstream_started
+            exchange.status = 200
             response_headers.append(_overhead(gateway, operation, perf_counter() - started - waited))
             if mode == "ndjson":
                 await send({"type": "http.response.start", "status": 200, "headers": NDJSON_HEADERS + response_headers})
@@ -176,20 +186,26 @@ async def handle(gateway: Gateway, operation: Operation, scope: Scope, receive: 
             await send({"type": "http.response.start", "status": 200, "headers": SSE_HEADERS + response_headers})
             await relay(chunks, receive, send)
             return
-        reply = await provider.send(request)
-        upstream = perf_counter() - upstream_started
+        reply = exchange.response_body = await provider.send(request)
+        upstream = exchange.latency_upstream = perf_counter() - upstream_started
+        exchange.status = 200
         response_headers.append(_overhead(gateway, operation, perf_counter() - started - upstream))
         response_headers.append((b"content-length", str(len(reply)).encode()))
         await send_bytes(send, 200, reply, [JSON_TYPE, *response_headers])
     except GatewayError as exc:
+        exchange.status, exchange.error = exc.status, exc.message
         await send_error(send, exc, response_headers)
     except ClientDisconnected:
-        return
+        exchange.client_disconnected = True
     except Exception:
         logger.exception("unhandled error on %s", scope["path"])
-        await send_error(send, internal_error(), response_headers)
+        error = internal_error()
+        exchange.status, exchange.error = error.status, error.message
+        await send_error(send, error, response_headers)
     finally:
+        exchange.latency_total = perf_counter() - started
         gateway.request_finished()
+        notify(gateway.observers, exchange)
 
 
 def _overhead(gateway: Gateway, operation: Operation, seconds: float) -> tuple[bytes, bytes]:

@@ -9,10 +9,11 @@ from __future__ import annotations
 
 import logging
 from functools import partial
-from time import perf_counter
+from time import perf_counter, time
 from urllib.parse import quote
 
 from sluice.errors import GatewayError, InvalidRequest, NotFound, internal_error
+from sluice.exchange import Exchange, notify, tap_stream
 from sluice.gateway import Gateway
 from sluice.http.asgi import ASGIApp, ClientDisconnected, Receive, Scope, Send, read_body, send_error
 from sluice.http.openai import authenticate, relay, request_id_of
@@ -70,36 +71,48 @@ async def handle(gateway: Gateway, scope: Scope, receive: Receive, send: Send) -
     started = perf_counter()
     headers = dict(scope["headers"])
     request_id = request_id_of(headers)
+    exchange = Exchange(request_id=request_id.decode(), endpoint=scope["path"], method=scope["method"],
+                        started_at=time(), operation="passthrough", request_headers=scope["headers"])
     gateway.request_started()
     try:
         try:
             principal = authenticate(gateway, headers)
+            exchange.key_id = principal.key_id
             name, suffix = split_target(scope)
             target = find_target(gateway, name)
+            exchange.provider = name
             principal.check_provider(name)
             url = target.url(suffix, scope["query_string"])
-            body = await read_body(receive, headers, gateway.config.limits.max_body_bytes)
+            body = exchange.request_body = await read_body(receive, headers, gateway.config.limits.max_body_bytes)
             upstream_started = perf_counter()
             forwarded = forwarded_of(scope, headers, request_id)
             reply = await target.send(scope["method"], url, target.headers(scope["headers"], forwarded), body)
-            waited = perf_counter() - upstream_started
+            waited = exchange.latency_upstream = perf_counter() - upstream_started
         except GatewayError as exc:
+            exchange.status, exchange.error = exc.status, exc.message
             await send_error(send, exc, [(b"x-request-id", request_id)])
             return
         except ClientDisconnected:
+            exchange.client_disconnected = True
             return
         except Exception:
             logger.exception("unhandled error on %s", scope["path"])
-            await send_error(send, internal_error(), [(b"x-request-id", request_id)])
+            error = internal_error()
+            exchange.status, exchange.error = error.status, error.message
+            await send_error(send, error, [(b"x-request-id", request_id)])
             return
+        exchange.status = reply.status
         overhead = perf_counter() - started - waited
-        await respond(gateway, target, reply, scope, receive, send, request_id, overhead)
+        await respond(gateway, target, reply, scope, receive, send, request_id, overhead, exchange, started)
     finally:
+        exchange.latency_total = perf_counter() - started
         gateway.request_finished()
+        notify(gateway.observers, exchange)
 
 
 async def respond(gateway: Gateway, target: PassthroughTarget, reply: OpenStream, scope: Scope,
-                  receive: Receive, send: Send, request_id: bytes, overhead: float) -> None:
+                  receive: Receive, send: Send, request_id: bytes, overhead: float, exchange: Exchange,
+                  started: float) -> None:
     """The upstream's status, headers and body, unchanged but for hop-by-hop headers."""
     gateway.metrics.overhead_by_operation["passthrough"].observe(overhead)
     headers = reply_headers(reply)
@@ -108,15 +121,18 @@ async def respond(gateway: Gateway, target: PassthroughTarget, reply: OpenStream
     headers.append((b"x-sluice-overhead-ms", f"{overhead * 1000:.2f}".encode()))
     if _whole(scope, reply):
         try:
-            body = await target.read(reply)
+            body = exchange.response_body = await target.read(reply)
         except GatewayError as exc:
+            exchange.status, exchange.error = exc.status, exc.message
             await send_error(send, exc, [(b"x-request-id", request_id)])
             return
         await send({"type": "http.response.start", "status": reply.status, "headers": headers})
         await send({"type": "http.response.body", "body": body})
         return
     await send({"type": "http.response.start", "status": reply.status, "headers": headers})
-    await relay(target.chunks(reply), receive, send, ending=None)
+    exchange.stream = True
+    await relay(tap_stream(target.chunks(reply), exchange, started), receive, send,
+                ending=None)
 
 
 def _whole(scope: Scope, reply: OpenStream) -> bool:
