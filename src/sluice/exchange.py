@@ -95,7 +95,7 @@ async def tap_stream(chunks: AsyncGenerator[bytes, None], exchange: Exchange, st
         exchange.client_disconnected = True
         raise
     except GatewayError as exc:
-        exchange.error = exc.message
+        exchange.error, exchange.error_type, exchange.error_code = exc.message, exc.type, exc.code
         raise
     finally:
         await chunks.aclose()

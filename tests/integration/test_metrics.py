@@ -40,7 +40,8 @@ def value(found: Samples, name: str, **labels: str) -> float:
 
 @pytest.fixture
 def served(tmp_path: Path) -> Iterator[tuple[SluiceApp, str]]:
-    config = parse_config(MOCK_CONFIG + "request_log: {enabled: false}\n", "test.yaml")
+    prices = "request_log: {enabled: false, prices: {mock: {input_per_million: 1.0, output_per_million: 2.0}}}\n"
+    config = parse_config(MOCK_CONFIG + prices, "test.yaml")
     app = create_app(config, Settings(api_keys=[DEV_KEY], build="test", data_dir=str(tmp_path)))
     with serve(app) as url:
         yield app, url
@@ -75,6 +76,8 @@ def test_counters_move_by_exactly_the_exchanges_observed(served: tuple[SluiceApp
     assert moved("sluice_tokens_total", provider="mock", model="mock", direction="prompt") == 3 * 6 + 3
     assert moved("sluice_tokens_total", provider="mock", model="mock", direction="completion") == 3 * 4 + 3
     assert moved("sluice_upstream_errors_total", provider="mock", kind="timeout") == 1
+    cost = moved("sluice_cost_usd_total", provider="mock", model="mock")
+    assert cost == pytest.approx(((3 * 6 + 3) * 1.0 + (3 * 4 + 3) * 2.0) / 1_000_000)
     assert moved("sluice_request_duration_seconds_count", route=route, provider="mock", model="mock") == 5
     assert moved("sluice_upstream_duration_seconds_count", provider="mock", model="mock") == 5
     assert moved("sluice_time_to_first_token_seconds_count", provider="mock", model="mock") == 1

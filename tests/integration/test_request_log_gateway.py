@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import time
 from pathlib import Path
 from typing import Any
@@ -10,6 +11,7 @@ import httpx
 import orjson
 
 from tests.conftest import DEV_KEY, run_gateway
+from tests.servers import free_port
 
 ADMIN = "sk-admin-test"
 CONFIG = """
@@ -22,10 +24,11 @@ request_log: {flush_interval_seconds: 0.05, redaction: {pii: [email]}}
 """
 
 
-def _entries(client: httpx.Client, count: int, within: float = 3.0) -> list[dict[str, Any]]:
+def _entries(client: httpx.Client, count: int, within: float = 3.0, limit: int = 50) -> list[dict[str, Any]]:
     deadline = time.monotonic() + within
     while True:
-        data: list[dict[str, Any]] = client.get("/admin/logs", params={"include_bodies": "true"}).json()["data"]
+        params = {"include_bodies": "true", "limit": limit}
+        data: list[dict[str, Any]] = client.get("/admin/logs", params=params).json()["data"]
         if len(data) >= count or time.monotonic() > deadline:
             return data
         time.sleep(0.05)
@@ -81,3 +84,24 @@ def test_a_streamed_reply_is_logged_with_its_text_and_usage(tmp_path: Path) -> N
     assert entry["response"]["text"] == "write to [EMAIL] please"
     assert entry["usage"] == {"prompt_tokens": 4, "completion_tokens": 4, "total_tokens": 8}
     assert "authorization" not in entry["request"]["headers"]
+
+
+def test_requests_succeed_while_the_database_is_unreachable_and_nothing_is_lost(tmp_path: Path) -> None:
+    """Gateway 1's database is a closed port: every request succeeds and shutdown spills the buffered entries.
+    Gateway 2, with a working database and the same data directory, replays them: each stored once."""
+    config = CONFIG.replace("request_log: {", "request_log: {buffer_size: 10, batch_size: 5, write_timeout_seconds: "
+                                             "0.5, shutdown_timeout_seconds: 0.5, stdout: false, ")
+    unreachable = f"postgresql+asyncpg://postgres@127.0.0.1:{free_port()}/nowhere"
+    with run_gateway(config, data_dir=str(tmp_path), database_url=unreachable) as url:
+        with httpx.Client(base_url=url, headers={"Authorization": f"Bearer {DEV_KEY}"}, timeout=10) as client:
+            for index in range(40):
+                body = {"model": "mock", "stream": index % 2 == 0,
+                        "messages": [{"role": "user", "content": f"n{index}"}]}
+                assert client.post("/v1/chat/completions", json=body).status_code == 200
+    assert (tmp_path / "request-log-spill.jsonl").is_file()
+    with run_gateway(config, data_dir=str(tmp_path), admin_key=ADMIN) as url:
+        with httpx.Client(base_url=url, headers={"Authorization": f"Bearer {ADMIN}"}) as admin:
+            entries = _entries(admin, 40, limit=100)
+    assert sorted(entry["request"]["body"]["messages"][0]["content"] for entry in entries) == \
+        sorted(f"n{index}" for index in range(40))
+    assert all(entry["api_key_hash"] == hashlib.sha256(DEV_KEY.encode()).hexdigest() for entry in entries)

@@ -52,6 +52,8 @@ class Metrics:
             ["provider", "model"], buckets=LATENCY_BUCKETS, registry=self.registry)
         self.tokens = Counter("sluice_tokens", "Tokens the upstreams reported", ["provider", "model", "direction"],
                               registry=self.registry)
+        self.cost = Counter("sluice_cost_usd", "Estimated spend in USD (request_log.prices × reported tokens)",
+                            ["provider", "model"], registry=self.registry)
         self.upstream_errors = Counter("sluice_upstream_errors", "Failed upstream calls", ["provider", "kind"],
                                        registry=self.registry)
         self.telemetry_dropped = Counter("sluice_telemetry_dropped", "Exchanges an observer had to drop",

@@ -17,7 +17,7 @@ class Telemetry:
     """Owns the metrics and tracing observers and their background work."""
 
     def __init__(self, config: SluiceConfig, settings: Settings, metrics: Metrics, version: str) -> None:
-        self.metrics = MetricsObserver(metrics)
+        self.metrics = MetricsObserver(metrics, config.request_log.prices)
         self.export = trace_export(settings.phoenix_collector_endpoint, settings.otel_exporter_otlp_endpoint)
         self.tracing: TracingObserver | None = None
         if self.export is not None:

@@ -9,8 +9,10 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections import deque
+from collections.abc import Mapping
 
 from sluice.exchange import Exchange
+from sluice.store.options import Price
 from sluice.telemetry.metrics import Metrics
 from sluice.telemetry.usage import usage_of
 
@@ -47,8 +49,9 @@ def upstream_error_kind(exchange: Exchange) -> str | None:
 class MetricsObserver:
     """Counts requests, latencies, time to first token, tokens and upstream errors per exchange."""
 
-    def __init__(self, metrics: Metrics) -> None:
+    def __init__(self, metrics: Metrics, prices: Mapping[str, Price] | None = None) -> None:
         self.metrics = metrics
+        self.prices = prices or {}
         self._queue: deque[Exchange] = deque()
         self._task: asyncio.Task[None] | None = None
         self._children: dict[tuple[str, str, str, int], _Children] = {}
@@ -98,6 +101,9 @@ class MetricsObserver:
                 children.prompt_tokens.inc(prompt)
             if completion:
                 children.completion_tokens.inc(completion)
+            if children.price is not None and (prompt or completion):
+                children.cost.inc((prompt * children.price.input_per_million
+                                   + completion * children.price.output_per_million) / 1_000_000)
 
     def _observe(self, exchange: Exchange) -> _Children:
         """Observe the histograms and errors of one exchange; return its label children for the counters."""
@@ -106,8 +112,9 @@ class MetricsObserver:
         key = (exchange.endpoint, provider, model, exchange.status)
         children = self._children.get(key)
         if children is None:
+            price = self.prices.get(exchange.model or "") or self.prices.get(exchange.upstream_model or "")
             children = self._children[key] = _Children(self.metrics, route_of(exchange), provider, model,
-                                                        exchange.status)
+                                                        exchange.status, price)
         if exchange.latency_total is not None:
             children.duration.observe(exchange.latency_total)
         if exchange.latency_upstream is not None and provider:
@@ -124,9 +131,13 @@ class MetricsObserver:
 class _Children:
     """The label children one (endpoint, provider, model, status) counts into, resolved once."""
 
-    __slots__ = ("completion_tokens", "duration", "first_token", "prompt_tokens", "requests", "upstream")
+    __slots__ = ("completion_tokens", "cost", "duration", "first_token", "price", "prompt_tokens", "requests",
+                 "upstream")
 
-    def __init__(self, metrics: Metrics, route: str, provider: str, model: str, status: int) -> None:
+    def __init__(self, metrics: Metrics, route: str, provider: str, model: str, status: int,
+                 price: Price | None) -> None:
+        self.price = price
+        self.cost = metrics.cost.labels(provider, model)
         self.requests = metrics.requests.labels(route, provider, model, str(status))
         self.duration = metrics.request_duration.labels(route, provider, model)
         self.upstream = metrics.upstream_duration.labels(provider, model)
