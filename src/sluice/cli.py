@@ -12,8 +12,7 @@ from pydantic import ValidationError
 
 from sluice.config import ConfigError, load_config
 from sluice.settings import Settings
-from sluice.store import commands as store_commands
-from sluice.telemetry.metrics import prepare_multiprocess_dir
+from sluice.store import arguments as store_arguments
 
 SERVERS = ("granian", "uvicorn")
 
@@ -37,7 +36,7 @@ def build_parser() -> argparse.ArgumentParser:
                                 description="Validate the config file and exit 0, or print what is wrong and exit 2.")
     _config_option(check)
     commands.add_parser("version", help="print the version")
-    store_commands.add_commands(commands, _config_option)
+    store_arguments.add_commands(commands, _config_option)
     return parser
 
 
@@ -74,7 +73,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except ConfigError as exc:
         print(f"sluice: invalid config: {exc}", file=sys.stderr)
         return 2
-    if args.command in store_commands.COMMANDS:
+    if args.command in store_arguments.COMMANDS:
+        from sluice.store import commands as store_commands  # SQLAlchemy only when a db/logs command runs
+
         return store_commands.run(args, settings, config)
     if args.command == "check-config":
         print(f"{path or '<embedded defaults>'}: OK ({len(config.providers)} providers, {len(config.models)} models)")
@@ -96,6 +97,8 @@ def serve(args: argparse.Namespace, settings: Settings, path: str | None, *, has
     port = args.port or settings.port
     workers = args.workers or settings.workers
     if workers > 1:  # each worker counts into its own files; a scrape adds them up (telemetry/metrics.py)
+        from sluice.telemetry.metrics import prepare_multiprocess_dir
+
         os.environ["PROMETHEUS_MULTIPROC_DIR"] = prepare_multiprocess_dir(settings.prometheus_multiproc_dir)
     if args.server == "uvicorn":
         import uvicorn
