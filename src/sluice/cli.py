@@ -100,17 +100,22 @@ def serve(args: argparse.Namespace, settings: Settings, path: str | None, *, has
         from sluice.telemetry.metrics import prepare_multiprocess_dir
 
         os.environ["PROMETHEUS_MULTIPROC_DIR"] = prepare_multiprocess_dir(settings.prometheus_multiproc_dir)
+    from sluice.telemetry.logs import GRANIAN_LOGGING, configure_logging
+
     if args.server == "uvicorn":
         import uvicorn
 
+        configure_logging(settings.log_format)
         uvicorn.run("sluice.app:app_from_env", factory=True, host=host, port=port, workers=workers,
-                    loop="uvloop", http="httptools", access_log=False, timeout_graceful_shutdown=30)
+                    loop="uvloop", http="httptools", access_log=False, timeout_graceful_shutdown=30, log_config=None)
         return 0
     from granian.constants import Interfaces, Loops
     from granian.server import Server
 
+    configure_logging(settings.log_format)
     Server("sluice.app:app_from_env", address=host, port=port, workers=workers, interface=Interfaces.ASGI,
-           factory=True, loop=Loops.uvloop, log_access=False, workers_kill_timeout=30).serve()
+           factory=True, loop=Loops.uvloop, log_access=False, workers_kill_timeout=30,
+           log_dictconfig=GRANIAN_LOGGING).serve()
     return 0
 
 
