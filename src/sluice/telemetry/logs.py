@@ -20,7 +20,17 @@ from structlog.typing import Processor
 LogFormat = Literal["json", "console"]
 _TRACEBACKS = structlog.processors.ExceptionRenderer(
     structlog.tracebacks.ExceptionDictTransformer(show_locals=False))  # locals could hold keys or prompts
-_QUIET = {"opentelemetry": logging.ERROR, "urllib3": logging.WARNING, "aiosqlite": logging.WARNING}
+_QUIET = {"opentelemetry": logging.ERROR, "urllib3": logging.WARNING, "aiosqlite": logging.WARNING,
+          "alembic.runtime.plugins": logging.WARNING}
+
+
+GRANIAN_LOGGING: dict[str, Any] = {
+    "loggers": {  # granian's own loggers hand their records to the root logger (`configure_logging`'s handler)
+        "_granian": {"handlers": [], "level": "INFO", "propagate": True},
+        "granian.access": {"handlers": [], "level": "INFO", "propagate": True},
+    },
+}
+"""`log_dictconfig` for granian's Server; it replaces granian's default `[INFO] …` stdout lines."""
 
 
 def effective_format(requested: LogFormat, stream: TextIO | None = None) -> LogFormat:
