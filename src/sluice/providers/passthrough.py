@@ -25,7 +25,7 @@ from sluice.config import (
 )
 from sluice.errors import GatewayError, InvalidRequest
 from sluice.providers.passthrough_paths import safe_query, safe_suffix
-from sluice.providers.upstream import OpenStream, map_transport_errors
+from sluice.providers.upstream import OpenStream, body_chunks, map_transport_errors
 
 Headers = Iterable[tuple[bytes, bytes]]
 UpstreamConfig = OpenAIProviderConfig | AzureProviderConfig | AnthropicProviderConfig
@@ -160,15 +160,9 @@ class PassthroughTarget:
         with map_transport_errors(self.name):
             return OpenStream(request, await request.__aenter__())
 
-    async def chunks(self, reply: OpenStream) -> AsyncGenerator[bytes, None]:
+    def chunks(self, reply: OpenStream) -> AsyncGenerator[bytes, None]:
         """The reply's body as it arrives; closing the iterator early aborts the upstream request."""
-        reader = reply.response.body_reader
-        try:
-            with map_transport_errors(self.name):
-                while (chunk := await reader.read_chunk()) is not None:
-                    yield bytes(chunk)
-        finally:
-            await reply.close()
+        return body_chunks(reply, self.name)
 
     async def read(self, reply: OpenStream) -> bytes:
         """The whole reply body, then the reply released."""

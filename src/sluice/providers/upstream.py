@@ -106,15 +106,20 @@ class UpstreamClient:
         with map_transport_errors(self.provider):
             return OpenStream(request, await request.__aenter__())
 
-    async def relay(self, stream: OpenStream) -> AsyncGenerator[bytes, None]:
+    def relay(self, stream: OpenStream) -> AsyncGenerator[bytes, None]:
         """Yield the reply's body as it arrives; closing the iterator early aborts the upstream request."""
-        reader = stream.response.body_reader
-        try:
-            with map_transport_errors(self.provider):
-                while (chunk := await reader.read_chunk()) is not None:
-                    yield bytes(chunk)
-        finally:
-            await stream.close()
+        return body_chunks(stream, self.provider)
+
+
+async def body_chunks(stream: OpenStream, provider: str) -> AsyncGenerator[bytes, None]:
+    """The body of an open reply as it arrives, then the reply released; closing early aborts the request."""
+    reader = stream.response.body_reader
+    try:
+        with map_transport_errors(provider):
+            while (chunk := await reader.read_chunk()) is not None:
+                yield bytes(chunk)
+    finally:
+        await stream.close()
 
 
 def raise_for_openai_error(provider: str, status: int, body: bytes) -> None:
