@@ -4,7 +4,6 @@ spans land in Phoenix (project from config, session from the configured header).
 from __future__ import annotations
 
 import httpx
-import pytest
 
 from tests.conftest import DEV_KEY, run_gateway
 from tests.fakes.openai import create_fake_openai
@@ -13,7 +12,6 @@ from tests.servers import serve
 from tests.telemetry_support import caller_traceparent
 
 
-@pytest.mark.xfail(strict=True, reason="the request path does not choose trace ids or notify observers yet")
 def test_a_chat_through_the_gateway_is_one_trace_with_the_callers_id(phoenix: Phoenix) -> None:
     trace_id, span_id, traceparent = caller_traceparent()
     fake = create_fake_openai()

@@ -47,6 +47,7 @@ from sluice.streaming import (
     ndjson_lines,
     requested_mode,
 )
+from sluice.telemetry.trace_context import TraceIds
 
 logger = logging.getLogger("sluice.http")
 
@@ -163,6 +164,9 @@ async def handle(gateway: Gateway, operation: Operation, scope: Scope, receive: 
     response_headers = [(b"x-request-id", request_id)]
     exchange = Exchange(request_id=request_id.decode(), endpoint=scope["path"], method="POST", started_at=time(),
                         operation=operation, request_headers=scope["headers"])
+    if gateway.tracing:
+        exchange.trace = TraceIds.from_traceparent(headers.get(b"traceparent"))
+        exchange.trace_id = exchange.trace.trace_id
     gateway.request_started()
     try:
         principal = authenticate(gateway, headers)
@@ -172,7 +176,10 @@ async def handle(gateway: Gateway, operation: Operation, scope: Scope, receive: 
         mode = requested_mode(scope["query_string"], headers)
         if mode is not None:
             apply_mode(request, mode)
+        if exchange.trace is not None:
+            request.headers["traceparent"] = exchange.trace.traceparent_for_upstream()
         upstream_started = perf_counter()
+        exchange.upstream_offset = upstream_started - started
         if request.stream:
             exchange.stream = True
             chunks = tap_stream(await provider.stream(request), exchange, started)
@@ -194,6 +201,7 @@ async def handle(gateway: Gateway, operation: Operation, scope: Scope, receive: 
         await send_bytes(send, 200, reply, [JSON_TYPE, *response_headers])
     except GatewayError as exc:
         exchange.status, exchange.error = exc.status, exc.message
+        exchange.error_type, exchange.error_code = exc.type, exc.code
         await send_error(send, exc, response_headers)
     except ClientDisconnected:
         exchange.client_disconnected = True

@@ -19,6 +19,7 @@ from sluice.http.asgi import ASGIApp, ClientDisconnected, Receive, Scope, Send, 
 from sluice.http.openai import authenticate, relay, request_id_of
 from sluice.providers.passthrough import Forwarded, PassthroughTarget, reply_headers
 from sluice.providers.upstream import OpenStream
+from sluice.telemetry.trace_context import TraceIds
 
 logger = logging.getLogger("sluice.http")
 
@@ -73,6 +74,9 @@ async def handle(gateway: Gateway, scope: Scope, receive: Receive, send: Send) -
     request_id = request_id_of(headers)
     exchange = Exchange(request_id=request_id.decode(), endpoint=scope["path"], method=scope["method"],
                         started_at=time(), operation="passthrough", request_headers=scope["headers"])
+    if gateway.tracing:
+        exchange.trace = TraceIds.from_traceparent(headers.get(b"traceparent"))
+        exchange.trace_id = exchange.trace.trace_id
     gateway.request_started()
     try:
         try:
@@ -85,11 +89,17 @@ async def handle(gateway: Gateway, scope: Scope, receive: Receive, send: Send) -
             url = target.url(suffix, scope["query_string"])
             body = exchange.request_body = await read_body(receive, headers, gateway.config.limits.max_body_bytes)
             upstream_started = perf_counter()
+            exchange.upstream_offset = upstream_started - started
             forwarded = forwarded_of(scope, headers, request_id)
-            reply = await target.send(scope["method"], url, target.headers(scope["headers"], forwarded), body)
+            upstream_headers = target.headers(scope["headers"], forwarded)
+            if exchange.trace is not None:
+                upstream_headers = [(k, v) for k, v in upstream_headers if k.lower() != "traceparent"]
+                upstream_headers.append(("traceparent", exchange.trace.traceparent_for_upstream()))
+            reply = await target.send(scope["method"], url, upstream_headers, body)
             waited = exchange.latency_upstream = perf_counter() - upstream_started
         except GatewayError as exc:
             exchange.status, exchange.error = exc.status, exc.message
+            exchange.error_type, exchange.error_code = exc.type, exc.code
             await send_error(send, exc, [(b"x-request-id", request_id)])
             return
         except ClientDisconnected:
