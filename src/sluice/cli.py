@@ -1,4 +1,4 @@
-"""The `sluice` command: serve, check-config, version, db, logs."""
+"""The `sluice` command: serve, check-config, version, db, logs, prompts."""
 
 from __future__ import annotations
 
@@ -10,6 +10,7 @@ from pathlib import Path
 
 from pydantic import ValidationError
 
+from sluice import prompts_cli
 from sluice.config import ConfigError, load_config
 from sluice.settings import Settings
 from sluice.store import arguments as store_arguments
@@ -37,6 +38,7 @@ def build_parser() -> argparse.ArgumentParser:
     _config_option(check)
     commands.add_parser("version", help="print the version")
     store_arguments.add_commands(commands, _config_option)
+    prompts_cli.add_commands(commands, _config_option)
     return parser
 
 
@@ -77,8 +79,18 @@ def main(argv: Sequence[str] | None = None) -> int:
         from sluice.store import commands as store_commands  # SQLAlchemy only when a db/logs command runs
 
         return store_commands.run(args, settings, config)
-    if args.command == "check-config":
-        print(f"{path or '<embedded defaults>'}: OK ({len(config.providers)} providers, {len(config.models)} models)")
+    if args.command in (*prompts_cli.COMMANDS, "check-config"):
+        from sluice.prompts import PromptFileError, PromptRegistry
+
+        try:
+            registry = PromptRegistry.load(config.prompts, config.prompts_dir)
+        except PromptFileError as exc:
+            print(f"sluice: invalid prompts: {exc}", file=sys.stderr)
+            return 2
+        if args.command in prompts_cli.COMMANDS:
+            return prompts_cli.run(args, settings.phoenix_collector_endpoint, registry)
+        print(f"{path or '<embedded defaults>'}: OK ({len(config.providers)} providers, {len(config.models)} models"
+              + (f", {len(registry)} prompt versions)" if len(registry) else ")"))
         return 0
     return serve(args, settings, path, has_config_keys=bool(config.static_keys))
 

@@ -10,6 +10,7 @@ from typing import Annotated, Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, model_validator
 
+from sluice.prompts import PromptConfig
 from sluice.store.options import RequestLogConfig
 from sluice.telemetry.options import TelemetryConfig
 
@@ -157,6 +158,10 @@ class SluiceConfig(_Strict):
     static_keys: list[StaticKeyConfig] = []
     request_log: RequestLogConfig = RequestLogConfig()
     telemetry: TelemetryConfig = TelemetryConfig()
+    prompts: list[PromptConfig] = []
+    """Prompt templates (sluice.prompts) a chat request can name instead of giving messages."""
+    prompts_dir: str | None = None
+    """A directory of YAML template files, relative to the config file."""
 
     @model_validator(mode="after")
     def _check_references(self) -> SluiceConfig:
@@ -255,4 +260,7 @@ def load_config(path: str | Path | None) -> SluiceConfig:
         text = file.read_text(encoding="utf-8")
     except OSError as exc:
         raise ConfigError(f"{file}: cannot read the config file: {exc.strerror}") from None
-    return parse_config(text, str(file))
+    config = parse_config(text, str(file))
+    if config.prompts_dir is not None and not Path(config.prompts_dir).is_absolute():
+        config = config.model_copy(update={"prompts_dir": str(file.parent / config.prompts_dir)})
+    return config

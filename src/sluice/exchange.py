@@ -6,7 +6,7 @@ import logging
 from collections.abc import AsyncGenerator, Sequence
 from dataclasses import dataclass, field
 from time import perf_counter
-from typing import TYPE_CHECKING, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from sluice.errors import GatewayError
 
@@ -62,6 +62,12 @@ class Exchange:
     """The ids of this request's spans, set only when tracing is on (the upstream got its traceparent)."""
     upstream_offset: float | None = None
     """Seconds from arrival to the start of the upstream call; None when no upstream call was made."""
+    prompt_name: str | None = None
+    """The prompt template the request named (`"prompt"` on chat), if any; then the version used, the
+    template's messages as JSON (`Template.template_json`) and the variables it was rendered with."""
+    prompt_version: int | None = None
+    prompt_template: str | None = None
+    prompt_variables: dict[str, Any] | None = None
 
 
 class Observer(Protocol):

@@ -9,6 +9,7 @@ from importlib.metadata import version
 from sluice.config import SluiceConfig
 from sluice.exchange import Observer
 from sluice.keys.static import StaticKeyRing, scoped_keys
+from sluice.prompts import PromptRegistry
 from sluice.providers.passthrough import build_targets
 from sluice.providers.registry import build_providers
 from sluice.routing.table import RouteTable
@@ -28,6 +29,7 @@ class Gateway:
         self.started_at = int(time.time())
         self.providers = build_providers(config)
         self.routes = RouteTable(config, self.providers)
+        self.prompts = PromptRegistry.load(config.prompts, config.prompts_dir)
         self.passthrough = build_targets(config)
         self.keys = StaticKeyRing((key.get_secret_value() for key in settings.api_keys),
                                   allow_no_auth=settings.allow_no_auth, scoped=scoped_keys(config.static_keys))

@@ -128,11 +128,14 @@ def upstream_request(gateway: Gateway, operation: Operation, principal: Principa
     deployment = gateway.routes.resolve(model)
     if principal.providers is not None:
         principal.check_provider(deployment.provider.name)
+    templated = operation == "chat" and "prompt" in body
+    if templated:
+        apply_prompt(gateway, body, exchange)
     if deployment.upstream_model != model:
         body["model"] = deployment.upstream_model
         raw_out: bytes | None = None
     else:
-        raw_out = raw
+        raw_out = None if templated else raw
     if exchange is not None:
         exchange.model, exchange.upstream_model = model, deployment.upstream_model
         exchange.provider = deployment.provider.name
@@ -141,6 +144,19 @@ def upstream_request(gateway: Gateway, operation: Operation, principal: Principa
         if name in headers:
             forwarded[name.decode()] = headers[name].decode("latin-1")
     return UpstreamRequest(operation, body, raw_out, forwarded), deployment.provider
+
+
+def apply_prompt(gateway: Gateway, body: JSONObject, exchange: Exchange | None) -> None:
+    """Replace the body's `prompt` (a template reference) with the rendered messages, put before any given."""
+    reference = body.pop("prompt")
+    if reference is None:
+        return
+    rendered = gateway.prompts.render(reference)
+    body["messages"] = rendered.messages + (body.get("messages") or [])
+    if exchange is not None:
+        template = rendered.template
+        exchange.prompt_name, exchange.prompt_version = template.name, template.version
+        exchange.prompt_template, exchange.prompt_variables = template.template_json, rendered.variables
 
 
 def apply_mode(request: UpstreamRequest, mode: StreamMode) -> None:

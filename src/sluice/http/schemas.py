@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator
+from pydantic_core import PydanticCustomError
 
 
 class _Open(BaseModel):
@@ -45,11 +46,24 @@ class ChatMessage(_Open):
     tool_call_id: str | None = None
 
 
+class PromptReference(BaseModel):
+    """A Sluice prompt template to render instead of (or before) `messages` (see docs/observability.md)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    name: str = Field(min_length=1)
+    version: int | Literal["latest"] | None = None
+    variables: dict[str, Any] = {}
+
+
 class ChatCompletionRequest(_Open):
     """`POST /v1/chat/completions`."""
 
     model: str = Field(min_length=1)
-    messages: list[ChatMessage] = Field(min_length=1)
+    prompt: PromptReference | None = None
+    """Sluice extension: a prompt template, rendered into the messages sent upstream."""
+    messages: list[ChatMessage] | None = Field(None, min_length=1, validate_default=True)
+    """Required unless `prompt` is given; with both, the rendered template comes first."""
     stream: bool | None = None
     stream_options: StreamOptions | None = None
     temperature: float | None = Field(None, ge=0, le=2)
@@ -63,6 +77,14 @@ class ChatCompletionRequest(_Open):
     tools: list[Tool] | None = None
     tool_choice: Literal["none", "auto", "required"] | dict[str, Any] | None = None
     user: str | None = None
+
+    @field_validator("messages", mode="after")
+    @classmethod
+    def _messages_or_prompt(cls, messages: list[ChatMessage] | None, info: ValidationInfo
+                            ) -> list[ChatMessage] | None:
+        if messages is None and info.data.get("prompt") is None:
+            raise PydanticCustomError("missing", "Field required")
+        return messages
 
 
 class CompletionRequest(_Open):

@@ -36,6 +36,10 @@ from sluice.providers.base import JSONObject, Operation, Provider, UpstreamReque
 from sluice.streaming import SSEDecoder
 
 
+def _messages(messages: list[JSONObject] | None) -> JSONObject:
+    return {} if messages is None else {"messages": messages}
+
+
 @dataclass(frozen=True)
 class Project:
     """What a plugin module declares: its routes and the models and providers it may call (None: any)."""
@@ -77,17 +81,18 @@ class GatewayClient:
         self.request_id = request_id
         self.endpoint = endpoint
 
-    async def chat(self, model: str, messages: list[JSONObject], **params: Any) -> JSONObject:
-        """A chat completion (`params` are any other OpenAI request fields); the parsed reply."""
-        return await self.send("chat", {**params, "model": model, "messages": messages, "stream": False})
+    async def chat(self, model: str, messages: list[JSONObject] | None = None, **params: Any) -> JSONObject:
+        """A chat completion (`params` are any other OpenAI request fields, or `prompt={"name": …,
+        "variables": {…}}` for a prompt template, with or instead of `messages`); the parsed reply."""
+        return await self.send("chat", {**params, "model": model, **_messages(messages), "stream": False})
 
     async def embeddings(self, model: str, input: str | list[str], **params: Any) -> JSONObject:
         return await self.send("embeddings", {**params, "model": model, "input": input})
 
-    def stream_chat(self, model: str, messages: list[JSONObject], **params: Any
+    def stream_chat(self, model: str, messages: list[JSONObject] | None = None, **params: Any
                     ) -> AsyncGenerator[JSONObject, None]:
-        """A streamed chat completion: each `chat.completion.chunk` object as it arrives."""
-        return self.stream("chat", {**params, "model": model, "messages": messages, "stream": True})
+        """A streamed chat completion: each `chat.completion.chunk` object as it arrives (`prompt=` as for chat)."""
+        return self.stream("chat", {**params, "model": model, **_messages(messages), "stream": True})
 
     async def send(self, operation: Operation, body: JSONObject) -> JSONObject:
         """One complete call; GatewayError (with the upstream's status) if it fails."""
@@ -135,7 +140,7 @@ class GatewayClient:
         raw = orjson.dumps(body)
         exchange.request_body = raw
         request, provider = upstream_request(self.gateway, operation, self.principal, raw, {},
-                                             self.request_id.encode())
+                                             self.request_id.encode(), exchange)
         exchange.provider, exchange.upstream_model = provider.name, str(request.body.get("model"))
         self.project.check_provider(provider.name)
         return request, provider

@@ -21,6 +21,7 @@ from openinference.semconv.trace import (
     ToolCallAttributes,
 )
 
+from sluice.prompts import render_template_json
 from sluice.streaming import SSEDecoder
 
 Attributes = dict[str, Any]
@@ -135,6 +136,24 @@ def request_attributes(operation: str | None, body: Any, raw: bytes | None, *, h
         for index, prompt in enumerate(prompts):
             attributes[f"{SpanAttributes.LLM_PROMPTS}.{index}.prompt.text"] = str(prompt)
     return attributes
+
+
+def with_prompt(body: dict[str, Any], template_json: str, variables: dict[str, Any]) -> dict[str, Any]:
+    """A chat request that named a prompt template, as sent upstream: rendered messages first, no `prompt`."""
+    given = body.get("messages")
+    rendered = render_template_json(template_json, variables) + (given if isinstance(given, list) else [])
+    return {**{key: value for key, value in body.items() if key != "prompt"}, "messages": rendered}
+
+
+def prompt_template_attributes(template_json: str, variables: Any, name: str | None, version: int | None, *,
+                               hide: bool) -> Attributes:
+    """`llm.prompt_template.*` of a request rendered from a Sluice prompt template."""
+    return {
+        SpanAttributes.LLM_PROMPT_TEMPLATE: template_json,
+        SpanAttributes.LLM_PROMPT_TEMPLATE_VARIABLES: REDACTED if hide else _dumps(variables or {}),
+        SpanAttributes.LLM_PROMPT_TEMPLATE_VERSION: str(version),
+        "sluice.prompt.name": name or "",
+    }
 
 
 def _embedded_texts(inputs: Any) -> Attributes:

@@ -64,6 +64,7 @@ class _Contents:
     output: str | None
     hide_input: bool
     hide_output: bool
+    prompt_variables: Any = None
 
 
 @dataclass(slots=True)
@@ -115,6 +116,9 @@ class SpanWriter:
 
     def _contents(self, exchange: Exchange) -> _Contents:
         request, reply, output = _decoded(exchange)
+        variables = exchange.prompt_variables
+        if exchange.prompt_template is not None and isinstance(request, dict):
+            request = oi.with_prompt(request, exchange.prompt_template, variables or {})
         raw_input = exchange.request_body
         hide_input, hide_output = self.options.hide_inputs, self.options.hide_outputs
         redactor = self.options.redactor
@@ -122,9 +126,10 @@ class SpanWriter:
             hide_input = hide_output = True
         elif redactor is not None and redactor.scrubbers:
             request, reply = redactor.body(request), redactor.body(reply)
+            variables = redactor.body(variables)
             raw_input = redactor.text(raw_input.decode("utf-8", "replace")).encode() if raw_input else None
             output = redactor.text(output) if output is not None else None
-        return _Contents(request, reply, raw_input, output, hide_input, hide_output)
+        return _Contents(request, reply, raw_input, output, hide_input, hide_output, variables)
 
     def _redact(self, text: str | None) -> str | None:
         redactor = self.options.redactor
@@ -144,6 +149,10 @@ class SpanWriter:
                                                 hide=contents.hide_input))
         attributes.update(oi.response_attributes(operation, contents.reply, contents.output,
                                                  hide=contents.hide_output))
+        if exchange.prompt_template is not None:
+            attributes.update(oi.prompt_template_attributes(
+                exchange.prompt_template, contents.prompt_variables, exchange.prompt_name, exchange.prompt_version,
+                hide=contents.hide_input))
         return attributes
 
 

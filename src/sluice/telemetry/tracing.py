@@ -35,7 +35,8 @@ STOP_SECONDS = 10.0
 RECORD_FIELDS = ("request_id", "endpoint", "method", "started_at", "operation", "key_id", "provider", "model",
                   "upstream_model", "project", "stream", "status", "request_body", "response_body", "chunks",
                   "latency_total", "latency_upstream", "time_to_first_token", "error", "error_type",
-                  "error_code", "trace_id", "client_disconnected", "upstream_offset")
+                  "error_code", "trace_id", "client_disconnected", "upstream_offset", "prompt_name",
+                  "prompt_version", "prompt_template", "prompt_variables")
 _fields_of = operator.attrgetter(*RECORD_FIELDS)
 
 
