@@ -9,18 +9,8 @@ from typing import Any
 import orjson
 
 _EVENT_END = re.compile(rb"\r?\n\r?\n")
-_NUL = b"\\u0000"
+_NUL = b"\\u0000"  # PostgreSQL's JSONB and text refuse NUL
 _REPLACEMENT = b"\\ufffd"
-
-
-def decode_json(raw: bytes | None) -> Any:
-    """The decoded JSON body, or None when there is none or it is not JSON."""
-    if not raw:
-        return None
-    try:
-        return orjson.loads(raw.replace(_NUL, _REPLACEMENT))  # PostgreSQL's JSONB and text refuse NUL
-    except orjson.JSONDecodeError:
-        return None
 
 
 def sse_events(chunks: Iterable[bytes]) -> list[Any]:
@@ -124,8 +114,3 @@ def reply_text(body: Any) -> str | None:
     parts = [message["content"]] if isinstance(message.get("content"), str) else []
     parts.extend(str((call.get("function") or {}).get("arguments") or "") for call in message.get("tool_calls") or ())
     return "".join(parts) if parts else None
-
-
-def usage_of(body: Any) -> dict[str, Any] | None:
-    usage = body.get("usage") if isinstance(body, dict) else None
-    return usage if isinstance(usage, dict) else None

@@ -8,13 +8,12 @@ from pathlib import Path
 from typing import Any
 
 from sqlalchemy import event
-from sqlalchemy.dialects.postgresql import insert as postgresql_insert
-from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.engine import URL, make_url
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 from sqlalchemy.pool import ConnectionPoolEntry
 
-from sluice.store.tables import REQUEST_LOGS
+from sluice.store.records import Record, record_of
+from sluice.store.writers import PostgresWriter, SqliteWriter
 
 _DRIVERS = {"sqlite": "sqlite+aiosqlite", "postgresql": "postgresql+asyncpg", "postgres": "postgresql+asyncpg"}
 
@@ -48,20 +47,26 @@ class Database:
             engine_options = {"connect_args": {"timeout": timeout, "command_timeout": timeout},
                               "pool_size": 4, "max_overflow": 4}
         self.engine: AsyncEngine = create_async_engine(self.url, pool_pre_ping=True, **engine_options)
+        self.writer: SqliteWriter | PostgresWriter
         if self.is_sqlite:
             event.listen(self.engine.sync_engine, "connect", _sqlite_pragmas)
+            self.writer = SqliteWriter(self.url.database or "", self.engine, timeout)
+        else:
+            self.writer = PostgresWriter(self.engine)
 
     def __repr__(self) -> str:
         return f"Database({self.url.render_as_string(hide_password=True)!r})"
 
+    async def insert(self, records: Sequence[Record]) -> None:
+        """Insert `records`, skipping any whose log id is already stored (exactly once across retries and replays).
+
+        Raises `writers.WriteRejected` when the database refuses the data itself; anything else is worth a retry."""
+        if records:
+            await self.writer.insert(records)
+
     async def insert_new(self, rows: Sequence[Mapping[str, Any]]) -> None:
-        """Insert `rows`, skipping any whose log id is already stored (exactly once across retries and replays)."""
-        if not rows:
-            return
-        insert = postgresql_insert if self.dialect == "postgresql" else sqlite_insert
-        statement = insert(REQUEST_LOGS).on_conflict_do_nothing(index_elements=["id"])
-        async with self.engine.begin() as connection:
-            await connection.execute(statement, list(rows))
+        """`insert` for decoded rows (as queries return them)."""
+        await self.insert([record_of(row) for row in rows])
 
     def connect(self) -> AsyncConnection:
         """A connection for reading (`async with db.connect() as connection`)."""
@@ -72,6 +77,7 @@ class Database:
         return self.engine.begin()
 
     async def aclose(self) -> None:
+        await self.writer.aclose()
         await self.engine.dispose()
 
 

@@ -10,19 +10,19 @@ from collections import deque
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-import orjson
 from prometheus_client import CollectorRegistry, Counter, Gauge
-from sqlalchemy.exc import DataError, IntegrityError, SQLAlchemyError
 
 from sluice.exchange import Exchange
 from sluice.store.db import Database
+from sluice.store.lines import stdout_lines
 from sluice.store.options import RequestLogConfig
-from sluice.store.records import RecordBuilder, Row, document
+from sluice.store.records import ID, Record, RecordBuilder
 from sluice.store.spill import SpillFile
+from sluice.store.stamps import log_ids
+from sluice.store.writers import WriteFailed, WriteRejected
 
 logger = logging.getLogger("sluice.request_log")
-_REJECTED = (DataError, IntegrityError)
-_TRANSIENT = (SQLAlchemyError, OSError, TimeoutError)
+_TRANSIENT = (WriteFailed, TimeoutError)  # the writers turn every other database error into WriteFailed
 _DROP_LOG_SECONDS = 10.0
 
 
@@ -39,8 +39,9 @@ class Recorder:
     """An Observer that persists exchanges without ever making a request wait.
 
     `observe` appends to a bounded in-memory buffer. The writer task takes batches from it when `batch_size` are
-    waiting or `flush_interval_seconds` has passed, builds the rows (decoding, redaction, cost, the stdout line) in
-    a thread, and inserts them. A failed insert is retried with exponential backoff while new exchanges wait in
+    waiting or `flush_interval_seconds` has passed, builds the records (decoding, redaction, cost; a few µs each,
+    so on the event loop: a thread would only add GIL hand-offs), writes their stdout lines in one write, and
+    inserts them. A failed insert is retried with exponential backoff while new exchanges wait in
     the buffer; once the buffer is full, further exchanges are written to the spill file, which is replayed after
     the next successful insert. Every row carries its log id from the moment it is built and the database skips
     ids it already has, so retries and replays store each entry exactly once. An exchange is dropped (counted
@@ -57,7 +58,7 @@ class Recorder:
         self._metrics = _RecorderMetrics(registry) if registry is not None else None
         self._pending: deque[Exchange] = deque()
         self._building: list[Exchange] = []
-        self._in_flight: list[Row] = []
+        self._in_flight: list[Record] = []
         self._overflow: deque[Exchange] = deque()
         self._wake = asyncio.Event()
         self._stop = asyncio.Event()
@@ -149,36 +150,33 @@ class Recorder:
             if self._closing:
                 return
 
-    async def _build(self, exchanges: Sequence[Exchange]) -> list[Row]:
-        """Rows for `exchanges` (in a thread: decoding and redaction are CPU work), stdout lines included."""
-        return await asyncio.to_thread(self._build_rows, exchanges) if exchanges else []
-
-    def _build_rows(self, exchanges: Sequence[Exchange]) -> list[Row]:
-        rows: list[Row] = []
-        for exchange in exchanges:
+    async def _build(self, exchanges: Sequence[Exchange]) -> list[Record]:
+        """Records for `exchanges`; their stdout lines are written (in a thread: stdout may be a slow pipe)."""
+        if not exchanges:
+            return []
+        records: list[Record] = []
+        ids = log_ids(len(exchanges))
+        for exchange, log_id in zip(exchanges, ids, strict=True):
             try:
-                rows.append(self.builder.build(exchange))
+                records.append(self.builder.record(exchange, log_id))
             except Exception:
                 logger.exception("request log: cannot record exchange %s; dropped", exchange.request_id)
                 self._count("dropped", 1)
-        if self.config.stdout and rows:
-            bodies = self.config.stdout_bodies
-            lines = b"".join(orjson.dumps(document(row, bodies=bodies)) + b"\n" for row in rows)
-            sys.stdout.write(lines.decode())
-            sys.stdout.flush()
-        return rows if self.db is not None else []
+        if self.config.stdout and records:
+            await asyncio.to_thread(_write_stdout, stdout_lines(records, bodies=self.config.stdout_bodies))
+        return records if self.db is not None else []
 
-    async def _insert(self, rows: list[Row]) -> bool:
-        if self.db is None or not rows:
+    async def _insert(self, records: list[Record]) -> bool:
+        if self.db is None or not records:
             return True
         timeout = self.config.write_timeout_seconds
         if self._closing:
             timeout = min(timeout, max(0.0, self._deadline - time.monotonic()))
         try:
-            await asyncio.wait_for(self.db.insert_new(rows), timeout)
-        except _REJECTED as exc:
+            await asyncio.wait_for(self.db.insert(records), timeout)
+        except WriteRejected as exc:
             logger.error("request log: the database refused a batch (%s); writing it row by row", _describe(exc))
-            if not await self._insert_each(rows):
+            if not await self._insert_each(records):
                 return False
         except _TRANSIENT as exc:
             self._count("failed_writes", 1)
@@ -192,27 +190,27 @@ class Recorder:
         self._healthy = True
         return True
 
-    async def _insert_each(self, rows: list[Row]) -> bool:
+    async def _insert_each(self, records: list[Record]) -> bool:
         """Store the rows the database accepts and drop (count, log) those it refuses; False if it went away."""
         assert self.db is not None
-        for row in rows:
+        for record in records:
             try:
-                await asyncio.wait_for(self.db.insert_new([row]), self.config.write_timeout_seconds)
-            except _REJECTED as exc:
-                self._drop(1, f"the database refused entry {row['id']} ({_describe(exc)})")
+                await asyncio.wait_for(self.db.insert([record]), self.config.write_timeout_seconds)
+            except WriteRejected as exc:
+                self._drop(1, f"the database refused entry {record[ID]} ({_describe(exc)})")
             except _TRANSIENT:
                 return False
         return True
 
-    async def _spill(self, rows: list[Row]) -> None:
-        if not rows:
+    async def _spill(self, records: list[Record]) -> None:
+        if not records:
             return
         try:
-            await self.spill.append(rows)
+            await self.spill.append(records)
         except OSError as exc:
-            self._drop(len(rows), f"the spill file {self.spill.path} cannot be written ({exc})")
+            self._drop(len(records), f"the spill file {self.spill.path} cannot be written ({exc})")
             return
-        self._count("spilled", len(rows))
+        self._count("spilled", len(records))
         self._spill_waiting = True
 
     async def _replay_if_waiting(self) -> None:
@@ -268,6 +266,19 @@ async def _nap(event: asyncio.Event, seconds: float | None) -> None:
     except TimeoutError:
         pass
     event.clear()
+
+
+def _write_stdout(data: bytes) -> None:
+    """One write of many lines, as bytes when stdout has a binary buffer (no decode and re-encode)."""
+    stream = sys.stdout
+    buffer = getattr(stream, "buffer", None)
+    if buffer is None:
+        stream.write(data.decode())
+        stream.flush()
+        return
+    stream.flush()  # whatever the text layer holds goes first
+    buffer.write(data)
+    buffer.flush()
 
 
 def _describe(exc: BaseException) -> str:

@@ -14,7 +14,8 @@ from pathlib import Path
 
 import orjson
 
-from sluice.store.records import Row, row_from_json
+from sluice.store.lines import spill_lines, spilled_record
+from sluice.store.records import Record
 
 logger = logging.getLogger("sluice.request_log")
 
@@ -32,9 +33,9 @@ class SpillFile:
         self._lock = asyncio.Lock()
         self.unreadable_lines = 0
 
-    async def append(self, rows: Sequence[Row]) -> None:
-        """Append `rows` (one JSON line each) and fsync; raises OSError when the disk refuses."""
-        data = b"".join(orjson.dumps(row, default=str) + b"\n" for row in rows)
+    async def append(self, records: Sequence[Record]) -> None:
+        """Append `records` (one JSON line each) and fsync; raises OSError when the disk refuses."""
+        data = spill_lines(records)
         async with self._lock:
             await asyncio.to_thread(self._append, data)
 
@@ -65,7 +66,8 @@ class SpillFile:
             return True
         return self.path.parent.is_dir() and any(self.path.parent.glob(self.path.name + ".replay-*"))
 
-    async def replay(self, path: Path, batch_size: int, insert: Callable[[list[Row]], Awaitable[bool]]) -> int | None:
+    async def replay(self, path: Path, batch_size: int, insert: Callable[[list[Record]], Awaitable[bool]]
+                     ) -> int | None:
         """Feed the rows of `path` to `insert` in batches and remove the file once all went in.
 
         Returns how many rows were fed, or None when `insert` failed (the file stays for the next try) or another
@@ -89,10 +91,10 @@ class SpillFile:
             await asyncio.to_thread(path.unlink, missing_ok=True)
         return replayed
 
-    def _parse(self, lines: list[bytes]) -> Iterator[Row]:
+    def _parse(self, lines: list[bytes]) -> Iterator[Record]:
         for line in lines:
             try:
-                yield row_from_json(orjson.loads(line))
+                yield spilled_record(line)
             except (orjson.JSONDecodeError, ValueError, TypeError):
                 self.unreadable_lines += 1
                 logger.error("request log: dropped an unreadable line of the spill file (%d bytes)", len(line))

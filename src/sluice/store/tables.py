@@ -80,3 +80,4 @@ class RequestLog(Base):
 
 REQUEST_LOGS = cast(Table, RequestLog.__table__)
 COLUMNS = tuple(column.name for column in REQUEST_LOGS.columns)
+JSON_COLUMNS = ("request_headers", "request_body", "response_body")

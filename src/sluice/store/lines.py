@@ -1,0 +1,69 @@
+"""Records as JSON lines: the stdout line of each exchange, and the spill file's lines.
+
+Both embed the headers and bodies as the JSON text the record already holds (`orjson.Fragment`), so nothing is
+decoded or re-encoded; a whole batch becomes one bytes object, written at once.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import orjson
+
+from sluice.store.records import JSON_INDEXES, Record, record_of
+from sluice.store.tables import COLUMNS
+
+_LINE = orjson.OPT_APPEND_NEWLINE
+_Fragment = orjson.Fragment
+def _json(text: str | None) -> Any:
+    return None if text is None else _Fragment(text)
+
+
+def stdout_lines(records: Sequence[Record], *, bodies: bool) -> bytes:
+    """One line per record, in the shape of `records.document()` (which the admin API and the export use)."""
+    return b"".join([orjson.dumps(_document(record, bodies), option=_LINE) for record in records])
+
+
+def _document(record: Record, bodies: bool) -> dict[str, Any]:
+    (log_id, timestamp, request_id, trace_id, key_id, key_hash, project, endpoint, method, operation, stream, status,
+     provider, model, upstream_model, headers, request_body, response_body, text, total_ms, upstream_ms,
+     first_token_ms, prompt, completion, tokens, cost, error, disconnected, withheld) = record
+    request: dict[str, Any] = {"headers": None if headers is None else _Fragment(headers)}
+    response: dict[str, Any] = {"status_code": status}
+    if bodies:
+        request["body"] = _json(request_body)
+        response["body"] = _json(response_body)
+        response["text"] = text
+    return {
+        "log_id": log_id, "timestamp_utc": timestamp, "request_id": request_id, "endpoint": endpoint,
+        "method": method, "operation": operation, "stream": stream, "api_key_id": key_id, "api_key_hash": key_hash,
+        "request": request, "response": response,
+        "timing": {"total_latency_ms": total_ms, "provider_latency_ms": upstream_ms,
+                   "time_to_first_token_ms": first_token_ms},
+        "usage": {"prompt_tokens": prompt, "completion_tokens": completion, "total_tokens": tokens},
+        "cost_usd": cost,
+        "provider": {"name": provider, "model_requested": model, "model_resolved": upstream_model},
+        "metadata": {"trace_id": trace_id, "project": project, "client_disconnected": disconnected,
+                     "bodies_withheld": withheld},
+        "error": error,
+    }
+
+
+def spill_lines(records: Sequence[Record]) -> bytes:
+    """One JSON object per record, keyed by column, timestamp as ISO 8601, headers and bodies as JSON."""
+    lines = []
+    for record in records:
+        values = list(record)
+        for index in JSON_INDEXES:
+            values[index] = _json(record[index])
+        lines.append(orjson.dumps(dict(zip(COLUMNS, values, strict=True)), option=_LINE))
+    return b"".join(lines)
+
+
+def spilled_record(line: bytes) -> Record:
+    """The record of a spill file line (raises ValueError or TypeError when the line is not one)."""
+    data = orjson.loads(line)
+    if not isinstance(data, dict) or not isinstance(data.get("id"), str):
+        raise ValueError("not a request log entry")
+    return record_of(data)
