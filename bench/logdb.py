@@ -3,7 +3,9 @@
 SQLite: `SLUICE_DATA_DIR` is a new temporary directory (Sluice migrates its `sluice.db` at start-up).
 PostgreSQL: a database `sluice_bench_<random>` is created on the server of `BENCH_POSTGRES_URL` (else
 `SLUICE_TEST_POSTGRES_URL`, else postgresql://postgres@127.0.0.1:5432/postgres), migrated with `sluice db upgrade`,
-handed to Sluice as `SLUICE_DATABASE_URL`, and dropped afterwards."""
+handed to Sluice as `SLUICE_DATABASE_URL`, and dropped afterwards. Once Sluice is connected, `pin_backends` moves
+the server processes that serve that database to the load core: in production the database has a machine of its
+own, and left to the scheduler they land on the gateway's core in some runs and not in others."""
 
 from __future__ import annotations
 
@@ -34,14 +36,30 @@ def _with_database(url: str, name: str) -> str:
     return urlunsplit((parts.scheme, parts.netloc, f"/{name}", parts.query, parts.fragment))
 
 
-async def _admin(url: str, statement: str) -> None:
+async def _admin(url: str, statement: str) -> list[int]:
     import asyncpg  # the bench runs on Sluice's venv, which has it
 
     connection = await asyncpg.connect(url, timeout=5)
     try:
+        if statement.startswith("SELECT"):
+            return [int(row[0]) for row in await connection.fetch(statement)]
         await connection.execute(statement)
+        return []
     finally:
         await connection.close()
+
+
+def pin_backends(env: dict[str, str], cpus: str) -> int:
+    """Pin the PostgreSQL processes serving the database in `env` (if any) to `cpus`; how many were pinned."""
+    url = env.get("SLUICE_DATABASE_URL")
+    if not url:
+        return 0
+    name = urlsplit(url).path.lstrip("/")
+    server = server_url().replace("postgresql+asyncpg://", "postgresql://")
+    pids = asyncio.run(_admin(server, f"SELECT pid FROM pg_stat_activity WHERE datname = '{name}'"))
+    for pid in pids:
+        subprocess.run(["taskset", "-pc", cpus, str(pid)], capture_output=True, check=False)
+    return len(pids)
 
 
 @contextlib.contextmanager

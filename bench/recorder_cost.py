@@ -4,7 +4,7 @@
 
 Each exchange is what the bench's chat request leaves behind (wrk's headers and body, the bench upstream's reply,
 default redaction, stdout line on, written to a temporary file as Sluice's stdout is in the bench). They are fed to
-the real `Recorder` 32 at a time, one event-loop turn apart, until every row is in a real database: a SQLite file
+the real `Recorder` 32 per event-loop turn on one core kept busy, until every row is in a real database: a SQLite file
 in a temporary directory, and a PostgreSQL database created for the run and dropped afterwards
 (`SLUICE_TEST_POSTGRES_URL`, default postgresql://postgres@127.0.0.1:5432/test). The figure is the process CPU
 time (every thread: aiosqlite's thread and SQLite itself count) per exchange, minus the same feeding loop with a
@@ -40,6 +40,7 @@ from sluice.store.tables import REQUEST_LOGS
 
 POSTGRES_DEFAULT = "postgresql://postgres@127.0.0.1:5432/test"
 BURST = 32
+MAX_BACKLOG = 1000
 REQUEST = b'{"model":"gpt-bench","messages":[{"role":"user","content":"Hello there, how are you?"}]}'
 REPLY = (b'{"id":"chatcmpl-bench","object":"chat.completion","created":1700000000,"model":"gpt-bench",'
          b'"choices":[{"index":0,"finish_reason":"stop","message":{"role":"assistant",'
@@ -68,12 +69,16 @@ class NullObserver:
         pass
 
 
-async def feed(observe: Callable[[Exchange], None], count: int) -> None:
-    """`count` new exchanges, `BURST` per event-loop turn."""
+async def feed(observe: Callable[[Exchange], None], count: int, backlog: Callable[[], int] = lambda: 0) -> None:
+    """`count` new exchanges, `BURST` per event-loop turn, never idle (a gateway under load keeps its core busy,
+    and an idle core comes back slower), yielding while more than `MAX_BACKLOG` wait for the writer."""
     for start in range(0, count, BURST):
         for _ in range(min(BURST, count - start)):
             observe(exchange())
-        await asyncio.sleep(0)
+        for _ in range(1_000_000):  # yield (busy, not idle) until the writer has caught up
+            await asyncio.sleep(0)
+            if backlog() <= MAX_BACKLOG:
+                break
 
 
 async def rows(db: Database) -> int:
@@ -108,14 +113,14 @@ async def one_round(url: str, spill: Path, count: int, profile: cProfile.Profile
     await upgrade(db)
     recorder = Recorder(RequestLogConfig(), db, SpillFile(spill))
     await recorder.start()
-    await feed(recorder.observe, 500)  # warm-up: pool, prepared statements, caches
+    await feed(recorder.observe, 500, lambda: recorder.buffered)  # warm-up: pool, prepared statements, caches
     await _settle(recorder, 500)
     before = await rows(db)
     server_before = await backend_cpu(db)
     cpu = time.process_time()
     if profile is not None:
         profile.enable()
-    await feed(recorder.observe, count)
+    await feed(recorder.observe, count, lambda: recorder.buffered)
     await _settle(recorder, 500 + count)
     if profile is not None:
         profile.disable()
@@ -135,6 +140,8 @@ async def _settle(recorder: Recorder, written: int) -> None:
     while True:
         if recorder.stats.written >= written:
             return
+        if recorder.stats.spilled or recorder.stats.dropped:
+            raise SystemExit(f"recorder_cost: the recorder spilled or dropped entries: {recorder.stats}")
         await asyncio.sleep(0.005)
 
 
@@ -183,6 +190,7 @@ async def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--databases", default="sqlite,postgresql")
     parser.add_argument("--profile", action="store_true", help="print the top functions (cProfile, last round)")
     args = parser.parse_args(argv)
+    os.sched_setaffinity(0, {max(os.sched_getaffinity(0))})  # one core, as the bench gives the gateway
     loop_cost = min([await baseline(args.count) for _ in range(3)])
     results: list[str] = []
     for kind in args.databases.split(","):

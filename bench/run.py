@@ -83,8 +83,7 @@ def measure_variants(session: Session, plan: measure.Plan, base: TargetResult | 
             continue
         try:
             with logdb.environment(variant.database) as env:
-                target = catalog.build(lambda: session.upstream_url, sluice_env={**variant.env, **env})["sluice"]
-                rps = max(measure.throughput(session, target, 3, plan.step_s))
+                rps = max(run.rps for run in _chat_runs(session, {**variant.env, **env}, 3, plan.step_s))
         except (logdb.Unavailable, RuntimeError, OSError) as exc:
             out[variant.name] = f"n/a ({str(exc).splitlines()[0][:160]})"
             continue
@@ -96,11 +95,14 @@ OFF = Variant("Sluice, log and tracing off", built=True)
 
 
 def _chat_runs(session: Session, env: dict[str, str], rounds: int, seconds: float) -> list[WrkResult]:
+    """Sluice started with `env`: chat at 32 connections, `rounds` runs after a warm-up (which also connects the
+    request log to its database, whose server processes are then pinned to the load core)."""
     target = catalog.build(lambda: session.upstream_url, sluice_env=env)["sluice"]
     with session.started(target) as (_proc, port):
         call = target.call(port, "chat")
         assert isinstance(call, Call)
         run_wrk(call, 8, 2)
+        logdb.pin_backends(env, measure.LOAD_CPUS)
         return [run_wrk(call, 32, seconds) for _ in range(rounds)]
 
 

@@ -73,7 +73,7 @@ class RecordBuilder:
             response = None if reply is None else _dumps(reply)
         else:
             response, reply = self._body(exchange.response_body)
-            text, usage = _reply(reply)
+            text, usage = _reply(reply) if type(reply) is dict else (None, None)
         request, asked = self._body(exchange.request_body)
         withheld = not self.store_bodies or self.redactor.metadata_only(exchange.key_id, exchange.project)
         if withheld:
@@ -95,11 +95,15 @@ class RecordBuilder:
         error = exchange.error or None
         if error is not None:
             error = _text(self.redactor.text(error) if self.scrub else error)
+        total_s, upstream_s, first_s = exchange.latency_total, exchange.latency_upstream, exchange.time_to_first_token
         record: Record = [
             log_id or log_ids(1)[0], iso_utc(started), exchange.request_id, exchange.trace_id, exchange.key_id,
             key_hash, exchange.project, exchange.endpoint, exchange.method, exchange.operation, exchange.stream,
             exchange.status, exchange.provider, exchange.model, exchange.upstream_model, headers, request, response,
-            text, _ms(exchange.latency_total), _ms(exchange.latency_upstream), _ms(exchange.time_to_first_token),
+            text,  # latencies in milliseconds, to the microsecond:
+            None if total_s is None else int(total_s * 1_000_000 + 0.5) / 1000,
+            None if upstream_s is None else int(upstream_s * 1_000_000 + 0.5) / 1000,
+            None if first_s is None else int(first_s * 1_000_000 + 0.5) / 1000,
             prompt, completion, total, self._cost(exchange, prompt, completion) if self.prices else None, error,
             exchange.client_disconnected, withheld,
         ]
@@ -179,12 +183,18 @@ class RecordBuilder:
         return round(cost / 1_000_000, 10)
 
 
-def _reply(reply: Any) -> tuple[str | None, dict[str, Any] | None]:
-    """The text and the usage of a non-streamed reply."""
-    if type(reply) is not dict:
-        return None, None
+def _reply(reply: dict[str, Any]) -> tuple[str | None, dict[str, Any] | None]:
+    """The text and the usage of a non-streamed reply; a plain chat completion takes the short way."""
     usage = reply.get("usage")
-    return reply_text(reply), usage if type(usage) is dict else None
+    choices = reply.get("choices")
+    first = choices[0] if type(choices) is list and choices else None
+    message = first.get("message") if type(first) is dict and "text" not in first else None
+    if type(message) is dict and not message.get("tool_calls"):
+        content = message.get("content")
+        text = content if type(content) is str else None
+    else:
+        text = reply_text(reply)
+    return text, usage if type(usage) is dict else None
 
 
 def _dumps(value: Any) -> str:
@@ -194,11 +204,6 @@ def _dumps(value: Any) -> str:
 def _text(value: str) -> str:
     """PostgreSQL text cannot hold NUL characters."""
     return value.replace("\x00", "\ufffd")
-
-
-def _ms(seconds: float | None) -> float | None:
-    """Milliseconds, to the microsecond."""
-    return None if seconds is None else int(seconds * 1_000_000 + 0.5) / 1000
 
 
 def row_of(record: Record) -> Row:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import sqlite3
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -43,19 +44,19 @@ def _failed(exc: BaseException) -> WriteFailed:
 _NAMES = ", ".join(f'"{name}"' for name in COLUMNS)
 _WIDTH = len(COLUMNS)
 _SQLITE_ROW = "(" + ", ".join("?" * _WIDTH) + ")"
-_SQLITE_CHUNK = 32  # rows per multi-row INSERT: 32 × 29 parameters stay under SQLite's oldest limit (999)
-SQLITE_INSERT = f'INSERT INTO request_logs ({_NAMES}) VALUES {_SQLITE_ROW} ON CONFLICT ("id") DO NOTHING'
-_SQLITE_INSERT_CHUNK = (f"INSERT INTO request_logs ({_NAMES}) VALUES {', '.join([_SQLITE_ROW] * _SQLITE_CHUNK)} "
-                        'ON CONFLICT ("id") DO NOTHING')
+_SQLITE_MAX_ROWS = 500  # rows per INSERT statement (fewer where SQLite allows fewer parameters)
 
 
-def _sqlite_params(record: Record) -> list[Any]:
-    params = list(record)
-    params[TIMESTAMP] = sqlite_text(record[TIMESTAMP])
-    return params
+@functools.lru_cache(maxsize=256)
+def sqlite_insert(rows: int) -> str:
+    """`INSERT … VALUES (…), (…) … ON CONFLICT DO NOTHING` for `rows` rows."""
+    return (f"INSERT INTO request_logs ({_NAMES}) VALUES {', '.join([_SQLITE_ROW] * rows)} "
+            'ON CONFLICT ("id") DO NOTHING')
 
 
-def _sqlite_chunk(records: Sequence[Record]) -> list[Any]:
+def sqlite_params(records: Sequence[Record]) -> list[Any]:
+    """The parameters of `sqlite_insert(len(records))`: the records one after another, timestamps as SQLAlchemy's
+    SQLite text."""
     params = list(chain.from_iterable(records))
     for index in range(TIMESTAMP, len(params), _WIDTH):
         params[index] = sqlite_text(params[index])
@@ -63,9 +64,11 @@ def _sqlite_chunk(records: Sequence[Record]) -> list[Any]:
 
 
 class SqliteWriter:
-    """Inserts through its own sqlite3 connection in one dedicated thread: one thread hop per batch, the rows in
-    multi-row statements (SQLite releases the GIL while it works). `:memory:` databases, which a second
-    connection cannot see, go through the engine's pool instead."""
+    """Inserts through its own sqlite3 connection in one dedicated thread: one thread hop per batch, and the whole
+    batch in one multi-row statement (its own transaction). The thread needs the GIL only to bind the parameters;
+    SQLite releases it while it inserts. Each GIL hand-off between the writer thread and a busy event loop costs
+    the loop a forced switch, so per-row calls (`executemany`) cost far more under load than they do here.
+    `:memory:` databases, which a second connection cannot see, go through the engine's pool instead."""
 
     def __init__(self, database: str, engine: AsyncEngine, timeout: float) -> None:
         self.database = database
@@ -74,6 +77,7 @@ class SqliteWriter:
         self.pooled = database in ("", ":memory:")
         self._executor: ThreadPoolExecutor | None = None
         self._connection: sqlite3.Connection | None = None
+        self._rows = _SQLITE_MAX_ROWS
 
     async def insert(self, records: Sequence[Record]) -> None:
         if self.pooled:
@@ -86,13 +90,14 @@ class SqliteWriter:
     def _insert(self, records: Sequence[Record]) -> None:
         try:
             connection = self._connection or self._connect()
+            if len(records) <= self._rows:
+                connection.execute(sqlite_insert(len(records)), sqlite_params(records))
+                return
             connection.execute("BEGIN IMMEDIATE")
             try:
-                whole = len(records) - len(records) % _SQLITE_CHUNK
-                for start in range(0, whole, _SQLITE_CHUNK):
-                    connection.execute(_SQLITE_INSERT_CHUNK, _sqlite_chunk(records[start:start + _SQLITE_CHUNK]))
-                if whole < len(records):
-                    connection.executemany(SQLITE_INSERT, [_sqlite_params(record) for record in records[whole:]])
+                for start in range(0, len(records), self._rows):
+                    chunk = records[start:start + self._rows]
+                    connection.execute(sqlite_insert(len(chunk)), sqlite_params(chunk))
                 connection.execute("COMMIT")
             except BaseException:
                 with contextlib.suppress(sqlite3.Error):
@@ -113,6 +118,7 @@ class SqliteWriter:
         except sqlite3.Error:
             connection.close()
             raise
+        self._rows = min(_SQLITE_MAX_ROWS, connection.getlimit(sqlite3.SQLITE_LIMIT_VARIABLE_NUMBER) // _WIDTH)
         self._connection = connection
         return connection
 
@@ -134,7 +140,7 @@ class SqliteWriter:
 async def _pooled_insert(engine: AsyncEngine, records: Sequence[Record]) -> None:
     try:
         async with engine.begin() as connection:
-            await connection.exec_driver_sql(SQLITE_INSERT, [tuple(_sqlite_params(record)) for record in records])
+            await connection.exec_driver_sql(sqlite_insert(1), [tuple(sqlite_params([record])) for record in records])
     except (DataError, IntegrityError) as exc:
         raise WriteRejected(str(exc.orig)) from exc
     except Exception as exc:
