@@ -59,6 +59,10 @@ def test_two_workers_are_counted_together_without_double_counting(tmp_path: Path
                 pass
             assert process.poll() is None and time.monotonic() < deadline, "sluice serve --workers 2 did not start"
             time.sleep(0.2)
+        metric_files = tmp_path / "metrics"
+        while len(list(metric_files.glob("gauge_livesum_*.db"))) < 2:  # /health answered; the other may still boot
+            assert process.poll() is None and time.monotonic() < deadline, "the second worker did not start"
+            time.sleep(0.2)
         with ThreadPoolExecutor(8) as pool:  # concurrent connections, so both workers may take some
             assert all(status == 200 for status in pool.map(partial(chat, url), range(REQUESTS)))
         counted = [requests_total(url) for _ in range(2)]
@@ -67,6 +71,6 @@ def test_two_workers_are_counted_together_without_double_counting(tmp_path: Path
             time.sleep(0.2)
             counted.append(requests_total(url))
         assert counted[-1] == REQUESTS
-        assert len(list((tmp_path / "metrics").glob("gauge_livesum_*.db"))) == 2  # both workers in multiprocess mode
+        assert len(list(metric_files.glob("gauge_livesum_*.db"))) == 2  # both workers in multiprocess mode
     finally:
         stop_group(process)
