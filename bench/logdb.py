@@ -4,8 +4,9 @@ SQLite: `SLUICE_DATA_DIR` is a new temporary directory (Sluice migrates its `slu
 PostgreSQL: a database `sluice_bench_<random>` is created on the server of `BENCH_POSTGRES_URL` (else
 `SLUICE_TEST_POSTGRES_URL`, else postgresql://postgres@127.0.0.1:5432/postgres), migrated with `sluice db upgrade`,
 handed to Sluice as `SLUICE_DATABASE_URL`, and dropped afterwards. Once Sluice is connected, `pin_backends` moves
-the server processes that serve that database to the load core: in production the database has a machine of its
-own, and left to the scheduler they land on the gateway's core in some runs and not in others."""
+the server processes that serve that database to the load core at idle priority: in production the database has a
+machine of its own; left to the scheduler, they take cycles from the gateway's core in some runs, and pinned at
+normal priority they starve wrk and the upstream (this is a 2-core machine)."""
 
 from __future__ import annotations
 
@@ -57,8 +58,9 @@ def pin_backends(env: dict[str, str], cpus: str) -> int:
     name = urlsplit(url).path.lstrip("/")
     server = server_url().replace("postgresql+asyncpg://", "postgresql://")
     pids = asyncio.run(_admin(server, f"SELECT pid FROM pg_stat_activity WHERE datname = '{name}'"))
-    for pid in pids:
+    for pid in pids:  # on the load core, and only when wrk and the upstream leave it idle (SCHED_IDLE)
         subprocess.run(["taskset", "-pc", cpus, str(pid)], capture_output=True, check=False)
+        subprocess.run(["chrt", "--idle", "-p", "0", str(pid)], capture_output=True, check=False)
     return len(pids)
 
 

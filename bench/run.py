@@ -14,6 +14,7 @@ import json
 import shlex
 import sys
 import time
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -22,8 +23,8 @@ import install
 import logdb
 import measure
 import report
-from loadgen import Call, WrkResult, run_wrk
-from measure import BOTH_CPUS, Session, TargetResult
+from loadgen import Call, WrkResult, median, run_wrk
+from measure import BOTH_CPUS, Session
 
 BENCH = Path(__file__).resolve().parent
 RUN_DIR = BENCH / ".run"
@@ -54,7 +55,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                                        "always measured: every added figure is relative to it)")
     parser.add_argument("--write", metavar="DOC", help="write the report into this Markdown file")
     parser.add_argument("--variants", action="store_true",
-                        help="only Sluice (everything off) against each built variant, best of 3 runs, twice over")
+                        help="only each built variant against Sluice with everything off, both loaded at once "
+                             "(8 runs of 4 s each; about 90 s)")
     return parser.parse_args(argv)
 
 
@@ -75,72 +77,97 @@ def scale_workers(session: Session, plan: measure.Plan) -> dict[str, float]:
     return {"one": best[0], "two": best[1], "rounds": rounds}
 
 
-def measure_variants(session: Session, plan: measure.Plan, base: TargetResult | None) -> dict[str, str]:
+def measure_variants(session: Session) -> dict[str, str]:
+    """The report's variant rows: each built variant against everything off, both loaded at once (`pairs`)."""
     out = {}
     for variant in VARIANTS:
         if not variant.built:
             out[variant.name] = "n/a (feature not built yet)"
             continue
         try:
-            with logdb.environment(variant.database) as env:
-                rps = max(run.rps for run in _chat_runs(session, {**variant.env, **env}, 3, plan.step_s))
+            figure = measure_variant(session, variant, 8, 4.0)
         except (logdb.Unavailable, RuntimeError, OSError) as exc:
             out[variant.name] = f"n/a ({str(exc).splitlines()[0][:160]})"
             continue
-        out[variant.name] = f"{rps / base.chat_rps:.0%} of log/tracing off" if base and base.chat_rps else f"{rps:.0f}"
+        out[variant.name] = (f"{figure['ratio']:.1%} of log/tracing off (req/s, both loaded at once; gateway CPU "
+                             f"per request: {figure['cpu_ratio']:.1%}; median of 8 runs)")
     return out
 
 
-OFF = Variant("Sluice, log and tracing off", built=True)
+@dataclass
+class Pair:
+    """One chat run against Sluice with everything off and, at the same time, against a variant."""
+
+    off: WrkResult
+    on: WrkResult
+    off_cpu_us: float
+    on_cpu_us: float
 
 
-def _chat_runs(session: Session, env: dict[str, str], rounds: int, seconds: float) -> list[WrkResult]:
-    """Sluice started with `env`: chat at 32 connections, `rounds` runs after a warm-up (which also connects the
-    request log to its database, whose server processes are then pinned to the load core)."""
-    target = catalog.build(lambda: session.upstream_url, sluice_env=env)["sluice"]
-    with session.started(target) as (_proc, port):
-        call = target.call(port, "chat")
-        assert isinstance(call, Call)
-        run_wrk(call, 8, 2)
+def pairs(session: Session, env: dict[str, str], count: int, seconds: float) -> list[Pair]:
+    """Sluice with everything off and Sluice with `env`, both on the gateway core and both loaded at once (a wrk
+    each, 32 connections) `count` times. The two share the core fairly (each is its own session, so its own
+    scheduler group), so each gets half of it whatever else the machine does, and the ratio of their req/s is the
+    ratio of their CPU per request: this machine's speed drifts by ±20 % from minute to minute, which hits both
+    alike. Each therefore serves about half the req/s it would alone."""
+    off_target = catalog.build(lambda: session.upstream_url)["sluice"]
+    on_target = catalog.build(lambda: session.upstream_url, sluice_env=env)["sluice"]
+    with session.started(off_target) as (off_proc, off_port), session.started(on_target) as (on_proc, on_port):
+        off_call, on_call = off_target.call(off_port, "chat"), on_target.call(on_port, "chat")
+        assert isinstance(off_call, Call) and isinstance(on_call, Call)
+        run_wrk(off_call, 8, 2)
+        run_wrk(on_call, 8, 2)
         logdb.pin_backends(env, measure.LOAD_CPUS)
-        return [run_wrk(call, 32, seconds) for _ in range(rounds)]
+        found = []
+        for _ in range(count):
+            cpu = (off_proc.cpu_seconds(), on_proc.cpu_seconds())
+            with ThreadPoolExecutor(2) as pool:
+                runs = [pool.submit(run_wrk, call, 32, seconds) for call in (off_call, on_call)]
+                off, on = (run.result() for run in runs)
+            found.append(Pair(off, on, (off_proc.cpu_seconds() - cpu[0]) * 1e6 / max(off.requests, 1),
+                              (on_proc.cpu_seconds() - cpu[1]) * 1e6 / max(on.requests, 1)))
+        return found
 
 
-def compare_variants(session: Session, seconds: float, passes: int = 2, rounds: int = 3) -> dict[str, dict[str, float]]:
-    """Sluice with everything off, then each built variant, `passes` times in turn (so drift hits all alike): chat
-    at 32 connections, the best of `rounds` runs of every pass kept, with the p99 of that run."""
-    best: dict[str, WrkResult] = {}
-    failed: dict[str, str] = {}
-    for _ in range(passes):
-        for variant in (OFF, *(v for v in VARIANTS if v.built)):
-            measure.log(f"variants: {variant.name}")
-            try:
-                with logdb.environment(variant.database) as env:
-                    runs = _chat_runs(session, {**variant.env, **env}, rounds, seconds)
-            except (logdb.Unavailable, RuntimeError, OSError) as exc:
-                failed[variant.name] = str(exc).splitlines()[0][:160]
-                continue
-            top = max(runs, key=lambda run: run.rps)
-            if variant.name not in best or top.rps > best[variant.name].rps:
-                best[variant.name] = top
-    off = best.get(OFF.name)
-    figures = {name: {"rps": run.rps, "p99_ms": run.p99_ms, "errors": float(run.errors),
-                      "ratio": run.rps / off.rps if off and off.rps else 0.0} for name, run in best.items()}
-    figures.update({name: {"failed": 1.0} for name in failed if name not in best})
-    for name, reason in failed.items():
-        measure.log(f"variants: {name} not measured: {reason}")
+def measure_variant(session: Session, variant: Variant, count: int, seconds: float) -> dict[str, float]:
+    """Medians over the pairs: req/s, p99, gateway CPU per request, off and on, and the ratios of each pair."""
+    with logdb.environment(variant.database) as env:
+        found = pairs(session, {**variant.env, **env}, count, seconds)
+    return {"pairs": float(count), "seconds": seconds,
+            "off_rps": median([p.off.rps for p in found]), "on_rps": median([p.on.rps for p in found]),
+            "ratio": median([p.on.rps / p.off.rps for p in found if p.off.rps]),
+            "off_p99_ms": median([p.off.p99_ms for p in found]), "on_p99_ms": median([p.on.p99_ms for p in found]),
+            "off_cpu_us": median([p.off_cpu_us for p in found]), "on_cpu_us": median([p.on_cpu_us for p in found]),
+            "cpu_ratio": median([p.off_cpu_us / p.on_cpu_us for p in found if p.on_cpu_us]),
+            "errors": float(sum(p.on.errors + p.off.errors for p in found))}
+
+
+def compare_variants(session: Session, count: int = 8, seconds: float = 4.0) -> dict[str, dict[str, float]]:
+    figures: dict[str, dict[str, float]] = {}
+    for variant in VARIANTS:
+        if not variant.built:
+            continue
+        measure.log(f"variants: {variant.name}, {count} runs of {seconds:g} s, everything off alongside")
+        try:
+            figures[variant.name] = measure_variant(session, variant, count, seconds)
+        except (logdb.Unavailable, RuntimeError, OSError) as exc:
+            measure.log(f"variants: {variant.name} not measured: {exc}")
+            figures[variant.name] = {"failed": 1.0}
     return figures
 
 
-def variants_report(figures: dict[str, dict[str, float]], seconds: float, command: str) -> str:
-    lines = [f"Chat at 32 connections, best of 3 runs of {seconds:g} s in each of 2 passes; `{command}`", "",
-             "| Sluice | req/s | ÷ log and tracing off | p99 ms | errors |", "|---|---:|---:|---:|---:|"]
-    for name, figure in figures.items():
-        if "failed" in figure:
-            lines.append(f"| {name} | not measured | | | |")
+def variants_report(figures: dict[str, dict[str, float]], command: str) -> str:
+    lines = ["Chat, each variant loaded at the same time as Sluice with everything off (32 connections each, both on "
+             f"the gateway core, so each gets half of it; medians of the runs). `{command}`", "",
+             "| variant | runs × s | req/s off, on | on ÷ off | p99 ms off, on | gateway CPU µs/req off, on "
+             "| off ÷ on (CPU) | errors |", "|---|---:|---:|---:|---:|---:|---:|---:|"]
+    for name, f in figures.items():
+        if "failed" in f:
+            lines.append(f"| {name} | not measured | | | | | | |")
             continue
-        lines.append(f"| {name} | {figure['rps']:,.0f} | {figure['ratio']:.3f} | {figure['p99_ms']:.1f} "
-                     f"| {figure['errors']:.0f} |")
+        lines.append(f"| {name} | {f['pairs']:.0f} × {f['seconds']:g} | {f['off_rps']:,.0f}, {f['on_rps']:,.0f} "
+                     f"| **{f['ratio']:.3f}** | {f['off_p99_ms']:.1f}, {f['on_p99_ms']:.1f} "
+                     f"| {f['off_cpu_us']:.0f}, {f['on_cpu_us']:.0f} | {f['cpu_ratio']:.3f} | {f['errors']:.0f} |")
     return "\n".join(lines)
 
 
@@ -149,10 +176,10 @@ def main_variants(command: str) -> int:
     session = Session(RUN_DIR)
     started = time.monotonic()
     try:
-        figures = compare_variants(session, measure.FULL.step_s)
+        figures = compare_variants(session)
     finally:
         session.close()
-    print(variants_report(figures, measure.FULL.step_s, command))
+    print(variants_report(figures, command))
     raw = {"command": command, "machine": catalog.machine(), "figures": figures,
            "elapsed_s": time.monotonic() - started}
     (RUN_DIR / "variants.json").write_text(json.dumps(raw, indent=1))
@@ -177,7 +204,7 @@ def main(argv: list[str] | None = None) -> int:
         if not args.quick and sluice and sluice.status == "ok":
             measure.log("measuring Sluice with 1 and 2 workers")
             run.workers = scale_workers(session, plan)
-        run.variants = measure_variants(session, plan, sluice) if not args.quick else {}
+        run.variants = measure_variants(session) if not args.quick else {}
         if sluice and sluice.status == "ok":
             run.guard = measure.guard_ratio(session, targets["direct"], targets["sluice"])
     finally:

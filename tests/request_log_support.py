@@ -12,6 +12,7 @@ import orjson
 from sqlalchemy import func, select
 
 from sluice.exchange import Exchange
+from sluice.pricing import Price, PriceTable
 from sluice.providers.mock import chat_chunks, chat_reply
 from sluice.store.db import Database
 from sluice.store.options import RequestLogConfig
@@ -85,9 +86,11 @@ async def wait_until(check: Callable[[], Awaitable[bool]], within: float = 10.0)
         await asyncio.sleep(0.02)
 
 
-async def seed(db: Database, exchanges: list[Exchange], **config: Any) -> list[dict[str, Any]]:
-    """Build rows for `exchanges` as the writer would, and insert them; returns the rows."""
-    builder = RecordBuilder(recorder_config(**config))
+async def seed(db: Database, exchanges: list[Exchange], prices: dict[str, Any] | None = None,
+               **config: Any) -> list[dict[str, Any]]:
+    """Build rows for `exchanges` as the writer would (priced with `prices`, by model), and insert them."""
+    table = None if prices is None else PriceTable({name: Price.model_validate(p) for name, p in prices.items()})
+    builder = RecordBuilder(recorder_config(**config), table)
     rows = [builder.build(exchange) for exchange in exchanges]
     await db.insert_new(rows)
     return rows

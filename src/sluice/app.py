@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import logging
 
 from fastapi import FastAPI
@@ -9,7 +10,7 @@ from fastapi import FastAPI
 from sluice.config import SluiceConfig, load_config
 from sluice.errors import GatewayError
 from sluice.gateway import Gateway
-from sluice.http import admin_logs, demo, health, metrics, models
+from sluice.http import admin_keys, admin_logs, admin_prompts, admin_spend, demo, health, metrics, models
 from sluice.http.asgi import JSON_TYPE, ASGIApp, Receive, Scope, Send, send_error
 from sluice.http.errors import install_error_handlers
 from sluice.http.openai import hot_routes
@@ -59,11 +60,22 @@ class SluiceApp:
                     logger.exception("start-up failed")
                     await send({"type": "lifespan.startup.failed", "message": str(exc)})
                     return
+                tune_garbage_collector()
                 await send({"type": "lifespan.startup.complete"})
             elif message["type"] == "lifespan.shutdown":
                 await self.gateway.aclose()
                 await send({"type": "lifespan.shutdown.complete"})
                 return
+
+
+def tune_garbage_collector() -> None:
+    """Once start-up is done: move everything built so far out of the collector's sight, and collect the young
+    generation every 20,000 allocations instead of 700. Measured (bench pairs, both loaded at once): +3-5 % chat
+    req/s; a request allocates a few hundred container objects, so the default ran a collection every other
+    request, and each full collection walked the ~120,000 objects the imports and the app leave behind."""
+    gc.collect()
+    gc.freeze()
+    gc.set_threshold(20_000, 10, 10)
 
 
 async def _method_not_allowed(scope: Scope, send: Send) -> None:
@@ -83,6 +95,9 @@ def create_api(gateway: Gateway) -> FastAPI:
     api.include_router(demo.router)
     mount_projects(api, load_projects(gateway.config))
     api.include_router(admin_logs.router)
+    api.include_router(admin_keys.router)
+    api.include_router(admin_spend.router)
+    api.include_router(admin_prompts.router)
     install_error_handlers(api)
     install_openapi(api)
     return api

@@ -12,6 +12,7 @@ from pydantic import ValidationError
 
 from sluice import prompts_cli
 from sluice.config import ConfigError, load_config
+from sluice.keys import cli as keys_cli
 from sluice.settings import Settings
 from sluice.store import arguments as store_arguments
 
@@ -39,6 +40,7 @@ def build_parser() -> argparse.ArgumentParser:
     commands.add_parser("version", help="print the version")
     store_arguments.add_commands(commands, _config_option)
     prompts_cli.add_commands(commands, _config_option)
+    keys_cli.add_commands(commands, _config_option)
     return parser
 
 
@@ -92,14 +94,19 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"{path or '<embedded defaults>'}: OK ({len(config.providers)} providers, {len(config.models)} models"
               + (f", {len(registry)} prompt versions)" if len(registry) else ")"))
         return 0
-    return serve(args, settings, path, has_config_keys=bool(config.static_keys))
+    if args.command == keys_cli.COMMAND:
+        return keys_cli.run(args, settings, config)
+    managed = config.keys.managed and "keys" in config.model_fields_set  # managed keys, asked for explicitly
+    return serve(args, settings, path, has_config_keys=bool(config.static_keys) or managed)
 
 
 def serve(args: argparse.Namespace, settings: Settings, path: str | None, *, has_config_keys: bool = False) -> int:
     allow_no_auth = args.allow_no_auth or settings.allow_no_auth
-    if not settings.api_keys and not has_config_keys and not allow_no_auth:
-        print("sluice: refusing to start without API keys: set SLUICE_API_KEYS=key1,key2 "
-              "(or pass --allow-no-auth to serve without authentication)", file=sys.stderr)
+    if not settings.api_keys and not settings.admin_key and not has_config_keys and not allow_no_auth:
+        print("sluice: refusing to start without API keys: set SLUICE_API_KEYS=key1,key2, or SLUICE_ADMIN_KEY and "
+              "create keys (`sluice keys create`, POST /admin/keys; `keys: {managed: true}` in the config accepts "
+              "them without SLUICE_ADMIN_KEY), or pass --allow-no-auth to serve without authentication",
+              file=sys.stderr)
         return 2
     # Workers build their app from the environment, so hand them exactly what was resolved here.
     if path is not None:

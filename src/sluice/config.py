@@ -10,6 +10,9 @@ from typing import Annotated, Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, model_validator
 
+from sluice.keys.options import KeysConfig
+from sluice.limits.options import Budget, Limits, RateLimit
+from sluice.pricing import Price
 from sluice.prompts import PromptConfig
 from sluice.store.options import RequestLogConfig
 from sluice.telemetry.options import TelemetryConfig
@@ -93,12 +96,8 @@ class ModelConfig(_Strict):
     provider: str
     model: str = Field(min_length=1)
     aliases: list[str] = []
-
-
-class Limits(_Strict):
-    """Request limits enforced at the edge."""
-
-    max_body_bytes: int = Field(10 * 1024 * 1024, ge=1024)
+    limits: RateLimit | None = None
+    """Limits on this model across all keys (requests and tokens per minute, concurrent requests)."""
 
 
 class ServerConfig(_Strict):
@@ -107,10 +106,20 @@ class ServerConfig(_Strict):
     shutdown_grace_seconds: float = Field(30.0, ge=0)
 
 
+class BasicAuthConfig(_Strict):
+    """HTTP Basic credentials (what Prometheus's `basic_auth` scrape option sends)."""
+
+    username: str = Field(min_length=1)
+    password: SecretStr
+
+
 class MetricsConfig(_Strict):
-    """The /metrics endpoint."""
+    """The /metrics endpoint: open only when `require_key` is false and no `basic_auth` is set."""
 
     require_key: bool = True
+    """Any API key opens it (the admin key always does)."""
+    basic_auth: BasicAuthConfig | None = None
+    """Also accept these Basic credentials (and, with `require_key: false`, only these or the admin key)."""
 
 
 class DemoConfig(_Strict):
@@ -133,14 +142,22 @@ class ProjectConfig(_Strict):
 
 
 class StaticKeyConfig(_Strict):
-    """An API key accepted besides SLUICE_API_KEYS, optionally limited to some projects and providers."""
+    """An API key accepted besides SLUICE_API_KEYS, optionally limited in scope, rate and spend."""
 
     key: SecretStr
     name: str | None = None
+    models: list[str] | None = None
+    """Public model names this key may use; None means every model."""
     projects: list[str] | None = None
     """Projects this key may call (`/projects/{name}/…`); None means every project."""
     providers: list[str] | None = None
     """Providers this key may reach, through models, `/provider/{name}/…` or projects; None means every one."""
+    admin: bool = False
+    """May use the /admin API."""
+    limits: RateLimit | None = None
+    """None means `limits.default_key`."""
+    budget: Budget | None = None
+    """None means `limits.default_budget`."""
 
 
 class SluiceConfig(_Strict):
@@ -156,7 +173,11 @@ class SluiceConfig(_Strict):
     discover_projects: bool = True
     """Also mount every installed `sluice.projects` entry point (config entries win on a name clash)."""
     static_keys: list[StaticKeyConfig] = []
+    keys: KeysConfig = KeysConfig()
+    """Managed API keys (docs/keys.md)."""
     request_log: RequestLogConfig = RequestLogConfig()
+    prices: dict[str, Price] = {}
+    """USD per million tokens by public or upstream model name, over the built-in defaults (sluice.pricing)."""
     telemetry: TelemetryConfig = TelemetryConfig()
     prompts: list[PromptConfig] = []
     """Prompt templates (sluice.prompts) a chat request can name instead of giving messages."""
@@ -189,6 +210,9 @@ class SluiceConfig(_Strict):
                     raise ValueError(f"projects[{index}].models: unknown model {name!r}")
         for index, key in enumerate(self.static_keys):
             self._check_providers(f"static_keys[{index}].providers", key.providers)
+            for name in key.models or []:
+                if name not in models:
+                    raise ValueError(f"static_keys[{index}].models: unknown model {name!r}")
 
     def _check_providers(self, where: str, names: list[str] | None) -> None:
         for name in names or []:

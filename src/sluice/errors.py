@@ -6,6 +6,9 @@ GatewayError
 ├── PermissionDenied      403 permission_denied
 ├── NotFound              404 (unknown model or route)
 ├── PayloadTooLarge       413 request_too_large
+├── RateLimited           429 rate_limit_exceeded (with Retry-After)
+├── QuotaExceeded         429 insufficient_quota (the key's budget is spent for this period)
+├── ServiceUnavailable    503 (a dependency the request needs, e.g. Redis with fail-closed limits, is down)
 ├── UpstreamError         the upstream answered with an error: its status and message are passed on
 ├── UpstreamUnreachable   502 (connection refused, reset, DNS)
 └── UpstreamTimeout       504 (connect or read timeout)
@@ -13,6 +16,7 @@ GatewayError
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
 import orjson
@@ -24,6 +28,8 @@ class GatewayError(Exception):
     status = 500
     type = "server_error"
     code: str | None = None
+    headers: Mapping[str, str] = {}
+    """Extra response headers (e.g. `WWW-Authenticate`); set per instance, never mutated in place."""
 
     def __init__(
         self,
@@ -79,6 +85,30 @@ class PayloadTooLarge(GatewayError):
     status = 413
     type = "invalid_request_error"
     code = "request_too_large"
+
+
+class RateLimited(GatewayError):
+    """A limit is exhausted; `retry_after` is the number of seconds until the request would pass."""
+
+    status = 429
+    type = "requests"
+    code = "rate_limit_exceeded"
+
+    def __init__(self, message: str, *, retry_after: float, type: str | None = None) -> None:
+        super().__init__(message, type=type)
+        self.retry_after = retry_after
+
+
+class QuotaExceeded(GatewayError):
+    status = 429
+    type = "insufficient_quota"
+    code = "insufficient_quota"
+
+
+class ServiceUnavailable(GatewayError):
+    status = 503
+    type = "server_error"
+    code = "service_unavailable"
 
 
 class UpstreamError(GatewayError):

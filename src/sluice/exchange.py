@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 from sluice.errors import GatewayError
 
 if TYPE_CHECKING:
+    from sluice.keys.principal import Principal
     from sluice.telemetry.trace_context import TraceIds
 
 logger = logging.getLogger("sluice.exchange")
@@ -33,6 +34,8 @@ class Exchange:
     operation: str | None = None
     """`chat`, `completions`, `embeddings`, `passthrough` or a project step."""
     key_id: str | None = None
+    principal: Principal | None = None
+    """The authenticated caller (its limits and budget are charged with the usage once the exchange ends)."""
     provider: str | None = None
     model: str | None = None
     """The public model name the caller asked for."""

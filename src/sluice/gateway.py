@@ -8,8 +8,12 @@ from importlib.metadata import version
 
 from sluice.config import SluiceConfig
 from sluice.exchange import Observer
-from sluice.keys.static import StaticKeyRing, scoped_keys
+from sluice.keys.ring import build_key_ring
+from sluice.limits.budgets import build_ledger
+from sluice.limits.build import build_admission
+from sluice.pricing import PriceTable
 from sluice.prompts import PromptRegistry
+from sluice.prompts_store import PromptStore
 from sluice.providers.passthrough import build_targets
 from sluice.providers.registry import build_providers
 from sluice.routing.table import RouteTable
@@ -30,14 +34,24 @@ class Gateway:
         self.providers = build_providers(config)
         self.routes = RouteTable(config, self.providers)
         self.prompts = PromptRegistry.load(config.prompts, config.prompts_dir)
+        self.prompt_store: PromptStore | None = None
+        """Templates added through /admin/prompts; set once the request log's database is open."""
         self.passthrough = build_targets(config)
-        self.keys = StaticKeyRing((key.get_secret_value() for key in settings.api_keys),
-                                  allow_no_auth=settings.allow_no_auth, scoped=scoped_keys(config.static_keys))
+        self.keys = build_key_ring(config, settings)
         self.metrics = Metrics(settings.prometheus_multiproc_dir)
-        self.request_log = RequestLog(config.request_log, settings, self.metrics) \
+        self.prices = PriceTable(config.prices)
+        """USD per million tokens (defaults + `prices:`): the request log's cost, the cost metric, budgets."""
+        self.request_log = RequestLog(config.request_log, settings, self.metrics, self.prices) \
             if config.request_log.enabled else None
         self.observers: list[Observer] = [self.request_log] if self.request_log is not None else []
-        self.telemetry = Telemetry(config, settings, self.metrics, self.version)
+        self.budgets = build_ledger(config, settings, self.metrics, self.prices,
+                                    self.request_log.db if self.request_log is not None else None)
+        """Spend per key and period: charged by its observer, checked before a request of a key with a budget."""
+        self.observers.append(self.budgets)
+        self.admission = build_admission(config, settings.redis_url, self.metrics, self.budgets)
+        """Rate, concurrency and budget limits checked before a request goes upstream (limits/admission.py)."""
+        self.observers.append(self.admission.tokens)
+        self.telemetry = Telemetry(config, settings, self.metrics, self.version, self.prices)
         self.observers.extend(self.telemetry.observers)
         self.tracing = self.telemetry.tracing is not None
         """Whether the request path should choose trace ids (`TraceIds`) and send them upstream."""
@@ -53,6 +67,11 @@ class Gateway:
                 await target.start()
         if self.request_log is not None:
             await self.request_log.start()
+            if self.request_log.db is not None:
+                self.prompt_store = PromptStore(self.prompts, self.request_log.db)
+                await self.prompt_store.start()
+        await self.budgets.start()
+        await self.admission.limiter.start()
         await self.telemetry.start()
 
     async def aclose(self) -> None:
@@ -66,9 +85,14 @@ class Gateway:
         for target in self.passthrough.values():
             if target is not None:
                 await target.aclose()
+        await self.budgets.aclose()
+        await self.admission.limiter.aclose()
+        if self.prompt_store is not None:
+            await self.prompt_store.aclose()
         if self.request_log is not None:
             await self.request_log.aclose()
         await self.telemetry.aclose()
+        await self.keys.aclose()
 
     def request_started(self) -> None:
         self.in_flight += 1

@@ -1,6 +1,7 @@
 """Prompt templates: named, versioned chat templates a request can use instead of raw messages.
 
-Templates come from `prompts:` in sluice.yaml and/or the YAML files of `prompts_dir`. A chat request names one
+Templates come from `prompts:` in sluice.yaml, the YAML files of `prompts_dir`, and the admin API
+(`/admin/prompts`, kept in the database by `prompts_store.py`). A chat request names one
 with `"prompt": {"name": …, "version": …, "variables": {…}}`; its messages are rendered by plain `{{variable}}`
 substitution (no expressions, no code) and put before any `messages` the request also gives. Every placeholder
 must get a value (else 400 naming the variable); the newest version is used when none is given.
@@ -119,10 +120,21 @@ class PromptRegistry:
     def __init__(self, templates: Iterable[Template] = ()) -> None:
         self._by_name: dict[str, dict[int, Template]] = {}
         for template in templates:
-            versions = self._by_name.setdefault(template.name, {})
-            if template.version in versions:
+            if not self.add(template):
                 raise PromptFileError(f"prompt {template.name!r} version {template.version} is defined twice")
-            versions[template.version] = template
+        self.configured = frozenset((template.name, template.version) for template in self)
+        """The (name, version) pairs that come from the config; the rest were added through the admin API."""
+
+    def add(self, template: Template) -> bool:
+        """Add a version; False (and nothing changes) when that name and version exist: versions are immutable."""
+        versions = self._by_name.setdefault(template.name, {})
+        if template.version in versions:
+            return False
+        versions[template.version] = template
+        return True
+
+    def next_version(self, name: str) -> int:
+        return max(self._by_name.get(name) or [0]) + 1
 
     @classmethod
     def load(cls, prompts: Iterable[PromptConfig], prompts_dir: str | Path | None = None) -> PromptRegistry:

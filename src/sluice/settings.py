@@ -38,11 +38,22 @@ class Settings(BaseSettings):
     database_url: str | None = None
     """SQLAlchemy URL of the database; default a SQLite file in `data_dir`."""
     admin_key: SecretStr | None = None
+    redis_url: str | None = None
+    """SLUICE_REDIS_URL: Redis for limits shared by every instance (with `limits.backend` auto or redis)."""
+    key_pepper: SecretStr | None = None
+    """SLUICE_KEY_PEPPER: the secret managed keys are hashed with; default a file `<data_dir>/key-pepper`."""
 
     @property
     def database(self) -> str:
         """The database URL in effect: SLUICE_DATABASE_URL, else `<data_dir>/sluice.db` (SQLite)."""
         return self.database_url or f"sqlite+aiosqlite:///{self.data_dir.rstrip('/')}/sluice.db"
+
+    @field_validator("key_pepper")
+    @classmethod
+    def _long_pepper(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is not None and len(value.get_secret_value()) < 16:
+            raise ValueError("SLUICE_KEY_PEPPER must be at least 16 characters (e.g. openssl rand -base64 32)")
+        return value
 
     @field_validator("api_keys", mode="before")
     @classmethod

@@ -40,7 +40,7 @@ def value(found: Samples, name: str, **labels: str) -> float:
 
 @pytest.fixture
 def served(tmp_path: Path) -> Iterator[tuple[SluiceApp, str]]:
-    prices = "request_log: {enabled: false, prices: {mock: {input_per_million: 1.0, output_per_million: 2.0}}}\n"
+    prices = "request_log: {enabled: false}\nprices: {mock: {input_per_million: 1.0, output_per_million: 2.0}}\n"
     config = parse_config(MOCK_CONFIG + prices, "test.yaml")
     app = create_app(config, Settings(api_keys=[DEV_KEY], build="test", data_dir=str(tmp_path)))
     with serve(app) as url:

@@ -8,6 +8,7 @@ import orjson
 import pytest
 
 from sluice.config import ConfigError, parse_config
+from sluice.pricing import Price, PriceTable
 from sluice.providers.mock import chat_chunks, completion_chunks
 from sluice.store.assemble import assemble_stream, reply_text, sse_events
 from sluice.store.records import RecordBuilder, document
@@ -54,8 +55,8 @@ def test_reply_text_of_plain_replies() -> None:
 
 
 def test_row_fields() -> None:
-    row = RecordBuilder(recorder_config(prices={"mock": {"input_per_million": 2.5, "output_per_million": 10}})) \
-        .build(make_exchange(1, text="alpha beta gamma"))
+    prices = PriceTable({"mock": Price(input_per_million=2.5, output_per_million=10)})
+    row = RecordBuilder(recorder_config(), prices).build(make_exchange(1, text="alpha beta gamma"))
     assert row["key_hash"] == hashlib.sha256(KEY.encode()).hexdigest() and row["key_id"] == "key-test"
     assert row["request_headers"] == {"content-type": "application/json"}
     assert (row["prompt_tokens"], row["completion_tokens"], row["total_tokens"]) == (3, 3, 6)
@@ -69,6 +70,7 @@ def test_row_fields() -> None:
 
 def test_no_price_no_cost_and_unpriced_usage() -> None:
     assert RecordBuilder(recorder_config()).build(make_exchange(1))["cost_usd"] is None
+    assert RecordBuilder(recorder_config(), PriceTable()).build(make_exchange(1))["cost_usd"] is None
 
 
 @pytest.mark.parametrize("config", [{"store_bodies": False}, {"redaction": {"metadata_only_keys": ["key-test"]}},

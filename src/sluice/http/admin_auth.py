@@ -1,4 +1,4 @@
-"""The FastAPI dependency that admits the admin key (SLUICE_ADMIN_KEY) to the /admin routes."""
+"""The FastAPI dependency that admits admins to the /admin routes: SLUICE_ADMIN_KEY, or a key with the admin scope."""
 
 from __future__ import annotations
 
@@ -12,26 +12,34 @@ from fastapi.security import APIKeyHeader, HTTPAuthorizationCredentials, HTTPBea
 from sluice.errors import AuthenticationFailed, PermissionDenied
 from sluice.gateway import Gateway
 from sluice.http.auth import get_gateway
+from sluice.keys.principal import Principal
 
-_bearer = HTTPBearer(auto_error=False, scheme_name="AdminBearer", description="Authorization: Bearer <admin key>")
+_bearer = HTTPBearer(auto_error=False, scheme_name="AdminBearer",
+                     description="Authorization: Bearer <SLUICE_ADMIN_KEY, or an API key with the admin scope>")
 _api_key = APIKeyHeader(name="X-API-Key", auto_error=False, scheme_name="AdminAPIKey",
-                        description="X-API-Key: <admin key>")
+                        description="X-API-Key: <SLUICE_ADMIN_KEY, or an API key with the admin scope>")
+
+ADMIN = Principal(key_id="admin", name="SLUICE_ADMIN_KEY", admin=True)
 
 
-def require_admin(
+async def require_admin(
     gateway: Annotated[Gateway, Depends(get_gateway)],
     bearer: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
     api_key: Annotated[str | None, Depends(_api_key)],
-) -> None:
-    """Passes for the admin key; 403 when no admin key is configured, 401 for a missing or wrong key."""
-    configured = gateway.settings.admin_key.get_secret_value() if gateway.settings.admin_key else ""
-    if not configured:
-        raise PermissionDenied("The admin API is disabled: set SLUICE_ADMIN_KEY to enable it.")
+) -> Principal:
+    """The admin: 401 for a missing or non-working key, 403 for a working key without the admin scope."""
     presented = api_key or (bearer.credentials if bearer else "")
     if not presented:
-        raise AuthenticationFailed("The admin API needs the admin key: send 'Authorization: Bearer ADMIN_KEY'.")
-    if not hmac.compare_digest(_digest(presented), _digest(configured)):
-        raise AuthenticationFailed("Incorrect admin key provided.")
+        raise AuthenticationFailed("The admin API needs a key: send 'Authorization: Bearer KEY' with SLUICE_ADMIN_KEY "
+                                   "or an API key that has the admin scope.")
+    configured = gateway.settings.admin_key.get_secret_value() if gateway.settings.admin_key else ""
+    if configured and hmac.compare_digest(_digest(presented), _digest(configured)):
+        return ADMIN
+    principal = await gateway.keys.authenticate(presented)
+    if not principal.admin:
+        raise PermissionDenied("This API key may not use the admin API: it needs the admin scope "
+                               "(or use SLUICE_ADMIN_KEY).")
+    return principal
 
 
 def _digest(key: str) -> bytes:
@@ -39,3 +47,4 @@ def _digest(key: str) -> bytes:
 
 
 AdminAccess = Depends(require_admin)
+CurrentAdmin = Annotated[Principal, AdminAccess]

@@ -59,4 +59,6 @@ async def send_bytes(send: Send, status: int, body: bytes, headers: list[tuple[b
 async def send_error(send: Send, error: GatewayError, headers: list[tuple[bytes, bytes]]) -> None:
     """The OpenAI-shaped error response for `error`."""
     body = error.to_json()
-    await send_bytes(send, error.status, body, [JSON_TYPE, (b"content-length", str(len(body)).encode()), *headers])
+    extra = [(name.lower().encode("latin-1"), value.encode("latin-1")) for name, value in error.headers.items()]
+    await send_bytes(send, error.status, body,
+                     [JSON_TYPE, (b"content-length", str(len(body)).encode()), *headers, *extra])

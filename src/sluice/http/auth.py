@@ -20,13 +20,13 @@ def get_gateway(request: Request) -> Gateway:
     return gateway
 
 
-def get_principal(
+async def get_principal(
     gateway: Annotated[Gateway, Depends(get_gateway)],
     bearer: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
     api_key: Annotated[str | None, Depends(_api_key)],
 ) -> Principal:
     """The caller, or AuthenticationFailed (mapped to a 401 OpenAI-shaped error)."""
-    return gateway.keys.authenticate(presented_key(f"Bearer {bearer.credentials}" if bearer else None, api_key))
+    return await gateway.keys.authenticate(presented_key(f"Bearer {bearer.credentials}" if bearer else None, api_key))
 
 
 CurrentPrincipal = Annotated[Principal, Depends(get_principal)]

@@ -15,7 +15,8 @@ logger = logging.getLogger("sluice.http")
 
 
 def error_response(error: GatewayError) -> Response:
-    return Response(error.to_json(), status_code=error.status, media_type="application/json")
+    return Response(error.to_json(), status_code=error.status, media_type="application/json",
+                    headers=dict(error.headers) or None)
 
 
 async def _gateway_error(request: Request, exc: Exception) -> Response:

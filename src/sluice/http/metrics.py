@@ -1,12 +1,18 @@
-"""`GET /metrics`: Prometheus text; whether it needs a key is the `metrics.require_key` setting."""
+"""`GET /metrics`: Prometheus text, behind an API key, the admin key or Basic credentials as configured."""
 
 from __future__ import annotations
+
+import base64
+import hashlib
+import hmac
 
 from fastapi import APIRouter, Request
 from fastapi.responses import Response
 from prometheus_client import CONTENT_TYPE_LATEST
 
-from sluice.errors import AuthenticationFailed
+from sluice.config import MetricsConfig
+from sluice.errors import AuthenticationFailed, GatewayError
+from sluice.gateway import Gateway
 from sluice.http.auth import CurrentGateway
 from sluice.keys.static import presented_key
 
@@ -15,10 +21,48 @@ router = APIRouter(tags=["operations"])
 
 @router.get("/metrics", response_class=Response)
 async def metrics(request: Request, gateway: CurrentGateway) -> Response:
-    if gateway.config.metrics.require_key:
-        key = presented_key(request.headers.get("authorization"), request.headers.get("x-api-key"))
-        if not key:
-            raise AuthenticationFailed("/metrics needs an API key (metrics.require_key is true in the config); send "
-                                       "'Authorization: Bearer KEY', or set metrics.require_key: false.")
-        gateway.keys.authenticate(key)
+    await check_scrape_access(gateway, request.headers.get("authorization"), request.headers.get("x-api-key"))
     return Response(gateway.metrics.render(), media_type=CONTENT_TYPE_LATEST)
+
+
+async def check_scrape_access(gateway: Gateway, authorization: str | None, api_key: str | None) -> None:
+    """Passes when the config lets this scrape in; otherwise a 401 that says what would be accepted."""
+    config = gateway.config.metrics
+    if not config.require_key and config.basic_auth is None:
+        return
+    if config.basic_auth is not None and authorization and authorization[:6].lower() == "basic ":
+        if _basic_matches(config, authorization[6:].strip()):
+            return
+        raise _refused(config, "Incorrect Basic credentials for /metrics.")
+    key = presented_key(authorization, api_key)
+    if key and gateway.settings.admin_key and _same(key, gateway.settings.admin_key.get_secret_value()):
+        return
+    if config.require_key:
+        if not key:
+            raise _refused(config, "/metrics needs an API key (metrics.require_key is true in the config); send "
+                                   "'Authorization: Bearer KEY', or set metrics.require_key: false.")
+        await gateway.keys.authenticate(key)
+        return
+    raise _refused(config, "/metrics needs the Basic credentials set in metrics.basic_auth, or the admin key.")
+
+
+def _basic_matches(config: MetricsConfig, encoded: str) -> bool:
+    assert config.basic_auth is not None
+    try:
+        user, _, password = base64.b64decode(encoded, validate=True).decode("utf-8").partition(":")
+    except (ValueError, UnicodeDecodeError):
+        return False
+    expected = config.basic_auth
+    return _same(user, expected.username) & _same(password, expected.password.get_secret_value())
+
+
+def _same(given: str, expected: str) -> bool:
+    """Constant-time equality that does not leak the expected length either."""
+    return hmac.compare_digest(hashlib.sha256(given.encode()).digest(), hashlib.sha256(expected.encode()).digest())
+
+
+def _refused(config: MetricsConfig, message: str) -> GatewayError:
+    error = AuthenticationFailed(message)
+    if config.basic_auth is not None:
+        error.headers = {"WWW-Authenticate": 'Basic realm="sluice metrics"'}
+    return error

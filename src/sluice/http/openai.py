@@ -37,6 +37,7 @@ from sluice.http.asgi import (
 from sluice.http.schemas import ChatCompletionRequest, CompletionRequest, EmbeddingRequest
 from sluice.keys.principal import Principal
 from sluice.keys.static import presented_key
+from sluice.limits.admission import Grant
 from sluice.providers.base import JSONObject, Operation, Provider, UpstreamRequest
 from sluice.streaming import (
     NDJSON_HEADERS,
@@ -79,10 +80,10 @@ def request_id_of(headers: dict[bytes, bytes]) -> bytes:
     return os.urandom(16).hex().encode()
 
 
-def authenticate(gateway: Gateway, headers: dict[bytes, bytes]) -> Principal:
+async def authenticate(gateway: Gateway, headers: dict[bytes, bytes]) -> Principal:
     authorization = headers.get(b"authorization")
     api_key = headers.get(b"x-api-key")
-    return gateway.keys.authenticate(presented_key(
+    return await gateway.keys.authenticate(presented_key(
         authorization.decode("latin-1") if authorization else None,
         api_key.decode("latin-1") if api_key else None,
     ))
@@ -183,12 +184,21 @@ async def handle(gateway: Gateway, operation: Operation, scope: Scope, receive: 
     if gateway.tracing:
         exchange.trace = TraceIds.from_traceparent(headers.get(b"traceparent"))
         exchange.trace_id = exchange.trace.trace_id
+    admission = gateway.admission
+    grant: Grant | None = None
     gateway.request_started()
     try:
-        principal = authenticate(gateway, headers)
-        exchange.key_id = principal.key_id
+        if admission.per_ip:
+            grant = await admission.admit_ip(scope)
+        principal = await authenticate(gateway, headers)
+        exchange.key_id, exchange.principal = principal.key_id, principal
         raw = exchange.request_body = await read_body(receive, headers, gateway.config.limits.max_body_bytes)
         request, provider = upstream_request(gateway, operation, principal, raw, headers, request_id, exchange)
+        if admission.needed(principal, exchange.model):
+            grant = await admission.admit(principal, grant, model=exchange.model, body=request.body, size=len(raw),
+                                          exchange=exchange)
+        if grant is not None:
+            response_headers += grant.headers()
         mode = requested_mode(scope["query_string"], headers)
         if mode is not None:
             apply_mode(request, mode)
@@ -227,6 +237,8 @@ async def handle(gateway: Gateway, operation: Operation, scope: Scope, receive: 
         exchange.status, exchange.error = error.status, error.message
         await send_error(send, error, response_headers)
     finally:
+        if grant is not None:
+            grant.release()
         exchange.latency_total = perf_counter() - started
         gateway.request_finished()
         notify(gateway.observers, exchange)

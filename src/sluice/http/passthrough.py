@@ -17,6 +17,7 @@ from sluice.exchange import Exchange, notify, tap_stream
 from sluice.gateway import Gateway
 from sluice.http.asgi import ASGIApp, ClientDisconnected, Receive, Scope, Send, read_body, send_error
 from sluice.http.openai import authenticate, relay, request_id_of
+from sluice.limits.admission import Grant
 from sluice.providers.passthrough import Forwarded, PassthroughTarget, reply_headers
 from sluice.providers.upstream import OpenStream
 from sluice.telemetry.trace_context import TraceIds
@@ -77,15 +78,21 @@ async def handle(gateway: Gateway, scope: Scope, receive: Receive, send: Send) -
     if gateway.tracing:
         exchange.trace = TraceIds.from_traceparent(headers.get(b"traceparent"))
         exchange.trace_id = exchange.trace.trace_id
+    admission = gateway.admission
+    grant: Grant | None = None
     gateway.request_started()
     try:
         try:
-            principal = authenticate(gateway, headers)
-            exchange.key_id = principal.key_id
+            if admission.per_ip:
+                grant = await admission.admit_ip(scope)
+            principal = await authenticate(gateway, headers)
+            exchange.key_id, exchange.principal = principal.key_id, principal
             name, suffix = split_target(scope)
             target = find_target(gateway, name)
             exchange.provider = name
             principal.check_provider(name)
+            if admission.needed(principal):
+                grant = await admission.admit(principal, grant)
             url = target.url(suffix, scope["query_string"])
             body = exchange.request_body = await read_body(receive, headers, gateway.config.limits.max_body_bytes)
             upstream_started = perf_counter()
@@ -113,8 +120,11 @@ async def handle(gateway: Gateway, scope: Scope, receive: Receive, send: Send) -
             return
         exchange.status = reply.status
         overhead = perf_counter() - started - waited
-        await respond(gateway, target, reply, scope, receive, send, request_id, overhead, exchange, started)
+        await respond(gateway, target, reply, scope, receive, send, request_id, overhead, exchange, started,
+                      grant.headers() if grant is not None else [])
     finally:
+        if grant is not None:
+            grant.release()
         exchange.latency_total = perf_counter() - started
         gateway.request_finished()
         notify(gateway.observers, exchange)
@@ -122,13 +132,15 @@ async def handle(gateway: Gateway, scope: Scope, receive: Receive, send: Send) -
 
 async def respond(gateway: Gateway, target: PassthroughTarget, reply: OpenStream, scope: Scope,
                   receive: Receive, send: Send, request_id: bytes, overhead: float, exchange: Exchange,
-                  started: float) -> None:
-    """The upstream's status, headers and body, unchanged but for hop-by-hop headers."""
+                  started: float, limits: list[tuple[bytes, bytes]]) -> None:
+    """The upstream's status, headers and body, unchanged but for hop-by-hop headers (and Sluice's rate-limit
+    headers, `limits`)."""
     gateway.metrics.overhead_by_operation["passthrough"].observe(overhead)
     headers = reply_headers(reply)
     if not any(name == b"x-request-id" for name, _ in headers):
         headers.append((b"x-request-id", request_id))
     headers.append((b"x-sluice-overhead-ms", f"{overhead * 1000:.2f}".encode()))
+    headers += limits
     if _whole(scope, reply):
         try:
             body = exchange.response_body = await target.read(reply)

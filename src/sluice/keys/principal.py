@@ -2,19 +2,29 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from typing import Any
 
 from sluice.errors import PermissionDenied
+from sluice.limits.options import NO_LIMIT, Budget, RateLimit
 
 
 @dataclass(frozen=True, slots=True)
 class Principal:
-    """A caller identified by its key; a scope of None (`models`, `projects`, `providers`) means no limit."""
+    """A caller identified by its key; a scope of None (`models`, `projects`, `providers`) means no limit.
+
+    `limits` and `budget` are the ones in effect: the key's own, or the configured defaults.
+    """
 
     key_id: str
+    name: str | None = None
     models: frozenset[str] | None = None
     projects: frozenset[str] | None = None
     providers: frozenset[str] | None = None
+    admin: bool = False
+    limits: RateLimit = NO_LIMIT
+    budget: Budget | None = None
+    metadata: dict[str, Any] = field(default_factory=dict, hash=False, compare=False)
 
     def may_use(self, model: str) -> bool:
         return self.models is None or model in self.models

@@ -9,6 +9,7 @@ from collections.abc import Iterable
 from sluice.config import StaticKeyConfig
 from sluice.errors import AuthenticationFailed
 from sluice.keys.principal import ANONYMOUS, Principal
+from sluice.limits.options import Limits
 
 _MISSING = AuthenticationFailed(
     "You didn't provide an API key. Send it as 'Authorization: Bearer KEY' or 'X-API-Key: KEY'."
@@ -23,40 +24,61 @@ class StaticKeyRing:
     """Authenticates callers against a fixed set of keys."""
 
     def __init__(self, keys: Iterable[str], *, allow_no_auth: bool = False,
-                 scoped: Iterable[tuple[str, Principal]] = ()) -> None:
-        """`keys` are unlimited; each of `scoped` is a key and the principal (with its scopes) it stands for."""
-        self._principals = {key_digest(key): Principal(key_id="key-" + key_digest(key).hex()[:12]) for key in keys}
+                 scoped: Iterable[tuple[str, Principal]] = (), defaults: Limits | None = None) -> None:
+        """`keys` have every scope and the `defaults` limits; each of `scoped` is a key and the principal (with its
+        scopes and limits) it stands for."""
+        limits = defaults or Limits()
+        self._principals = {
+            key_digest(key): Principal(key_id="key-" + key_digest(key).hex()[:12], limits=limits.default_key,
+                                       budget=limits.default_budget)
+            for key in keys
+        }
         for key, principal in scoped:
             self._principals[key_digest(key)] = principal
         self._digests = list(self._principals)
         self.allow_no_auth = allow_no_auth
 
-    def authenticate(self, presented: str | None) -> Principal:
+    async def authenticate(self, presented: str | None) -> Principal:
         """The principal for `presented`, or AuthenticationFailed; timing does not depend on the key."""
         if not presented:
-            if self.allow_no_auth:
-                return ANONYMOUS
-            raise _MISSING
+            return self.anonymous()
+        principal = self.find(presented)
+        if principal is None:
+            raise AuthenticationFailed("Incorrect API key provided.")
+        return principal
+
+    def anonymous(self) -> Principal:
+        """The caller without a key: ANONYMOUS when serving without auth, else AuthenticationFailed."""
+        if self.allow_no_auth:
+            return ANONYMOUS
+        raise _MISSING
+
+    def find(self, presented: str) -> Principal | None:
+        """The principal of a static key, or None; every known digest is compared, in constant time."""
         digest = key_digest(presented)
         match = b""
         for known in self._digests:
             if hmac.compare_digest(known, digest):
                 match = known
-        if match:
-            return self._principals[match]
-        raise AuthenticationFailed("Incorrect API key provided.")
+        return self._principals[match] if match else None
 
 
-def scoped_keys(entries: Iterable[StaticKeyConfig]) -> list[tuple[str, Principal]]:
-    """The `static_keys:` of the config as (key, principal) pairs, each principal carrying the key's scopes."""
+def scoped_keys(entries: Iterable[StaticKeyConfig], defaults: Limits) -> list[tuple[str, Principal]]:
+    """The `static_keys:` of the config as (key, principal) pairs, each principal carrying the key's scopes and
+    limits (`defaults` where the key sets none)."""
     pairs = []
     for entry in entries:
         key = entry.key.get_secret_value()
         key_id = entry.name or "key-" + key_digest(key).hex()[:12]
         pairs.append((key, Principal(
             key_id=key_id,
+            name=entry.name,
+            models=None if entry.models is None else frozenset(entry.models),
             projects=None if entry.projects is None else frozenset(entry.projects),
             providers=None if entry.providers is None else frozenset(entry.providers),
+            admin=entry.admin,
+            limits=entry.limits or defaults.default_key,
+            budget=entry.budget or defaults.default_budget,
         )))
     return pairs
 

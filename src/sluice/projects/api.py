@@ -147,7 +147,8 @@ class GatewayClient:
 
     def _exchange(self, operation: Operation, body: JSONObject) -> Exchange:
         return Exchange(request_id=self.request_id, endpoint=self.endpoint, method="POST", started_at=time.time(),
-                        operation=operation, key_id=self.principal.key_id, model=str(body.get("model")),
+                        operation=operation, key_id=self.principal.key_id, principal=self.principal,
+                        model=str(body.get("model")),
                         project=self.project.name, stream=bool(body.get("stream")))
 
     @staticmethod

@@ -12,6 +12,7 @@ from fastapi import Depends, FastAPI
 
 from sluice.config import ConfigError, ProjectConfig, SluiceConfig
 from sluice.projects.api import MountedProject, Project, project_guard
+from sluice.projects.limits import address_admission, key_admission
 
 logger = logging.getLogger("sluice.projects")
 
@@ -70,5 +71,7 @@ def mount_projects(api: FastAPI, projects: list[MountedProject]) -> None:
     """Include each project's router at `/projects/{name}`, behind the key's project scope."""
     for mounted in projects:
         api.include_router(mounted.project.router, prefix=f"/projects/{mounted.name}",
-                           tags=[f"project: {mounted.name}"], dependencies=[Depends(project_guard(mounted))])
+                           tags=[f"project: {mounted.name}"],
+                           dependencies=[Depends(address_admission, scope="request"), Depends(project_guard(mounted)),
+                                         Depends(key_admission, scope="request")])
         logger.info("mounted project %r at /projects/%s", mounted.name, mounted.name)

@@ -8,6 +8,10 @@ one made for every exchange, so it is assembled from text: the members that repe
 
 from __future__ import annotations
 
+import asyncio
+import os
+import stat
+import sys
 from collections.abc import Sequence
 from typing import Any
 
@@ -15,6 +19,7 @@ import orjson
 
 from sluice.store.records import JSON_INDEXES, Record, record_of
 from sluice.store.tables import COLUMNS
+from sluice.telemetry.logs import render_request_lines
 
 _LINE = orjson.OPT_APPEND_NEWLINE
 _Fragment = orjson.Fragment
@@ -24,6 +29,11 @@ _MEMBERS_CACHE = 1024
 
 def _json(text: str | None) -> Any:
     return None if text is None else _Fragment(text)
+
+
+def console_lines(records: Sequence[Record]) -> bytes:
+    """The stdout lines for people (SLUICE_LOG_FORMAT=console on a terminal): time, method, path, key=value pairs."""
+    return render_request_lines((_document(record, False) for record in records), "console")
 
 
 def stdout_lines(records: Sequence[Record], *, bodies: bool) -> bytes:
@@ -113,3 +123,31 @@ def spilled_record(line: bytes) -> Record:
     if not isinstance(data, dict) or not isinstance(data.get("id"), str):
         raise ValueError("not a request log entry")
     return record_of(data)
+
+
+async def write_stdout(data: bytes) -> None:
+    """One write of many lines: at once to a file, in a thread to a pipe or a terminal (which may block)."""
+    if _stdout_is_a_file():
+        _write_stdout(data)
+    else:
+        await asyncio.to_thread(_write_stdout, data)
+
+
+def _stdout_is_a_file() -> bool:
+    try:
+        return stat.S_ISREG(os.fstat(sys.stdout.fileno()).st_mode)
+    except (AttributeError, OSError, ValueError):  # replaced by an object without a descriptor (tests), or closed
+        return False
+
+
+def _write_stdout(data: bytes) -> None:
+    """As bytes when stdout has a binary buffer (no decode and re-encode)."""
+    stream = sys.stdout
+    buffer = getattr(stream, "buffer", None)
+    if buffer is None:
+        stream.write(data.decode())
+        stream.flush()
+        return
+    stream.flush()  # whatever the text layer holds goes first
+    buffer.write(data)
+    buffer.flush()

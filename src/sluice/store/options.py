@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import re
-from typing import Literal
+from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 PiiKind = Literal["email", "phone", "card", "iban", "ip"]
 
@@ -43,13 +43,6 @@ class RedactionConfig(_Strict):
     metadata_only_projects: list[str] = []
 
 
-class Price(_Strict):
-    """USD per million tokens."""
-
-    input_per_million: float = Field(ge=0)
-    output_per_million: float = Field(0.0, ge=0)
-
-
 class RequestLogConfig(_Strict):
     """Every exchange, persisted off the request path (SQLite by default, PostgreSQL in production)."""
 
@@ -84,5 +77,10 @@ class RequestLogConfig(_Strict):
     """One JSON line per exchange on stdout."""
     stdout_bodies: bool = False
     redaction: RedactionConfig = RedactionConfig()
-    prices: dict[str, Price] = {}
-    """By public model name, or by upstream model name."""
+
+    @model_validator(mode="before")
+    @classmethod
+    def _prices_moved(cls, data: Any) -> Any:
+        if isinstance(data, dict) and "prices" in data:
+            raise ValueError("prices: moved to the top-level `prices:` section (see docs/budgets.md)")
+        return data

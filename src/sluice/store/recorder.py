@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import sys
 import time
 from collections import deque
 from collections.abc import Sequence
@@ -13,8 +12,9 @@ from dataclasses import dataclass
 from prometheus_client import CollectorRegistry, Counter, Gauge
 
 from sluice.exchange import Exchange
+from sluice.pricing import PriceTable
 from sluice.store.db import Database
-from sluice.store.lines import stdout_lines
+from sluice.store.lines import console_lines, stdout_lines, write_stdout
 from sluice.store.options import RequestLogConfig
 from sluice.store.records import ID, Record, RecordBuilder
 from sluice.store.spill import SpillFile
@@ -49,11 +49,13 @@ class Recorder:
     """
 
     def __init__(self, config: RequestLogConfig, db: Database | None, spill: SpillFile,
-                 registry: CollectorRegistry | None = None) -> None:
+                 registry: CollectorRegistry | None = None, prices: PriceTable | None = None) -> None:
         self.config = config
         self.db = db
         self.spill = spill
-        self.builder = RecordBuilder(config)
+        self.builder = RecordBuilder(config, prices)
+        self.console = False
+        """Write the stdout lines for people (`console_lines`) rather than as JSON."""
         self.stats = RecorderStats()
         self._metrics = _RecorderMetrics(registry) if registry is not None else None
         self._pending: deque[Exchange] = deque()
@@ -151,7 +153,7 @@ class Recorder:
                 return
 
     async def _build(self, exchanges: Sequence[Exchange]) -> list[Record]:
-        """Records for `exchanges`; their stdout lines are written (in a thread: stdout may be a slow pipe)."""
+        """Records for `exchanges`; their stdout lines are written in one write."""
         if not exchanges:
             return []
         records: list[Record] = []
@@ -163,7 +165,8 @@ class Recorder:
                 logger.exception("request log: cannot record exchange %s; dropped", exchange.request_id)
                 self._count("dropped", 1)
         if self.config.stdout and records:
-            await asyncio.to_thread(_write_stdout, stdout_lines(records, bodies=self.config.stdout_bodies))
+            lines = console_lines(records) if self.console else stdout_lines(records, bodies=self.config.stdout_bodies)
+            await write_stdout(lines)
         return records if self.db is not None else []
 
     async def _insert(self, records: list[Record]) -> bool:
@@ -266,19 +269,6 @@ async def _nap(event: asyncio.Event, seconds: float | None) -> None:
     except TimeoutError:
         pass
     event.clear()
-
-
-def _write_stdout(data: bytes) -> None:
-    """One write of many lines, as bytes when stdout has a binary buffer (no decode and re-encode)."""
-    stream = sys.stdout
-    buffer = getattr(stream, "buffer", None)
-    if buffer is None:
-        stream.write(data.decode())
-        stream.flush()
-        return
-    stream.flush()  # whatever the text layer holds goes first
-    buffer.write(data)
-    buffer.flush()
 
 
 def _describe(exc: BaseException) -> str:

@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from sluice.exchange import Exchange
+from sluice.pricing import PriceTable
 from sluice.settings import Settings
 from sluice.store.db import Database
 from sluice.store.migrate import upgrade
@@ -12,6 +13,7 @@ from sluice.store.options import RequestLogConfig
 from sluice.store.recorder import Recorder
 from sluice.store.retention import Pruner
 from sluice.store.spill import SpillFile
+from sluice.telemetry.logs import effective_format
 from sluice.telemetry.metrics import Metrics
 
 
@@ -26,12 +28,14 @@ def database_url(config: RequestLogConfig, settings: Settings) -> str:
 class RequestLog:
     """An Observer: `observe` only enqueues; everything else runs in background tasks."""
 
-    def __init__(self, config: RequestLogConfig, settings: Settings, metrics: Metrics | None = None) -> None:
+    def __init__(self, config: RequestLogConfig, settings: Settings, metrics: Metrics | None = None,
+                 prices: PriceTable | None = None) -> None:
         self.config = config
         self.db = Database(database_url(config, settings), timeout=config.write_timeout_seconds) \
             if config.database else None
         registry = metrics.registry if metrics is not None else None
-        self.recorder = Recorder(config, self.db, SpillFile(spill_path(config, settings)), registry)
+        self.recorder = Recorder(config, self.db, SpillFile(spill_path(config, settings)), registry, prices)
+        self.recorder.console = effective_format(settings.log_format) == "console"
         if metrics is not None:
             metrics.before_render.append(self.recorder.refresh_metrics)
         self.pruner = None

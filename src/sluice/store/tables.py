@@ -1,4 +1,5 @@
-"""The request log table: one row per exchange, JSON bodies (JSONB on PostgreSQL), UTC timestamps."""
+"""The tables: request logs (one row per exchange), managed API keys, spend per key and period, and prompt
+templates added through the admin API."""
 
 from __future__ import annotations
 
@@ -81,3 +82,60 @@ class RequestLog(Base):
 REQUEST_LOGS = cast(Table, RequestLog.__table__)
 COLUMNS = tuple(column.name for column in REQUEST_LOGS.columns)
 JSON_COLUMNS = ("request_headers", "request_body", "response_body")
+
+
+class ApiKey(Base):
+    """A managed API key: only its peppered hash is stored; `prefix` is the part shown for recognition."""
+
+    __tablename__ = "api_keys"
+
+    id: Mapped[str] = mapped_column(String(40), primary_key=True)
+    name: Mapped[str] = mapped_column(String(128))
+    prefix: Mapped[str] = mapped_column(String(32))
+    key_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    expires_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    revoked_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    scopes: Mapped[dict[str, Any]] = mapped_column(JSON)
+    """`models`, `providers`, `projects` (lists, or null for all) and `admin` (bool)."""
+    limits: Mapped[dict[str, Any] | None] = mapped_column(JSON)
+    """A `RateLimit` as JSON; null means `limits.default_key`."""
+    budget: Mapped[dict[str, Any] | None] = mapped_column(JSON)
+    """A `Budget` as JSON; null means `limits.default_budget`."""
+    key_metadata: Mapped[dict[str, Any]] = mapped_column("metadata", JSON)
+    replaced_by: Mapped[str | None] = mapped_column(String(40))
+    """The id of the key a rotation made to replace this one."""
+
+
+class KeySpend(Base):
+    """Spend per key and budget period, accrued atomically (`spent_usd = spent_usd + :cost`) by every instance."""
+
+    __tablename__ = "key_spend"
+
+    key_id: Mapped[str] = mapped_column(String(128), primary_key=True)
+    period: Mapped[str] = mapped_column(String(16), primary_key=True)
+    """`2026-11-25` (daily), `2026-W48` (weekly), `2026-11` (monthly) or `total`."""
+    spent_usd: Mapped[float] = mapped_column(Float, default=0.0)
+    requests: Mapped[int] = mapped_column(Integer, default=0)
+    prompt_tokens: Mapped[int] = mapped_column(Integer, default=0)
+    completion_tokens: Mapped[int] = mapped_column(Integer, default=0)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime())
+
+
+class PromptTemplateRow(Base):
+    """A prompt template version added through the admin API (config templates are never stored)."""
+
+    __tablename__ = "prompt_templates"
+
+    name: Mapped[str] = mapped_column(String(128), primary_key=True)
+    version: Mapped[int] = mapped_column(Integer, primary_key=True)
+    messages: Mapped[list[dict[str, str]]] = mapped_column(JSON)
+    description: Mapped[str | None] = mapped_column(Text)
+    model: Mapped[str | None] = mapped_column(String(256))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime())
+
+
+API_KEYS = cast(Table, ApiKey.__table__)
+KEY_SPEND = cast(Table, KeySpend.__table__)
+PROMPT_TEMPLATES = cast(Table, PromptTemplateRow.__table__)

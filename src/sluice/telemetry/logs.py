@@ -2,8 +2,8 @@
 
 `configure_logging` routes the standard library's loggers (Sluice's own, uvicorn's, granian's, OpenTelemetry's)
 through structlog's formatter, so nothing unstructured reaches stdout. The one-line-per-request log is the
-request log's stdout sink (`store/recorder.py`); `render_request_lines` renders those lines in the chosen
-format, so both share one configuration.
+request log's stdout sink (`store/recorder.py`): JSON lines made by `store/lines.py`, or, in console format,
+the lines `render_request_lines` makes, so both follow SLUICE_LOG_FORMAT.
 """
 
 from __future__ import annotations

@@ -52,12 +52,25 @@ class Metrics:
             ["provider", "model"], buckets=LATENCY_BUCKETS, registry=self.registry)
         self.tokens = Counter("sluice_tokens", "Tokens the upstreams reported", ["provider", "model", "direction"],
                               registry=self.registry)
-        self.cost = Counter("sluice_cost_usd", "Estimated spend in USD (request_log.prices × reported tokens)",
+        self.cost = Counter("sluice_cost_usd", "Estimated spend in USD (the price table × reported tokens)",
                             ["provider", "model"], registry=self.registry)
+        self.price_missing = Counter("sluice_price_missing", "Requests that reported usage for a model with no price",
+                                     ["model"], registry=self.registry)
+        self.budget_rejections = Counter("sluice_budget_rejections", "Requests refused because a key's budget "
+                                         "was spent (429 insufficient_quota)", registry=self.registry)
+        self.budget_failures = Counter("sluice_budget_failures", "Spend ledger database failures (charges are "
+                                       "kept and retried)", ["operation"], registry=self.registry)
+        self.budget_unflushed = Gauge("sluice_budget_unflushed_usd", "Spend charged in memory, not yet in the "
+                                      "database", registry=self.registry, multiprocess_mode="livesum")
         self.upstream_errors = Counter("sluice_upstream_errors", "Failed upstream calls", ["provider", "kind"],
                                        registry=self.registry)
         self.telemetry_dropped = Counter("sluice_telemetry_dropped", "Exchanges an observer had to drop",
                                          ["sink"], registry=self.registry)
+        self.limiter_failures = Counter(
+            "sluice_limiter_failures", "Rate limit backend (Redis) calls that failed or timed out", ["operation"],
+            registry=self.registry)
+        self.rate_limited = Counter("sluice_rate_limited", "Requests refused (429) by a rate or concurrency limit",
+                                    ["subject"], registry=self.registry)
 
     def close(self) -> None:
         """At a worker's exit: its live gauges (in-flight requests) stop counting in the other workers' scrapes."""

@@ -7,6 +7,7 @@ from typing import Any
 
 from sluice.config import SluiceConfig
 from sluice.exchange import Observer
+from sluice.pricing import PriceTable
 from sluice.settings import Settings
 from sluice.telemetry.metrics import Metrics
 from sluice.telemetry.request_metrics import MetricsObserver
@@ -16,8 +17,9 @@ from sluice.telemetry.tracing import TraceExport, TracingObserver, trace_export
 class Telemetry:
     """Owns the metrics and tracing observers and their background work."""
 
-    def __init__(self, config: SluiceConfig, settings: Settings, metrics: Metrics, version: str) -> None:
-        self.metrics = MetricsObserver(metrics, config.request_log.prices)
+    def __init__(self, config: SluiceConfig, settings: Settings, metrics: Metrics, version: str,
+                 prices: PriceTable | None = None) -> None:
+        self.metrics = MetricsObserver(metrics, prices)
         self.export = trace_export(settings.phoenix_collector_endpoint, settings.otel_exporter_otlp_endpoint)
         self.tracing: TracingObserver | None = None
         if self.export is not None:

@@ -9,10 +9,9 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections import deque
-from collections.abc import Mapping
 
 from sluice.exchange import Exchange
-from sluice.store.options import Price
+from sluice.pricing import Price, PriceTable
 from sluice.telemetry.metrics import Metrics
 from sluice.telemetry.usage import usage_of
 
@@ -49,9 +48,9 @@ def upstream_error_kind(exchange: Exchange) -> str | None:
 class MetricsObserver:
     """Counts requests, latencies, time to first token, tokens and upstream errors per exchange."""
 
-    def __init__(self, metrics: Metrics, prices: Mapping[str, Price] | None = None) -> None:
+    def __init__(self, metrics: Metrics, prices: PriceTable | None = None) -> None:
         self.metrics = metrics
-        self.prices = prices or {}
+        self.prices = prices or PriceTable(defaults=False)
         self._queue: deque[Exchange] = deque()
         self._task: asyncio.Task[None] | None = None
         self._children: dict[tuple[str, str, str, int], _Children] = {}
@@ -89,19 +88,23 @@ class MetricsObserver:
             children = self._observe(exchange)
             total = totals.get(children)
             if total is None:
-                total = totals[children] = [0, 0, 0]
+                total = totals[children] = [0, 0, 0, 0]
             total[0] += 1
             usage = usage_of(exchange) if exchange.provider else None
             if usage is not None:
                 total[1] += usage.prompt
                 total[2] += usage.completion
-        for children, (requests, prompt, completion) in totals.items():
+                total[3] += 1
+        for children, (requests, prompt, completion, reported) in totals.items():
             children.requests.inc(requests)
             if prompt:
                 children.prompt_tokens.inc(prompt)
             if completion:
                 children.completion_tokens.inc(completion)
-            if children.price is not None and (prompt or completion):
+            if children.price is None:
+                if reported and children.model:
+                    self.metrics.price_missing.labels(children.model).inc(reported)
+            elif prompt or completion:
                 children.cost.inc((prompt * children.price.input_per_million
                                    + completion * children.price.output_per_million) / 1_000_000)
 
@@ -112,7 +115,7 @@ class MetricsObserver:
         key = (exchange.endpoint, provider, model, exchange.status)
         children = self._children.get(key)
         if children is None:
-            price = self.prices.get(exchange.model or "") or self.prices.get(exchange.upstream_model or "")
+            price = self.prices.lookup(exchange.model, exchange.upstream_model) if provider else None
             children = self._children[key] = _Children(self.metrics, route_of(exchange), provider, model,
                                                         exchange.status, price)
         if exchange.latency_total is not None:
@@ -131,12 +134,12 @@ class MetricsObserver:
 class _Children:
     """The label children one (endpoint, provider, model, status) counts into, resolved once."""
 
-    __slots__ = ("completion_tokens", "cost", "duration", "first_token", "price", "prompt_tokens", "requests",
-                 "upstream")
+    __slots__ = ("completion_tokens", "cost", "duration", "first_token", "model", "price", "prompt_tokens",
+                 "requests", "upstream")
 
     def __init__(self, metrics: Metrics, route: str, provider: str, model: str, status: int,
                  price: Price | None) -> None:
-        self.price = price
+        self.price, self.model = price, model
         self.cost = metrics.cost.labels(provider, model)
         self.requests = metrics.requests.labels(route, provider, model, str(status))
         self.duration = metrics.request_duration.labels(route, provider, model)

@@ -1,0 +1,68 @@
+"""`/admin/prompts`: list the prompt templates in effect and add new versions (kept in the database)."""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from fastapi import APIRouter
+from pydantic import BaseModel, ConfigDict, Field
+
+from sluice.errors import GatewayError, NotFound
+from sluice.gateway import Gateway
+from sluice.http.admin_auth import AdminAccess
+from sluice.http.auth import CurrentGateway
+from sluice.prompts import NAME_PATTERN, PromptConfig, PromptMessage, Template
+from sluice.prompts_store import PromptStore
+
+router = APIRouter(prefix="/admin/prompts", tags=["admin"], dependencies=[AdminAccess])
+
+
+class NewPrompt(BaseModel):
+    """A template version to add; without `version` it becomes the name's next version."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    name: str = Field(pattern=NAME_PATTERN)
+    version: int | None = Field(None, ge=1)
+    messages: list[PromptMessage] = Field(min_length=1)
+    description: str | None = None
+    model: str | None = None
+
+
+class PromptList(BaseModel):
+    object: Literal["list"] = "list"
+    data: list[dict[str, Any]]
+
+
+def describe(gateway: Gateway, template: Template) -> dict[str, Any]:
+    source = "config" if (template.name, template.version) in gateway.prompts.configured else "api"
+    return {"object": "prompt", **template.as_config(), "variables": sorted(template.variables), "source": source}
+
+
+def _store(gateway: Gateway) -> PromptStore:
+    if gateway.prompt_store is None:
+        raise GatewayError("Adding prompt templates needs the database: enable request_log (and its database) in "
+                           "the config.", status=404, type="invalid_request_error", code="prompt_store_disabled")
+    return gateway.prompt_store
+
+
+@router.get("", response_model=PromptList, summary="Every prompt template version in effect")
+async def list_prompts(gateway: CurrentGateway) -> PromptList:
+    return PromptList(data=[describe(gateway, template) for template in gateway.prompts])
+
+
+@router.get("/{name}", response_model=PromptList, summary="The versions of one prompt template")
+async def prompt_versions(name: str, gateway: CurrentGateway) -> PromptList:
+    versions = [describe(gateway, template) for template in gateway.prompts if template.name == name]
+    if not versions:
+        raise NotFound(f"The prompt '{name}' does not exist.", code="prompt_not_found")
+    return PromptList(data=versions)
+
+
+@router.post("", status_code=201, summary="Add a prompt template version (versions are immutable)")
+async def add_prompt(body: NewPrompt, gateway: CurrentGateway) -> dict[str, Any]:
+    store = _store(gateway)
+    version = body.version or gateway.prompts.next_version(body.name)
+    config = PromptConfig(name=body.name, version=version, messages=body.messages, description=body.description,
+                          model=body.model)
+    return describe(gateway, await store.add(config))

@@ -1,0 +1,171 @@
+"""`gateway.keys`: static keys first (constant time, no I/O), then managed keys through a short-lived cache."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+
+from sqlalchemy.exc import SQLAlchemyError
+
+from sluice.config import SluiceConfig
+from sluice.errors import AuthenticationFailed, GatewayError, ServiceUnavailable
+from sluice.keys.cache import TTLCache
+from sluice.keys.hashing import load_pepper, looks_managed
+from sluice.keys.principal import Principal
+from sluice.keys.records import KeyRecord, principal_of
+from sluice.keys.static import StaticKeyRing, scoped_keys
+from sluice.keys.store import KeyStore
+from sluice.settings import Settings
+from sluice.store.db import Database, normalise_url
+from sluice.store.migrate import upgrade
+from sluice.store.request_log import database_url
+
+logger = logging.getLogger("sluice.keys")
+
+_CONCURRENT_LOOKUPS = 8
+"""Database lookups in flight per process; more callers wait (within the lookup timeout) rather than pile on."""
+
+
+def incorrect_key() -> AuthenticationFailed:
+    """The one answer for unknown, malformed, expired and revoked keys alike."""
+    return AuthenticationFailed("Incorrect API key provided.")
+
+
+def unavailable() -> ServiceUnavailable:
+    return ServiceUnavailable("The API key store is unavailable; try again later.")
+
+
+class ManagedKeys:
+    """Keys in the database: opened on first use, looked up by peppered hash, hits and misses cached."""
+
+    def __init__(self, config: SluiceConfig, settings: Settings) -> None:
+        self.url = database_url(config.request_log, settings)
+        normalise_url(self.url)  # an unusable URL fails start-up, not the first request
+        self._auto_migrate = config.request_log.auto_migrate
+        self._pepper = settings.key_pepper.get_secret_value() if settings.key_pepper else None
+        self._data_dir = settings.data_dir
+        self._defaults = config.limits
+        self._timeout = config.keys.lookup_timeout_seconds
+        self._known: TTLCache[tuple[Principal, float | None]] = TTLCache(config.keys.cache_ttl_seconds,
+                                                                         config.keys.cache_size)
+        self._unknown: TTLCache[bool] = TTLCache(config.keys.cache_ttl_seconds, config.keys.cache_size)
+        self._lookups = asyncio.Semaphore(_CONCURRENT_LOOKUPS)
+        self._store: KeyStore | None = None
+        self._opening: asyncio.Task[KeyStore] | None = None
+
+    async def authenticate(self, presented: str) -> Principal:
+        store = await self.store()
+        digest = store.hash(presented)
+        known = self._known.get(digest)
+        if known is not None:
+            principal, valid_until = known
+            if valid_until is None or time.time() < valid_until:
+                return principal
+            raise incorrect_key()
+        if self._unknown.get(digest):
+            raise incorrect_key()
+        record = await self._find(store, digest)
+        if record is None or record.status != "active":
+            self._unknown.put(digest, True)
+            raise incorrect_key()
+        principal = principal_of(record, self._defaults)
+        self._known.put(digest, (principal, _valid_until(record)))
+        return principal
+
+    async def store(self) -> KeyStore:
+        """The store, opening it (pepper, engine, SQLite migrations) on first use; 503 if that fails or hangs."""
+        if self._store is not None:
+            return self._store
+        opening = self._opening
+        if opening is None or (opening.done() and (opening.cancelled() or opening.exception() is not None)):
+            opening = self._opening = asyncio.create_task(self._open())
+        try:
+            self._store = await asyncio.wait_for(asyncio.shield(opening), self._timeout)
+        except TimeoutError:
+            logger.warning("managed keys: opening the key store took over %.1f s", self._timeout)
+            raise unavailable() from None
+        except Exception as exc:  # noqa: BLE001 - driver, migration or pepper file: all mean "not available now"
+            logger.warning("managed keys: cannot open the key store: %s: %s", type(exc).__name__, exc)
+            raise unavailable() from None
+        return self._store
+
+    def forget(self) -> None:
+        """Drop cached lookups (after this instance changed a key; other instances wait out the TTL)."""
+        self._known.clear()
+        self._unknown.clear()
+
+    async def aclose(self) -> None:
+        if self._opening is not None and not self._opening.done():
+            self._opening.cancel()
+        if self._store is not None:
+            await self._store.db.aclose()
+            self._store = None
+
+    async def _open(self) -> KeyStore:
+        pepper = await asyncio.to_thread(load_pepper, self._pepper, self._data_dir)
+        db = Database(self.url, timeout=self._timeout)
+        try:
+            if self._auto_migrate or (self._auto_migrate is None and db.is_sqlite):
+                await upgrade(db)
+        except BaseException:
+            await db.aclose()
+            raise
+        return KeyStore(db, pepper)
+
+    async def _find(self, store: KeyStore, digest: str) -> KeyRecord | None:
+        try:
+            async with asyncio.timeout(self._timeout):
+                async with self._lookups:
+                    return await store.find(digest)
+        except TimeoutError:
+            logger.warning("managed keys: a lookup took over %.1f s", self._timeout)
+        except (SQLAlchemyError, OSError) as exc:
+            logger.warning("managed keys: lookup failed: %s", exc)
+        raise unavailable()
+
+
+def _valid_until(record: KeyRecord) -> float | None:
+    ends = [moment.timestamp() for moment in (record.expires_at, record.revoked_at) if moment is not None]
+    return min(ends) if ends else None
+
+
+class KeyRing:
+    """What `gateway.keys` is: one `authenticate` for static and managed keys."""
+
+    def __init__(self, static: StaticKeyRing, managed: ManagedKeys | None) -> None:
+        self.static = static
+        self.managed = managed
+
+    async def authenticate(self, presented: str | None) -> Principal:
+        """The principal for `presented`; AuthenticationFailed (401) for any key that does not work now, the same
+        answer whether it never existed, expired or was revoked; ServiceUnavailable (503) if the store is down."""
+        if not presented:
+            return self.static.anonymous()
+        principal = self.static.find(presented)
+        if principal is not None:
+            return principal
+        if self.managed is None or not looks_managed(presented):
+            raise incorrect_key()
+        return await self.managed.authenticate(presented)
+
+    async def store(self) -> KeyStore:
+        """The managed key store, for the admin API; 404 when managed keys are off in the config."""
+        if self.managed is None:
+            raise GatewayError("Managed keys are disabled in this gateway's config (keys.managed: false).",
+                               status=404, type="invalid_request_error", code="managed_keys_disabled")
+        return await self.managed.store()
+
+    def forget(self) -> None:
+        if self.managed is not None:
+            self.managed.forget()
+
+    async def aclose(self) -> None:
+        if self.managed is not None:
+            await self.managed.aclose()
+
+
+def build_key_ring(config: SluiceConfig, settings: Settings) -> KeyRing:
+    static = StaticKeyRing((key.get_secret_value() for key in settings.api_keys), allow_no_auth=settings.allow_no_auth,
+                           scoped=scoped_keys(config.static_keys, config.limits), defaults=config.limits)
+    return KeyRing(static, ManagedKeys(config, settings) if config.keys.managed else None)

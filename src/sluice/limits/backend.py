@@ -1,0 +1,84 @@
+"""What a limiter backend is asked (policies and charges) and what it answers (a verdict per request)."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Literal, Protocol
+
+WINDOW_SECONDS = 60
+"""Rate policies are per minute: GCRA with a burst of one minute's quota."""
+
+Unit = Literal["requests", "tokens", "concurrent-requests"]
+
+
+@dataclass(frozen=True, slots=True)
+class Policy:
+    """One limit on one subject: `key` names its state (without the backend's prefix), `name` its header name."""
+
+    name: str
+    key: str
+    quota: int
+    unit: Unit = "requests"
+
+    @property
+    def concurrent(self) -> bool:
+        return self.unit == "concurrent-requests"
+
+
+@dataclass(frozen=True, slots=True)
+class Charge:
+    """`cost` units against `policy` (1 for requests and concurrency slots, an estimate for tokens)."""
+
+    policy: Policy
+    cost: int = 1
+
+
+@dataclass(frozen=True, slots=True)
+class State:
+    """A policy after a decision: what is left of its quota and the seconds until it is whole again."""
+
+    policy: Policy
+    remaining: int
+    reset: float
+
+
+@dataclass(slots=True)
+class Verdict:
+    """The answer for one request's charges: all committed (`allowed`) or none.
+
+    `ticket` names the concurrency slots taken (release them with the backend's `release`); `violated` is the
+    policy that refused, `retry_after` the seconds until it would pass. `states` is empty when the backend
+    could not be asked (fail open).
+    """
+
+    allowed: bool
+    states: list[State] = field(default_factory=list)
+    retry_after: float = 0.0
+    violated: Policy | None = None
+    ticket: str | None = None
+    slots: tuple[str, ...] = ()
+
+
+class BackendFailure(Exception):
+    """The backend could not answer in time (unreachable, slow or broken)."""
+
+
+class Limiter(Protocol):
+    """Where limit state lives: this process's memory or a shared Redis."""
+
+    async def acquire(self, charges: Sequence[Charge]) -> Verdict:
+        """Check every charge and commit them all, or none; BackendFailure if the state cannot be reached."""
+        ...
+
+    def release(self, verdict: Verdict) -> None:
+        """Give back the concurrency slots of an allowed verdict; returns at once."""
+        ...
+
+    def adjust(self, corrections: Sequence[Charge]) -> None:
+        """Add (or, with a negative cost, refund) units to rate policies after the fact; returns at once."""
+        ...
+
+    async def start(self) -> None: ...
+
+    async def aclose(self) -> None: ...

@@ -1,0 +1,69 @@
+"""Rate-limit response headers (IETF draft-ietf-httpapi-ratelimit-headers-11 and the common X-RateLimit-*) and
+the 429 error that carries them.
+
+    RateLimit-Policy: "key";q=60;w=60, "key-tokens";q=10000;qu="tokens";w=60,
+                      "key-concurrency";q=4;qu="concurrent-requests"   (one line on the wire)
+    RateLimit: "key";r=12;t=48
+    X-RateLimit-Limit: 60   X-RateLimit-Remaining: 12   X-RateLimit-Reset: 48   (delta seconds, not a timestamp)
+
+`RateLimit` and the X- trio describe the most restrictive policy: the smallest share of its quota left.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+
+from sluice.errors import RateLimited
+from sluice.limits.backend import WINDOW_SECONDS, Policy, State
+
+Headers = list[tuple[bytes, bytes]]
+
+
+def policy_item(policy: Policy) -> str:
+    """One `RateLimit-Policy` list member."""
+    if policy.concurrent:
+        return f'"{policy.name}";q={policy.quota};qu="concurrent-requests"'
+    unit = "" if policy.unit == "requests" else f';qu="{policy.unit}"'
+    return f'"{policy.name}";q={policy.quota}{unit};w={WINDOW_SECONDS}'
+
+
+def tightest(states: Sequence[State]) -> State:
+    """The state with the smallest share of its quota left (the longest reset on a tie)."""
+    return min(states, key=lambda state: (state.remaining / state.policy.quota, -state.reset))
+
+
+def limit_headers(states: Sequence[State], shown: State | None = None) -> Headers:
+    """The five headers for `states`; `shown` (default: the tightest) is the one `RateLimit` reports."""
+    state = shown or tightest(states)
+    reset = str(math.ceil(state.reset)).encode()
+    return [
+        (b"ratelimit-policy", ", ".join(policy_item(s.policy) for s in states).encode()),
+        (b"ratelimit", f'"{state.policy.name}";r={state.remaining};t={math.ceil(state.reset)}'.encode()),
+        (b"x-ratelimit-limit", str(state.policy.quota).encode()),
+        (b"x-ratelimit-remaining", str(state.remaining).encode()),
+        (b"x-ratelimit-reset", reset),
+    ]
+
+
+class Throttled(RateLimited):
+    """A request refused by a rate or concurrency limit: 429 with `Retry-After` and the rate-limit headers."""
+
+    def __init__(self, message: str, *, retry_after: float, type: str, headers: Headers) -> None:
+        super().__init__(message, retry_after=retry_after, type=type)
+        self.headers = {"retry-after": str(max(1, math.ceil(retry_after))),
+                        **{name.decode(): value.decode() for name, value in headers}}
+
+
+def throttled(states: Sequence[State], violated: Policy, retry_after: float, subject: str) -> Throttled:
+    """The error for a refusal by `violated`; `subject` says whose limit it is (`this API key`, …)."""
+    shown = State(violated, 0, retry_after)
+    if violated.concurrent:
+        message = f"Too many concurrent requests for {subject} (at most {violated.quota}). Retry when one ends."
+        kind = "requests"
+    else:
+        kind = "tokens" if violated.unit == "tokens" else "requests"
+        message = (f"Rate limit reached for {subject}: {violated.quota} {kind} per minute. "
+                   f"Please try again in {retry_after:.1f}s.")
+    headers = limit_headers([shown if s.policy == violated else s for s in states], shown)
+    return Throttled(message, retry_after=retry_after, type=kind, headers=headers)

@@ -1,0 +1,49 @@
+"""The policies a request is charged against: its key's, its model's and its client address's limits."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+from sluice.config import ModelConfig
+from sluice.limits.backend import Policy
+from sluice.limits.options import RateLimit
+
+_CACHE_SIZE = 10_000
+
+
+def policies_of(limits: RateLimit, name: str, key: str) -> tuple[Policy, ...]:
+    """The policies of one subject: `name` is its header name (`key`, `model`, `ip`), `key` its state's key."""
+    found = []
+    if limits.requests_per_minute is not None:
+        found.append(Policy(name, f"{key}:r", limits.requests_per_minute))
+    if limits.tokens_per_minute is not None:
+        found.append(Policy(f"{name}-tokens", f"{key}:t", limits.tokens_per_minute, "tokens"))
+    if limits.max_concurrent is not None:
+        found.append(Policy(f"{name}-concurrency", f"{key}:c", limits.max_concurrent, "concurrent-requests"))
+    return tuple(found)
+
+
+def model_policies(models: Iterable[ModelConfig]) -> dict[str, tuple[Policy, ...]]:
+    """Each limited model's policies by public name and alias (one shared state per model)."""
+    found = {}
+    for model in models:
+        if model.limits is not None and not model.limits.unlimited:
+            policies = policies_of(model.limits, "model", f"rl:m:{model.name}")
+            for name in (model.name, *model.aliases):
+                found[name] = policies
+    return found
+
+
+class KeyPolicies:
+    """A key's policies, built once per key and limits (keys' limits may change: they are part of the cache key)."""
+
+    def __init__(self) -> None:
+        self._cache: dict[tuple[str, RateLimit], tuple[Policy, ...]] = {}
+
+    def __call__(self, key_id: str, limits: RateLimit) -> tuple[Policy, ...]:
+        found = self._cache.get((key_id, limits))
+        if found is None:
+            if len(self._cache) >= _CACHE_SIZE:
+                self._cache.clear()
+            found = self._cache[(key_id, limits)] = policies_of(limits, "key", f"rl:k:{key_id}")
+        return found
