@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import http.client
 import json
 import shlex
 import sys
@@ -18,13 +19,17 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from prometheus_client.parser import text_string_to_metric_families
+
 import catalog
 import install
 import logdb
 import measure
+import phoenix_env
 import report
 from loadgen import Call, WrkResult, median, run_wrk
 from measure import BOTH_CPUS, Session
+from targets import SLUICE_KEY
 
 BENCH = Path(__file__).resolve().parent
 RUN_DIR = BENCH / ".run"
@@ -39,12 +44,14 @@ class Variant:
     env: dict[str, str] = field(default_factory=dict)
     built: bool = False
     database: str | None = None
+    phoenix: bool = False
+    """Start a live Phoenix for the variant (bench/phoenix_env.py) and send it the traces."""
 
 
 VARIANTS = (
     Variant("request log on (SQLite, the default)", {"BENCH_REQUEST_LOG": "true"}, True, "sqlite"),
     Variant("request log on (PostgreSQL)", {"BENCH_REQUEST_LOG": "true"}, True, "postgresql"),
-    Variant("tracing on (live Phoenix)", {"SLUICE_TRACING": "phoenix"}),
+    Variant("tracing on (live Phoenix)", {}, True, phoenix=True),
 )
 
 
@@ -90,7 +97,7 @@ def measure_variants(session: Session) -> dict[str, str]:
             out[variant.name] = f"n/a ({str(exc).splitlines()[0][:160]})"
             continue
         out[variant.name] = (f"{figure['ratio']:.1%} of log/tracing off (req/s, both loaded at once; gateway CPU "
-                             f"per request: {figure['cpu_ratio']:.1%}; median of 8 runs)")
+                             f"per request: {figure['cpu_ratio']:.1%}; median of 8 runs){_dropped(figure)}")
     return out
 
 
@@ -104,7 +111,8 @@ class Pair:
     on_cpu_us: float
 
 
-def pairs(session: Session, env: dict[str, str], count: int, seconds: float) -> list[Pair]:
+def pairs(session: Session, env: dict[str, str], count: int, seconds: float,
+          counters: dict[str, float] | None = None) -> list[Pair]:
     """Sluice with everything off and Sluice with `env`, both on the gateway core and both loaded at once (a wrk
     each, 32 connections) `count` times. The two share the core fairly (each is its own session, so its own
     scheduler group), so each gets half of it whatever else the machine does, and the ratio of their req/s is the
@@ -126,14 +134,36 @@ def pairs(session: Session, env: dict[str, str], count: int, seconds: float) -> 
                 off, on = (run.result() for run in runs)
             found.append(Pair(off, on, (off_proc.cpu_seconds() - cpu[0]) * 1e6 / max(off.requests, 1),
                               (on_proc.cpu_seconds() - cpu[1]) * 1e6 / max(on.requests, 1)))
+        if counters is not None:
+            counters.update(scrape_counters(on_port))
         return found
+
+
+def scrape_counters(port: int) -> dict[str, float]:
+    """From the variant's /metrics: chat requests answered, and exchanges the telemetry sinks had to drop."""
+    connection = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
+    try:
+        connection.request("GET", "/metrics", headers={"Authorization": f"Bearer {SLUICE_KEY}"})
+        text = connection.getresponse().read().decode()
+    finally:
+        connection.close()
+    found = {"answered": 0.0, "spans_dropped": 0.0}
+    for family in text_string_to_metric_families(text):
+        for sample in family.samples:
+            if sample.name == "sluice_requests_total":
+                found["answered"] += sample.value
+            elif sample.name == "sluice_telemetry_dropped_total" and sample.labels.get("sink") == "tracing":
+                found["spans_dropped"] += sample.value
+    return found
 
 
 def measure_variant(session: Session, variant: Variant, count: int, seconds: float) -> dict[str, float]:
     """Medians over the pairs: req/s, p99, gateway CPU per request, off and on, and the ratios of each pair."""
-    with logdb.environment(variant.database) as env:
-        found = pairs(session, {**variant.env, **env}, count, seconds)
-    return {"pairs": float(count), "seconds": seconds,
+    counters: dict[str, float] = {}
+    with logdb.environment(variant.database) as env, \
+            phoenix_env.environment(variant.phoenix, measure.LOAD_CPUS) as phoenix:
+        found = pairs(session, {**variant.env, **env, **phoenix}, count, seconds, counters)
+    return {**counters, "phoenix": float(variant.phoenix), "pairs": float(count), "seconds": seconds,
             "off_rps": median([p.off.rps for p in found]), "on_rps": median([p.on.rps for p in found]),
             "ratio": median([p.on.rps / p.off.rps for p in found if p.off.rps]),
             "off_p99_ms": median([p.off.p99_ms for p in found]), "on_p99_ms": median([p.on.p99_ms for p in found]),
@@ -156,6 +186,13 @@ def compare_variants(session: Session, count: int = 8, seconds: float = 4.0) -> 
     return figures
 
 
+def _dropped(figure: dict[str, float]) -> str:
+    """How many spans the tracing variant could not export at saturation (its exporter runs at nice 10)."""
+    if not figure.get("phoenix") or not figure.get("answered"):
+        return ""
+    return f"; spans dropped: {figure['spans_dropped'] / figure['answered']:.1%} of {figure['answered']:,.0f}"
+
+
 def variants_report(figures: dict[str, dict[str, float]], command: str) -> str:
     lines = ["Chat, each variant loaded at the same time as Sluice with everything off (32 connections each, both on "
              f"the gateway core, so each gets half of it; medians of the runs). `{command}`", "",
@@ -167,7 +204,8 @@ def variants_report(figures: dict[str, dict[str, float]], command: str) -> str:
             continue
         lines.append(f"| {name} | {f['pairs']:.0f} × {f['seconds']:g} | {f['off_rps']:,.0f}, {f['on_rps']:,.0f} "
                      f"| **{f['ratio']:.3f}** | {f['off_p99_ms']:.1f}, {f['on_p99_ms']:.1f} "
-                     f"| {f['off_cpu_us']:.0f}, {f['on_cpu_us']:.0f} | {f['cpu_ratio']:.3f} | {f['errors']:.0f} |")
+                     f"| {f['off_cpu_us']:.0f}, {f['on_cpu_us']:.0f} | {f['cpu_ratio']:.3f} | {f['errors']:.0f}"
+                     f"{_dropped(f)} |")
     return "\n".join(lines)
 
 

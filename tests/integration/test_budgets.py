@@ -214,3 +214,23 @@ async def test_passthrough_calls_are_charged_by_the_model_they_name(upstream: st
         row = _spend(url, "budgeted", 2)
     assert row["prompt_tokens"] > 2 and row["completion_tokens"] > 3
     assert row["spent_usd"] == pytest.approx((row["prompt_tokens"] * 3.0 + row["completion_tokens"] * 7.0) / 1e6)
+
+
+def _create_key(url: str, body: dict[str, Any]) -> tuple[str, str]:
+    """A managed key made through the admin API: (its secret, its id)."""
+    created = httpx.post(url + "/admin/keys", headers={"Authorization": f"Bearer {ADMIN}"}, timeout=10, json=body)
+    assert created.status_code == 201, created.text
+    return created.json()["key"], created.json()["id"]
+
+
+async def test_a_managed_key_has_its_budget_enforced_and_its_spend_listed(upstream: str, database_url: str) -> None:
+    with run_gateway(_config(upstream, database_url), keys=(DEV_KEY,), admin_key=ADMIN) as url:
+        key, key_id = _create_key(url, {"name": "capped", "budget": {"usd": 0.00005, "period": "weekly"}})
+        sdk = _sdk(url, key)
+        for _ in range(2):  # $0.000054 ≥ $0.00005 after the second
+            sdk.chat.completions.create(model="gpt-test", messages=HELLO)  # type: ignore[arg-type]
+        with pytest.raises(openai.RateLimitError) as refused:
+            sdk.chat.completions.create(model="gpt-test", messages=HELLO)  # type: ignore[arg-type]
+        row = _spend(url, key_id, 2, "weekly")
+    assert refused.value.code == "insufficient_quota" and "weekly budget of $0.00005 is spent" in refused.value.message
+    assert row["requests"] == 2 and row["spent_usd"] == pytest.approx(2 * COST, rel=1e-12)

@@ -241,3 +241,17 @@ def test_project_routes_are_limited_per_key(backend: Backend) -> None:
     assert first.status_code == 200 and first.headers["ratelimit"] == '"key";r=0;t=60'
     assert second.status_code == 429 and "retry-after" in second.headers
     assert second.json()["error"]["code"] == "rate_limit_exceeded"
+
+
+def test_models_route_is_limited_per_key_and_admin_routes_per_address(backend: Backend) -> None:
+    text = config(backend, key_limits="requests_per_minute: 1", limits="per_ip: {requests_per_minute: 4}")
+    with run_gateway(text, admin_key="admin-limits", **backend.settings) as url:
+        def models() -> httpx.Response:
+            return httpx.get(f"{url}/v1/models", headers={"Authorization": f"Bearer {KEY_A}"}, timeout=10)
+        first, second = models(), models()
+        guesses = [httpx.get(f"{url}/admin/keys", headers={"Authorization": f"Bearer guess-{n}"}, timeout=10)
+                   for n in range(4)]
+    assert first.status_code == 200 and first.headers["ratelimit"].startswith('"key";r=0;')
+    assert second.status_code == 429 and second.json()["error"]["code"] == "rate_limit_exceeded"
+    assert [reply.status_code for reply in guesses] == [401, 401, 429, 429]  # the address's 4: 2 models, 2 guesses
+    assert guesses[-1].headers["ratelimit"].startswith('"ip";r=0;') and "retry-after" in guesses[-1].headers

@@ -15,12 +15,13 @@ from sqlalchemy.exc import SQLAlchemyError
 from sluice.errors import InvalidRequest, ServiceUnavailable
 from sluice.http.admin_auth import AdminAccess
 from sluice.http.auth import CurrentGateway
+from sluice.http.limits import AddressLimit
 from sluice.keys.records import CreatedKey, KeyRecord, KeySettings
 from sluice.keys.scopes import check_settings, expiry
 from sluice.limits.options import Budget, RateLimit
 
 logger = logging.getLogger("sluice.http")
-router = APIRouter(prefix="/admin/keys", tags=["admin: keys"], dependencies=[AdminAccess])
+router = APIRouter(prefix="/admin/keys", tags=["admin: keys"], dependencies=[AddressLimit, AdminAccess])
 
 
 class CreateKey(KeySettings):

@@ -16,12 +16,13 @@ from sluice.errors import GatewayError, InvalidRequest, NotFound
 from sluice.gateway import Gateway
 from sluice.http.admin_auth import AdminAccess
 from sluice.http.auth import CurrentGateway
+from sluice.http.limits import AddressLimit
 from sluice.store.db import Database
 from sluice.store.queries import BadCursor, LogFilter, get_log, list_logs, usage
 from sluice.store.records import document
 
 logger = logging.getLogger("sluice.http")
-router = APIRouter(prefix="/admin", tags=["admin"], dependencies=[AdminAccess])
+router = APIRouter(prefix="/admin", tags=["admin"], dependencies=[AddressLimit, AdminAccess])
 
 
 class LogPage(BaseModel):

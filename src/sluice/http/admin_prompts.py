@@ -11,10 +11,11 @@ from sluice.errors import GatewayError, NotFound
 from sluice.gateway import Gateway
 from sluice.http.admin_auth import AdminAccess
 from sluice.http.auth import CurrentGateway
+from sluice.http.limits import AddressLimit
 from sluice.prompts import NAME_PATTERN, PromptConfig, PromptMessage, Template
 from sluice.prompts_store import PromptStore
 
-router = APIRouter(prefix="/admin/prompts", tags=["admin"], dependencies=[AdminAccess])
+router = APIRouter(prefix="/admin/prompts", tags=["admin"], dependencies=[AddressLimit, AdminAccess])
 
 
 class NewPrompt(BaseModel):

@@ -13,9 +13,10 @@ from sqlalchemy.exc import SQLAlchemyError
 from sluice.errors import GatewayError
 from sluice.http.admin_auth import AdminAccess
 from sluice.http.auth import CurrentGateway
+from sluice.http.limits import AddressLimit
 
 logger = logging.getLogger("sluice.http")
-router = APIRouter(prefix="/admin", tags=["admin"], dependencies=[AdminAccess])
+router = APIRouter(prefix="/admin", tags=["admin"], dependencies=[AddressLimit, AdminAccess])
 
 
 class KeySpendEntry(BaseModel):

@@ -14,12 +14,13 @@ from sluice.config import MetricsConfig
 from sluice.errors import AuthenticationFailed, GatewayError
 from sluice.gateway import Gateway
 from sluice.http.auth import CurrentGateway
+from sluice.http.limits import AddressLimit
 from sluice.keys.static import presented_key
 
 router = APIRouter(tags=["operations"])
 
 
-@router.get("/metrics", response_class=Response)
+@router.get("/metrics", response_class=Response, dependencies=[AddressLimit])
 async def metrics(request: Request, gateway: CurrentGateway) -> Response:
     await check_scrape_access(gateway, request.headers.get("authorization"), request.headers.get("x-api-key"))
     return Response(gateway.metrics.render(), media_type=CONTENT_TYPE_LATEST)

@@ -10,9 +10,10 @@ from pydantic import BaseModel
 from sluice.errors import NotFound
 from sluice.gateway import Gateway
 from sluice.http.auth import CurrentGateway, CurrentPrincipal
+from sluice.http.limits import AddressLimit, KeyLimit
 from sluice.keys.principal import Principal
 
-router = APIRouter(prefix="/v1", tags=["openai"])
+router = APIRouter(prefix="/v1", tags=["openai"], dependencies=[AddressLimit, KeyLimit])
 
 
 class Model(BaseModel):

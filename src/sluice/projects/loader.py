@@ -11,8 +11,8 @@ from types import ModuleType
 from fastapi import Depends, FastAPI
 
 from sluice.config import ConfigError, ProjectConfig, SluiceConfig
+from sluice.http.limits import address_admission, key_admission
 from sluice.projects.api import MountedProject, Project, project_guard
-from sluice.projects.limits import address_admission, key_admission
 
 logger = logging.getLogger("sluice.projects")
 

@@ -1,4 +1,5 @@
-"""Rate limits on project routes: the client address before authentication, then the key, for the whole request.
+"""Rate limits on the FastAPI routes (projects, models, admin, metrics): the client address before
+authentication, then the key, for the whole request.
 
 Both are FastAPI dependencies with `yield` (scope "request"), so a concurrency slot is held until the response,
 streamed or not, has been sent. The rate-limit headers are added to responses the route lets FastAPI build (a
@@ -10,7 +11,7 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 
-from fastapi import Request, Response
+from fastapi import Depends, Request, Response
 
 from sluice.http.auth import CurrentGateway, CurrentPrincipal
 from sluice.limits.admission import Grant
@@ -42,3 +43,9 @@ async def key_admission(request: Request, response: Response, gateway: CurrentGa
     finally:
         if grant is not None:
             grant.release()
+
+
+AddressLimit = Depends(address_admission)
+"""`limits.per_ip` on a route; list it before the route's authentication (admin routes, /metrics)."""
+KeyLimit = Depends(key_admission)
+"""The caller's key limits on a route that authenticates with `CurrentPrincipal` (it implies authentication)."""
