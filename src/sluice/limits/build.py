@@ -7,7 +7,6 @@ from sluice.limits.admission import Admission, BudgetCheck
 from sluice.limits.backend import Limiter
 from sluice.limits.failures import FailureReport
 from sluice.limits.memory import MemoryLimiter
-from sluice.limits.redis_backend import RedisLimiter
 from sluice.telemetry.metrics import Metrics
 
 
@@ -23,6 +22,8 @@ def build_admission(config: SluiceConfig, redis_url: str | None, metrics: Metric
     if backend == "redis":
         if not redis_url:
             raise ConfigError("limits.backend is 'redis' but SLUICE_REDIS_URL is not set")
+        from sluice.limits.redis_backend import RedisLimiter  # redis-py adds ~22 MB resident: only when used
+
         limiter = RedisLimiter(redis_url, limits.redis_prefix, limits.redis_timeout_seconds, report)
     else:
         limiter = MemoryLimiter()

@@ -1,4 +1,8 @@
-"""Alembic migrations run from code: `sluice db upgrade`, and at start-up for SQLite; one process at a time."""
+"""Alembic migrations run from code: `sluice db upgrade`, and at start-up for SQLite; one process at a time.
+
+Alembic is imported inside the functions: it adds ~11 MB to a process's resident memory (measured in a
+worker), and a worker that never migrates (PostgreSQL, or the request log off) should not carry it.
+"""
 
 from __future__ import annotations
 
@@ -7,27 +11,31 @@ import contextlib
 import fcntl
 from collections.abc import AsyncIterator
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from alembic import command
-from alembic.config import Config
-from alembic.runtime.migration import MigrationContext
-from alembic.script import ScriptDirectory
 from sqlalchemy import text
 from sqlalchemy.engine import Connection
 
 from sluice.store.db import Database
+
+if TYPE_CHECKING:
+    from alembic.config import Config
 
 MIGRATIONS = Path(__file__).with_name("migrations")
 _ADVISORY_LOCK = 0x51CE_0001
 
 
 def alembic_config() -> Config:
+    from alembic.config import Config
+
     config = Config()
     config.set_main_option("script_location", str(MIGRATIONS))
     return config
 
 
 def head_revision() -> str | None:
+    from alembic.script import ScriptDirectory
+
     return ScriptDirectory.from_config(alembic_config()).get_current_head()
 
 
@@ -41,11 +49,15 @@ async def upgrade(db: Database, revision: str = "head") -> None:
 
 
 async def current_revision(db: Database) -> str | None:
+    from alembic.runtime.migration import MigrationContext
+
     async with db.connect() as connection:
         return await connection.run_sync(lambda sync: MigrationContext.configure(sync).get_current_revision())
 
 
 def _upgrade(connection: Connection, revision: str) -> None:
+    from alembic import command
+
     config = alembic_config()
     config.attributes["connection"] = connection
     command.upgrade(config, revision)
