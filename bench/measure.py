@@ -144,6 +144,7 @@ def _chat(result: TargetResult, proc: procs.Proc, call: Call | str, plan: Plan) 
     run_wrk(call, 8, 2 if plan.quick else 3)  # warm-up
     time.sleep(0.5)
     result.rss["idle"] = proc.rss_mb()
+    result.rss["idle_pss"] = proc.pss_mb()
     with procs.RssSampler(proc) as sampler:
         single = run_wrk(call, 1, plan.latency_s)
         result.single["chat"] = Point.of(single)
@@ -159,6 +160,7 @@ def _chat(result: TargetResult, proc: procs.Proc, call: Call | str, plan: Plan) 
     result.rss["after"] = proc.rss_mb()
     time.sleep(plan.recovery_s)
     result.rss["recovered"] = proc.rss_mb()
+    result.rss["recovered_pss"] = proc.pss_mb()
 
 
 def _scenario(result: TargetResult, proc: procs.Proc, call: Call | str, scenario: str, plan: Plan) -> None:
@@ -205,7 +207,7 @@ def _slow(result: TargetResult, proc: procs.Proc, call: Call, plan: Plan) -> Non
         run = run_wrk(call, plan.slow_connections, plan.slow_s, timeout_s=15)
     result.slow = {"connections": plan.slow_connections, "seconds": plan.slow_s, "requests": run.requests,
                    "errors": run.errors, "rps": run.rps, "p50_ms": run.p50_ms, "p99_ms": run.p99_ms,
-                   "peak_rss": sampler.peak}
+                   "peak_rss": sampler.peak, "peak_pss": sampler.peak_pss}
     time.sleep(3)
 
 
@@ -222,9 +224,10 @@ def _memory(result: TargetResult, proc: procs.Proc, call: Call | str, plan: Plan
         served, errors = served + run.requests, errors + run.errors
         curve.append(proc.rss_mb())
     result.memory = {"requests": served, "errors": errors, "seconds": time.monotonic() - started,
-                     "after": curve[-1], "first_run": curve[0]}
+                     "after": curve[-1], "first_run": curve[0], "after_pss": proc.pss_mb()}
     time.sleep(plan.recovery_s * 2)
     result.memory["recovered"] = proc.rss_mb()
+    result.memory["recovered_pss"] = proc.pss_mb()
 
 
 def throughput(session: Session, target: Target, rounds: int, seconds: float, cpus: str = GATEWAY_CPUS,

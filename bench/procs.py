@@ -58,6 +58,11 @@ class Proc:
     def rss_mb(self) -> float:
         return sum(_rss_kb(pid) for pid in self.tree()) / 1024
 
+    def pss_mb(self) -> float:
+        """Proportional set size summed over the tree: a page shared by n processes counts 1/n in each, so pages a
+        forked worker still shares with its supervisor count once (RSS counts them in both)."""
+        return sum(_pss_kb(pid) for pid in self.tree()) / 1024
+
     def log_tail(self, lines: int = 8) -> str:
         try:
             text = self.log.read_text(errors="replace")
@@ -150,13 +155,23 @@ def _rss_kb(pid: int) -> int:
     return int(pages) * PAGE_KB
 
 
+def _pss_kb(pid: int) -> int:
+    try:
+        with open(f"/proc/{pid}/smaps_rollup") as rollup:
+            return next((int(line.split()[1]) for line in rollup if line.startswith("Pss:")), 0)
+    except (OSError, ValueError, IndexError):
+        return 0
+
+
 @dataclass
 class RssSampler:
-    """Samples a process tree's resident memory in a thread; `peak` is the largest seen."""
+    """Samples a process tree's resident memory in a thread; `peak` is the largest RSS seen, `peak_pss` the largest
+    PSS (read every fifth sample: smaps_rollup walks the page tables)."""
 
     proc: Proc
     interval: float = 0.1
     peak: float = 0.0
+    peak_pss: float = 0.0
     _stop: threading.Event = field(default_factory=threading.Event)
     _thread: threading.Thread | None = None
 
@@ -171,6 +186,10 @@ class RssSampler:
             self._thread.join()
 
     def _run(self) -> None:
+        samples = 0
         while not self._stop.is_set():
             self.peak = max(self.peak, self.proc.rss_mb())
+            if samples % 5 == 0:
+                self.peak_pss = max(self.peak_pss, self.proc.pss_mb())
+            samples += 1
             self._stop.wait(self.interval)

@@ -142,10 +142,16 @@ def streams(run: Run) -> list[str]:
 def slow(run: Run) -> list[str]:
     rows = [[r.label, f"{r.slow['connections']:.0f}",
              f"{rps(r.slow['requests'])} ({r.slow['requests'] / _ideal(r.slow):.0%})", f"{r.slow['errors']:.0f}",
-             f"{r.slow['p50_ms']:.0f} / {r.slow['p99_ms']:.0f}", f"{r.slow['peak_rss']:.0f}"]
+             f"{r.slow['p50_ms']:.0f} / {r.slow['p99_ms']:.0f}", f"{r.slow['peak_rss']:.0f}",
+             _mb(r.slow.get("peak_pss"))]
             for r in run.ok() if r.slow]
     return table(["upstream answers after 1.5 s", "connections", "answered (% of ideal)", "errors",
-                  "latency p50 / p99 ms", "peak RSS MB"], rows)
+                  "latency p50 / p99 ms", "peak RSS MB", "peak PSS MB"], rows)
+
+
+def _mb(value: float | None) -> str:
+    """A PSS figure; runs recorded before PSS was measured have none."""
+    return "—" if value is None else f"{value:.0f}"
 
 
 def _ideal(slow: dict[str, float]) -> float:
@@ -157,12 +163,14 @@ def memory(run: Run) -> list[str]:
     rows = []
     for r in run.ok():
         if "skipped_rate" in r.memory:
-            rows.append([r.label, f"skipped: {r.memory['skipped_rate']:.0f} req/s is too slow", "", "", "", ""])
+            rows.append([r.label, f"skipped: {r.memory['skipped_rate']:.0f} req/s is too slow", "", "", "", "", ""])
         elif r.memory:
             rows.append([r.label, rps(r.memory["requests"]), f"{r.memory['errors']:.0f}", f"{r.rss['idle']:.0f}",
-                         f"{r.memory['first_run']:.0f} → {r.memory['after']:.0f}", f"{r.memory['recovered']:.0f}"])
+                         f"{r.memory['first_run']:.0f} → {r.memory['after']:.0f}", f"{r.memory['recovered']:.0f}",
+                         " / ".join(_mb(v) for v in (r.rss.get("idle_pss"), r.memory.get("after_pss"),
+                                                      r.memory.get("recovered_pss")))])
     return table(["chat at 16 conn", "requests", "errors", "idle MB", "RSS MB after first 10 s → at end",
-                  "recovered MB"], rows)
+                  "recovered MB", "PSS MB idle / end / recovered"], rows)
 
 
 def workers(run: Run) -> list[str]:

@@ -112,6 +112,9 @@ def serve(args: argparse.Namespace, settings: Settings, path: str | None, *, has
     if path is not None:
         os.environ["SLUICE_CONFIG"] = str(Path(path).resolve())
     os.environ["SLUICE_ALLOW_NO_AUTH"] = "true" if allow_no_auth else "false"
+    from sluice.allocators import apply_allocator_defaults
+
+    apply_allocator_defaults(os.environ)  # before granian and pyreqwest load (workers inherit the environment)
     host = args.host or settings.host
     port = args.port or settings.port
     workers = args.workers or settings.workers
@@ -119,7 +122,7 @@ def serve(args: argparse.Namespace, settings: Settings, path: str | None, *, has
         from sluice.telemetry.metrics import prepare_multiprocess_dir
 
         os.environ["PROMETHEUS_MULTIPROC_DIR"] = prepare_multiprocess_dir(settings.prometheus_multiproc_dir)
-    from sluice.telemetry.logs import GRANIAN_LOGGING, configure_logging
+    from sluice.telemetry.logs import configure_logging
 
     if args.server == "uvicorn":
         import uvicorn
@@ -128,14 +131,13 @@ def serve(args: argparse.Namespace, settings: Settings, path: str | None, *, has
         uvicorn.run("sluice.app:app_from_env", factory=True, host=host, port=port, workers=workers,
                     loop="uvloop", http="httptools", access_log=False, timeout_graceful_shutdown=30, log_config=None)
         return 0
-    from granian.constants import Interfaces, Loops
-    from granian.server import Server
+    from sluice.granian_serve import command
 
-    configure_logging(settings.log_format)
-    Server("sluice.app:app_from_env", address=host, port=port, workers=workers, interface=Interfaces.ASGI,
-           factory=True, loop=Loops.uvloop, log_access=False, workers_kill_timeout=30,
-           log_dictconfig=GRANIAN_LOGGING).serve()
-    return 0
+    # Become granian's supervisor in a fresh interpreter: what was loaded to check the config stays behind.
+    sys.stdout.flush()
+    sys.stderr.flush()
+    argv = command(host, port, workers, settings.log_format)
+    os.execv(argv[0], argv)
 
 
 if __name__ == "__main__":  # pragma: no cover

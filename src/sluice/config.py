@@ -14,6 +14,7 @@ from sluice.keys.options import KeysConfig
 from sluice.limits.options import Budget, Limits, RateLimit
 from sluice.pricing import Price
 from sluice.prompts import PromptConfig
+from sluice.routing.options import BreakerOptions, RetryOptions
 from sluice.store.options import RequestLogConfig
 from sluice.telemetry.options import TelemetryConfig
 
@@ -50,6 +51,10 @@ class _UpstreamProvider(_Strict):
     headers: dict[str, str] = {}
     timeout: Timeouts = Timeouts()
     max_connections: int = Field(256, ge=1)
+    breaker: BreakerOptions = BreakerOptions()
+    """The provider's circuit breaker (on by default; docs/reliability.md)."""
+    retries: RetryOptions = RetryOptions()
+    """Retries of calls that failed before any reply byte reached the client (docs/reliability.md)."""
 
 
 class OpenAIProviderConfig(_UpstreamProvider):

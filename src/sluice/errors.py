@@ -9,6 +9,7 @@ GatewayError
 ├── RateLimited           429 rate_limit_exceeded (with Retry-After)
 ├── QuotaExceeded         429 insufficient_quota (the key's budget is spent for this period)
 ├── ServiceUnavailable    503 (a dependency the request needs, e.g. Redis with fail-closed limits, is down)
+│   └── CircuitOpen       503 upstream_circuit_open (routing/breaker.py: the provider's breaker is open)
 ├── UpstreamError         the upstream answered with an error: its status and message are passed on
 ├── UpstreamUnreachable   502 (connection refused, reset, DNS)
 └── UpstreamTimeout       504 (connect or read timeout)
@@ -115,6 +116,8 @@ class UpstreamError(GatewayError):
     """The upstream answered with an error status; `status` and message are the upstream's."""
 
     type = "upstream_error"
+    retry_after_header: str | None = None
+    """The upstream's `Retry-After` header (for a 429 or 503), as sent; set per instance."""
 
 
 class UpstreamUnreachable(GatewayError):

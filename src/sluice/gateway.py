@@ -16,6 +16,7 @@ from sluice.prompts import PromptRegistry
 from sluice.prompts_store import PromptStore
 from sluice.providers.passthrough import build_targets
 from sluice.providers.registry import build_providers
+from sluice.routing.guard import build_guards
 from sluice.routing.table import RouteTable
 from sluice.settings import Settings
 from sluice.store.request_log import RequestLog
@@ -39,6 +40,8 @@ class Gateway:
         self.passthrough = build_targets(config)
         self.keys = build_key_ring(config, settings)
         self.metrics = Metrics(settings.prometheus_multiproc_dir)
+        self.guards = build_guards(config, self.providers, self.metrics)
+        """Each provider's circuit breaker and retry policy (routing/guard.py), by provider name."""
         self.prices = PriceTable(config.prices)
         """USD per million tokens (defaults + `prices:`): the request log's cost, the cost metric, budgets."""
         self.request_log = RequestLog(config.request_log, settings, self.metrics, self.prices) \

@@ -26,7 +26,8 @@ from tests.servers import serve
 
 CONFIG = """
 providers:
-  claude: {{type: anthropic, base_url: "{url}", api_key: ant-secret, default_max_tokens: 321}}
+  claude: {{type: anthropic, base_url: "{url}", api_key: ant-secret, default_max_tokens: 321,
+           retries: {{attempts: 0}}}}  # errors pass through as the upstream sent them (test_resilience retries)
   claude_new: {{type: anthropic, base_url: "{url}", api_key: ant-secret, api_version: "2026-10-21"}}
 models:
   - {{name: claude, provider: claude, model: claude-fake-1}}

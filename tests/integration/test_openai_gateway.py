@@ -17,7 +17,8 @@ from tests.servers import free_port, serve
 
 CONFIG = """
 providers:
-  up: {{type: openai, base_url: "{url}/v1", api_key: upstream-key, timeout: {{connect: 1, read: 1}}}}
+  up: {{type: openai, base_url: "{url}/v1", api_key: upstream-key, timeout: {{connect: 1, read: 1}},
+       retries: {{attempts: 0}}}}  # errors pass through as the upstream sent them (test_resilience retries)
   az: {{type: azure, base_url: "{azure}", api_key: upstream-key, api_version: "2024-10-21"}}
   down: {{type: openai, base_url: "http://127.0.0.1:{closed}/v1"}}
 models:

@@ -204,22 +204,25 @@ async def handle(gateway: Gateway, operation: Operation, scope: Scope, receive: 
             apply_mode(request, mode)
         if exchange.trace is not None:
             request.headers["traceparent"] = exchange.trace.traceparent_for_upstream()
+        guard = gateway.guards[provider.name]  # the provider's breaker and retries (routing/guard.py)
         upstream_started = perf_counter()
         exchange.upstream_offset = upstream_started - started
         if request.stream:
             exchange.stream = True
-            chunks = tap_stream(await provider.stream(request), exchange, started)
+            chunks = tap_stream(await guard.stream(request), exchange, started)
             waited = exchange.latency_upstream = perf_counter() - upstream_started
             exchange.status = 200
             response_headers.append(_overhead(gateway, operation, perf_counter() - started - waited))
             if mode == "ndjson":
                 await send({"type": "http.response.start", "status": 200, "headers": NDJSON_HEADERS + response_headers})
                 await relay(ndjson_lines(chunks), receive, send, ndjson_error_ending)
-                return
-            await send({"type": "http.response.start", "status": 200, "headers": SSE_HEADERS + response_headers})
-            await relay(chunks, receive, send)
+            else:
+                await send({"type": "http.response.start", "status": 200, "headers": SSE_HEADERS + response_headers})
+                await relay(chunks, receive, send)
+            if exchange.error is not None:  # the upstream broke the stream after its 200: not retried
+                guard.broke()
             return
-        reply = exchange.response_body = await provider.send(request)
+        reply = exchange.response_body = await guard.send(request)
         upstream = exchange.latency_upstream = perf_counter() - upstream_started
         exchange.status = 200
         response_headers.append(_overhead(gateway, operation, perf_counter() - started - upstream))

@@ -102,7 +102,14 @@ async def handle(gateway: Gateway, scope: Scope, receive: Receive, send: Send) -
             if exchange.trace is not None:
                 upstream_headers = [(k, v) for k, v in upstream_headers if k.lower() != "traceparent"]
                 upstream_headers.append(("traceparent", exchange.trace.traceparent_for_upstream()))
-            reply = await target.send(scope["method"], url, upstream_headers, body)
+            guard = gateway.guards[name]  # the provider's circuit breaker; no retries of raw requests
+            guard.admit()
+            try:
+                reply = await target.send(scope["method"], url, upstream_headers, body)
+            except BaseException as exc:
+                guard.judge(exc)
+                raise
+            guard.answered(reply.status)
             waited = exchange.latency_upstream = perf_counter() - upstream_started
         except GatewayError as exc:
             exchange.status, exchange.error = exc.status, exc.message

@@ -100,7 +100,7 @@ class GatewayClient:
         try:
             request, provider = self._prepare(operation, body, exchange)
             started = time.perf_counter()
-            reply = await provider.send(request)
+            reply = await self.gateway.guards[provider.name].send(request)  # breaker and retries
             exchange.latency_upstream = time.perf_counter() - started
             exchange.response_body, exchange.status = reply, 200
             parsed: JSONObject = orjson.loads(reply)
@@ -116,7 +116,7 @@ class GatewayClient:
         exchange = self._exchange(operation, {**body, "stream": True})
         try:
             request, provider = self._prepare(operation, {**body, "stream": True}, exchange)
-            chunks = await provider.stream(request)
+            chunks = await self.gateway.guards[provider.name].stream(request)
             exchange.status = 200
             decoder = SSEDecoder()
             try:

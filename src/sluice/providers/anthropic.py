@@ -54,15 +54,17 @@ class AnthropicProvider:
             raise InvalidRequest(str(exc), param=exc.param) from exc
         return orjson.dumps(translated)
 
-    def _raise_for_status(self, status: int, body: bytes) -> None:
+    def _raise_for_status(self, status: int, body: bytes, retry_after: str | None = None) -> None:
         if status >= 400:
             client_status, error = openai_error_from_anthropic(status, body)
-            raise UpstreamError(str(error.get("message")), status=client_status, type=error.get("type"),
-                                code=error.get("code"), param=error.get("param"))
+            failure = UpstreamError(str(error.get("message")), status=client_status, type=error.get("type"),
+                                    code=error.get("code"), param=error.get("param"))
+            failure.retry_after_header = retry_after
+            raise failure
 
     async def send(self, request: UpstreamRequest) -> bytes:
-        status, body = await self.client.post(MESSAGES_PATH, self._translate(request), request.headers)
-        self._raise_for_status(status, body)
+        status, body, retry_after = await self.client.post(MESSAGES_PATH, self._translate(request), request.headers)
+        self._raise_for_status(status, body, retry_after)
         reply = from_anthropic_response(orjson.loads(body), model=str(request.body["model"]), created=int(time.time()))
         if request.operation == "completions":
             reply = completion_from_chat(reply)
@@ -75,7 +77,7 @@ class AnthropicProvider:
                 body = await reply.read()
             finally:
                 await reply.close()
-            self._raise_for_status(reply.status, body)
+            self._raise_for_status(reply.status, body, reply.response.get_header("retry-after"))
         translator = AnthropicStreamTranslator(model=str(request.body["model"]), created=int(time.time()),
                                                include_usage=request.include_usage)
         return self._translate_stream(reply, translator, request.operation == "completions")

@@ -30,8 +30,8 @@ class OpenAIProvider:
 
     async def send(self, request: UpstreamRequest) -> bytes:
         path, params = self._target(request)
-        status, body = await self.client.post(path, request.encoded(), request.headers, params)
-        raise_for_openai_error(self.name, status, body)
+        status, body, retry_after = await self.client.post(path, request.encoded(), request.headers, params)
+        raise_for_openai_error(self.name, status, body, retry_after)
         return body
 
     async def stream(self, request: UpstreamRequest) -> AsyncGenerator[bytes, None]:
@@ -42,5 +42,5 @@ class OpenAIProvider:
                 body = await reply.read()
             finally:
                 await reply.close()
-            raise_for_openai_error(self.name, reply.status, body)
+            raise_for_openai_error(self.name, reply.status, body, reply.response.get_header("retry-after"))
         return self.client.relay(reply)

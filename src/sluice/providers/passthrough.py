@@ -25,7 +25,7 @@ from sluice.config import (
 )
 from sluice.errors import GatewayError, InvalidRequest
 from sluice.providers.passthrough_paths import safe_query, safe_suffix
-from sluice.providers.upstream import OpenStream, body_chunks, map_transport_errors
+from sluice.providers.upstream import POOL_MAX_IDLE_PER_HOST, OpenStream, body_chunks, map_transport_errors
 
 Headers = Iterable[tuple[bytes, bytes]]
 UpstreamConfig = OpenAIProviderConfig | AzureProviderConfig | AnthropicProviderConfig
@@ -111,6 +111,7 @@ class PassthroughTarget:
             .gzip(False).brotli(False).zstd(False).deflate(False)
             .follow_redirects(False)
             .referer(False)
+            .pool_max_idle_per_host(POOL_MAX_IDLE_PER_HOST)
             .build()
         )
 

@@ -71,6 +71,14 @@ class Metrics:
             registry=self.registry)
         self.rate_limited = Counter("sluice_rate_limited", "Requests refused (429) by a rate or concurrency limit",
                                     ["subject"], registry=self.registry)
+        self.breaker_state = Gauge(
+            "sluice_circuit_breaker_state", "Circuit breaker of each provider: 0 closed, 1 half-open, 2 open "
+            "(the highest of the live workers)", ["provider"], registry=self.registry, multiprocess_mode="livemax")
+        self.breaker_transitions = Counter("sluice_circuit_breaker_transitions", "Circuit breaker state changes",
+                                           ["provider", "to"], registry=self.registry)
+        self.upstream_retries = Counter("sluice_upstream_retries", "Upstream calls tried again after a failure "
+                                        "before any reply byte reached the client", ["provider", "reason"],
+                                        registry=self.registry)
 
     def close(self) -> None:
         """At a worker's exit: its live gauges (in-flight requests) stop counting in the other workers' scrapes."""

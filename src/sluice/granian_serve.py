@@ -1,0 +1,35 @@
+"""The process `sluice serve` becomes once its checks pass: granian's supervisor, with only granian and logging loaded.
+
+`sluice serve` loads the config, settings and their validation libraries to check them; replacing itself (exec)
+with this module leaves those behind, so the supervisor, which only starts, watches and stops the workers, is
+~17 MB smaller (docs/benchmarks.md, "Memory"). Each worker builds the app from the environment, as before.
+"""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Sequence
+from typing import cast
+
+from sluice.telemetry.logs import GRANIAN_LOGGING, LogFormat, configure_logging
+
+
+def command(host: str, port: int, workers: int, log_format: str) -> list[str]:
+    """The argv that execs this module with these settings."""
+    return [sys.executable, "-m", "sluice.granian_serve", host, str(port), str(workers), log_format]
+
+
+def main(argv: Sequence[str]) -> int:
+    from granian.constants import Interfaces, Loops  # here, so `command` loads nothing heavy in `sluice serve`
+    from granian.server import Server
+
+    host, port, workers, log_format = argv
+    configure_logging(cast(LogFormat, log_format))
+    Server("sluice.app:app_from_env", address=host, port=int(port), workers=int(workers), interface=Interfaces.ASGI,
+           factory=True, loop=Loops.uvloop, log_access=False, workers_kill_timeout=30,
+           log_dictconfig=GRANIAN_LOGGING).serve()
+    return 0
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main(sys.argv[1:]))

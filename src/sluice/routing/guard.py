@@ -1,0 +1,134 @@
+"""One provider's circuit breaker and retry policy around its calls: what the routes call instead of the provider.
+
+The first try costs a couple of attribute checks more than calling the provider directly; the retry loop and
+the breaker's bookkeeping of failures only run once a try has failed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncGenerator, Awaitable, Callable, Mapping
+from typing import TypeVar
+
+from sluice.config import SluiceConfig
+from sluice.errors import GatewayError, UpstreamError
+from sluice.providers.base import Provider, UpstreamRequest
+from sluice.routing.breaker import CircuitBreaker, CircuitOpen
+from sluice.routing.retry import RetryPolicy, is_failure, retry_reason
+from sluice.telemetry.metrics import Metrics
+
+T = TypeVar("T")
+
+
+class UpstreamGuard:
+    """`send` and `stream` of one provider, refused while its breaker is open and retried (bounded, with
+    backoff) when a try fails before the upstream sent a successful reply's headers."""
+
+    __slots__ = ("provider", "breaker", "retry", "_metrics")
+
+    def __init__(self, provider: Provider, breaker: CircuitBreaker | None, retry: RetryPolicy | None,
+                 metrics: Metrics) -> None:
+        self.provider = provider
+        self.breaker = breaker
+        self.retry = retry if retry is not None and retry.attempts > 0 else None
+        self._metrics = metrics
+
+    async def send(self, request: UpstreamRequest) -> bytes:
+        """The provider's complete reply (see `Provider.send`)."""
+        return await self._call(self.provider.send, request)
+
+    async def stream(self, request: UpstreamRequest) -> AsyncGenerator[bytes, None]:
+        """The provider's open stream (see `Provider.stream`); retried only until the upstream sent its 200."""
+        return await self._call(self.provider.stream, request)
+
+    def admit(self) -> None:
+        """Raise CircuitOpen (503) while the breaker refuses calls (for callers that make the call themselves)."""
+        if self.breaker is not None:
+            self.breaker.admit()
+
+    def answered(self, status: int) -> None:
+        """The upstream answered with `status`: a 5xx is a failure, anything else a sign of health."""
+        if self.breaker is not None:
+            if status >= 500:
+                self.breaker.failed()
+            else:
+                self.breaker.succeeded()
+
+    def broke(self) -> None:
+        """A stream the upstream had opened broke midway (reset, read timeout): a failure; never retried."""
+        if self.breaker is not None:
+            self.breaker.failed()
+
+    def judge(self, error: BaseException) -> None:
+        """Report a failed call's `error` to the breaker (a failure, an answer, or no verdict)."""
+        breaker = self.breaker
+        if breaker is None:
+            return
+        if isinstance(error, GatewayError) and is_failure(error):
+            breaker.failed()
+        elif isinstance(error, UpstreamError):
+            breaker.succeeded()  # a 4xx: the upstream is up and answering
+        else:
+            breaker.released()
+
+    async def _call(self, call: Callable[[UpstreamRequest], Awaitable[T]], request: UpstreamRequest) -> T:
+        breaker = self.breaker
+        if breaker is None and self.retry is None:
+            return await call(request)
+        if breaker is not None:
+            breaker.admit()
+        try:
+            result = await call(request)
+        except GatewayError as exc:
+            return await self._recover(call, request, exc)
+        except BaseException as exc:
+            self.judge(exc)
+            raise
+        if breaker is not None:
+            breaker.succeeded()
+        return result
+
+    async def _recover(self, call: Callable[[UpstreamRequest], Awaitable[T]], request: UpstreamRequest,
+                       error: GatewayError) -> T:
+        """Judge the failed try, then retry while the error, the attempts left and the breaker allow it."""
+        retry = 0
+        while True:
+            self.judge(error)
+            retry += 1
+            reason = retry_reason(error)
+            pause = self.retry.delay(retry, error) \
+                if self.retry is not None and reason is not None and retry <= self.retry.attempts else None
+            if pause is None:
+                raise error
+            await asyncio.sleep(pause)
+            try:
+                self.admit()
+            except CircuitOpen:
+                raise error from None  # the breaker opened meanwhile: the caller sees the upstream's own error
+            self._metrics.upstream_retries.labels(self.provider.name, reason).inc()
+            try:
+                result = await call(request)
+            except GatewayError as exc:
+                error = exc
+                continue
+            except BaseException as exc:
+                self.judge(exc)
+                raise
+            if self.breaker is not None:
+                self.breaker.succeeded()
+            return result
+
+
+def build_guards(config: SluiceConfig, providers: Mapping[str, Provider], metrics: Metrics
+                 ) -> dict[str, UpstreamGuard]:
+    """A guard per provider, from its `breaker:` and `retries:` settings (the mock provider has neither)."""
+    guards: dict[str, UpstreamGuard] = {}
+    for name, provider in providers.items():
+        entry = config.providers[name]
+        breaker_options = getattr(entry, "breaker", None)
+        retry_options = getattr(entry, "retries", None)
+        breaker = CircuitBreaker(name, breaker_options, metrics) \
+            if breaker_options is not None and breaker_options.enabled else None
+        retry = RetryPolicy(retry_options) if retry_options is not None else None
+        guards[name] = UpstreamGuard(provider, breaker, retry, metrics)
+    return guards
