@@ -39,6 +39,7 @@ from sluice.keys.principal import Principal
 from sluice.keys.static import presented_key
 from sluice.limits.admission import Grant
 from sluice.providers.base import JSONObject, Operation, Provider, UpstreamRequest
+from sluice.routing.breaker import CircuitOpen
 from sluice.streaming import (
     NDJSON_HEADERS,
     SSE_HEADERS,
@@ -231,6 +232,8 @@ async def handle(gateway: Gateway, operation: Operation, scope: Scope, receive: 
     except GatewayError as exc:
         exchange.status, exchange.error = exc.status, exc.message
         exchange.error_type, exchange.error_code = exc.type, exc.code
+        if isinstance(exc, CircuitOpen):
+            exchange.upstream_offset = None  # refused by the breaker: no upstream call, so no upstream span
         await send_error(send, exc, response_headers)
     except ClientDisconnected:
         exchange.client_disconnected = True

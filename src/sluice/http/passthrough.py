@@ -20,6 +20,7 @@ from sluice.http.openai import authenticate, relay, request_id_of
 from sluice.limits.admission import Grant
 from sluice.providers.passthrough import Forwarded, PassthroughTarget, reply_headers
 from sluice.providers.upstream import OpenStream
+from sluice.routing.breaker import CircuitOpen
 from sluice.telemetry.trace_context import TraceIds
 
 logger = logging.getLogger("sluice.http")
@@ -114,6 +115,8 @@ async def handle(gateway: Gateway, scope: Scope, receive: Receive, send: Send) -
         except GatewayError as exc:
             exchange.status, exchange.error = exc.status, exc.message
             exchange.error_type, exchange.error_code = exc.type, exc.code
+            if isinstance(exc, CircuitOpen):
+                exchange.upstream_offset = None  # refused by the breaker: no upstream call, so no upstream span
             await send_error(send, exc, [(b"x-request-id", request_id)])
             return
         except ClientDisconnected:
