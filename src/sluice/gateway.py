@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import time
 from importlib.metadata import version
+from typing import TYPE_CHECKING
 
 from sluice.config import SluiceConfig
 from sluice.exchange import Observer
@@ -13,15 +14,17 @@ from sluice.limits.budgets import build_ledger
 from sluice.limits.build import build_admission
 from sluice.pricing import PriceTable
 from sluice.prompts import PromptRegistry
-from sluice.prompts_store import PromptStore
 from sluice.providers.passthrough import build_targets
 from sluice.providers.registry import build_providers
 from sluice.routing.guard import build_guards
 from sluice.routing.table import RouteTable
 from sluice.settings import Settings
-from sluice.store.request_log import RequestLog
 from sluice.telemetry.metrics import Metrics
 from sluice.telemetry.observers import Telemetry
+
+if TYPE_CHECKING:
+    from sluice.prompts_store import PromptStore
+    from sluice.store.request_log import RequestLog
 
 
 class Gateway:
@@ -44,8 +47,7 @@ class Gateway:
         """Each provider's circuit breaker and retry policy (routing/guard.py), by provider name."""
         self.prices = PriceTable(config.prices)
         """USD per million tokens (defaults + `prices:`): the request log's cost, the cost metric, budgets."""
-        self.request_log = RequestLog(config.request_log, settings, self.metrics, self.prices) \
-            if config.request_log.enabled else None
+        self.request_log = _request_log(config, settings, self.metrics, self.prices)
         self.observers: list[Observer] = [self.request_log] if self.request_log is not None else []
         self.budgets = build_ledger(config, settings, self.metrics, self.prices,
                                     self.request_log.db if self.request_log is not None else None)
@@ -71,6 +73,8 @@ class Gateway:
         if self.request_log is not None:
             await self.request_log.start()
             if self.request_log.db is not None:
+                from sluice.prompts_store import PromptStore
+
                 self.prompt_store = PromptStore(self.prompts, self.request_log.db)
                 await self.prompt_store.start()
         await self.budgets.start()
@@ -107,3 +111,14 @@ class Gateway:
         self.metrics.in_flight.dec()
         if self.in_flight == 0:
             self._idle.set()
+
+
+def _request_log(config: SluiceConfig, settings: Settings, metrics: Metrics, prices: PriceTable) -> RequestLog | None:
+    """The request log if the config enables it. Imported only then: with it, SQLAlchemy (~16 MB a worker); the
+    key ring and the spend ledger open their database on first use, so a gateway without these features never
+    loads it."""
+    if not config.request_log.enabled:
+        return None
+    from sluice.store.request_log import RequestLog
+
+    return RequestLog(config.request_log, settings, metrics, prices)

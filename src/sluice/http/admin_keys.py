@@ -10,7 +10,6 @@ from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Body
 from pydantic import BaseModel, ConfigDict, Field
-from sqlalchemy.exc import SQLAlchemyError
 
 from sluice.errors import InvalidRequest, ServiceUnavailable
 from sluice.http.admin_auth import AdminAccess
@@ -19,6 +18,7 @@ from sluice.http.limits import AddressLimit
 from sluice.keys.records import CreatedKey, KeyRecord, KeySettings
 from sluice.keys.scopes import check_settings, expiry
 from sluice.limits.options import Budget, RateLimit
+from sluice.store.errors import database_errors
 
 logger = logging.getLogger("sluice.http")
 router = APIRouter(prefix="/admin/keys", tags=["admin: keys"], dependencies=[AddressLimit, AdminAccess])
@@ -63,7 +63,7 @@ class KeyList(BaseModel):
 def _database_errors() -> Iterator[None]:
     try:
         yield
-    except (SQLAlchemyError, OSError) as exc:
+    except database_errors() as exc:
         logger.warning("admin keys: database operation failed: %s", exc)
         raise ServiceUnavailable("The API key store is unavailable; try again later.") from None
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from fastapi import APIRouter
 from pydantic import BaseModel, ConfigDict, Field
@@ -13,7 +13,9 @@ from sluice.http.admin_auth import AdminAccess
 from sluice.http.auth import CurrentGateway
 from sluice.http.limits import AddressLimit
 from sluice.prompts import NAME_PATTERN, PromptConfig, PromptMessage, Template
-from sluice.prompts_store import PromptStore
+
+if TYPE_CHECKING:
+    from sluice.prompts_store import PromptStore
 
 router = APIRouter(prefix="/admin/prompts", tags=["admin"], dependencies=[AddressLimit, AdminAccess])
 

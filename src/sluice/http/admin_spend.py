@@ -8,12 +8,12 @@ from typing import Annotated, Literal
 
 from fastapi import APIRouter, Query
 from pydantic import BaseModel
-from sqlalchemy.exc import SQLAlchemyError
 
 from sluice.errors import GatewayError
 from sluice.http.admin_auth import AdminAccess
 from sluice.http.auth import CurrentGateway
 from sluice.http.limits import AddressLimit
+from sluice.store.errors import database_errors
 
 logger = logging.getLogger("sluice.http")
 router = APIRouter(prefix="/admin", tags=["admin"], dependencies=[AddressLimit, AdminAccess])
@@ -50,7 +50,7 @@ async def spend(
     try:
         await ledger.flush()
         rows = await ledger.store.rows(key_id=key_id, period=period, limit=limit + 1)
-    except (SQLAlchemyError, OSError) as exc:
+    except database_errors() as exc:
         logger.warning("admin spend: database query failed: %s", exc)
         raise GatewayError("The spend database is unavailable; try again later.", status=503,
                            code="spend_unavailable") from None

@@ -17,9 +17,9 @@ from sluice.keys.scopes import check_settings, expiry
 from sluice.keys.store import KeyStore
 from sluice.limits.options import Budget, RateLimit
 from sluice.settings import Settings
-from sluice.store.db import Database, DatabaseError
+from sluice.store.db import Database
 from sluice.store.migrate import upgrade
-from sluice.store.request_log import database_url
+from sluice.store.urls import DatabaseError, database_url
 
 
 def run(args: argparse.Namespace, settings: Settings, config: SluiceConfig) -> int:

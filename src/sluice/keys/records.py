@@ -4,13 +4,15 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from datetime import UTC, datetime
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
-from sqlalchemy import RowMapping
 
 from sluice.keys.principal import Principal
 from sluice.limits.options import Budget, Limits, RateLimit
+
+if TYPE_CHECKING:
+    from sqlalchemy import RowMapping
 
 KeyStatus = Literal["active", "expired", "revoked"]
 

@@ -5,8 +5,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-
-from sqlalchemy.exc import SQLAlchemyError
+from typing import TYPE_CHECKING
 
 from sluice.config import SluiceConfig
 from sluice.errors import AuthenticationFailed, GatewayError, ServiceUnavailable
@@ -15,11 +14,12 @@ from sluice.keys.hashing import load_pepper, looks_managed
 from sluice.keys.principal import Principal
 from sluice.keys.records import KeyRecord, principal_of
 from sluice.keys.static import StaticKeyRing, scoped_keys
-from sluice.keys.store import KeyStore
 from sluice.settings import Settings
-from sluice.store.db import Database, normalise_url
-from sluice.store.migrate import upgrade
-from sluice.store.request_log import database_url
+from sluice.store.errors import database_errors
+from sluice.store.urls import check_url, database_url
+
+if TYPE_CHECKING:
+    from sluice.keys.store import KeyStore
 
 logger = logging.getLogger("sluice.keys")
 
@@ -41,7 +41,7 @@ class ManagedKeys:
 
     def __init__(self, config: SluiceConfig, settings: Settings) -> None:
         self.url = database_url(config.request_log, settings)
-        normalise_url(self.url)  # an unusable URL fails start-up, not the first request
+        check_url(self.url)  # an unusable URL fails start-up, not the first request
         self._auto_migrate = config.request_log.auto_migrate
         self._pepper = settings.key_pepper.get_secret_value() if settings.key_pepper else None
         self._data_dir = settings.data_dir
@@ -103,6 +103,11 @@ class ManagedKeys:
             self._store = None
 
     async def _open(self) -> KeyStore:
+        # Imported here: SQLAlchemy (~16 MB per worker) loads only once a managed key or the admin API needs it.
+        from sluice.keys.store import KeyStore
+        from sluice.store.db import Database
+        from sluice.store.migrate import upgrade
+
         pepper = await asyncio.to_thread(load_pepper, self._pepper, self._data_dir)
         db = Database(self.url, timeout=self._timeout)
         try:
@@ -120,7 +125,7 @@ class ManagedKeys:
                     return await store.find(digest)
         except TimeoutError:
             logger.warning("managed keys: a lookup took over %.1f s", self._timeout)
-        except (SQLAlchemyError, OSError) as exc:
+        except database_errors() as exc:
             logger.warning("managed keys: lookup failed: %s", exc)
         raise unavailable()
 

@@ -13,11 +13,12 @@ import asyncio
 import contextlib
 import logging
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from typing import TYPE_CHECKING
 
 import orjson
-from sqlalchemy.exc import SQLAlchemyError
 
 from sluice.config import SluiceConfig
 from sluice.errors import QuotaExceeded, ServiceUnavailable
@@ -25,15 +26,18 @@ from sluice.exchange import Exchange
 from sluice.keys.principal import Principal
 from sluice.limits.options import Budget
 from sluice.limits.periods import period_end, period_key, period_key_at
-from sluice.limits.spend_ledger import Charge, SpendKey, SpendStore
+from sluice.limits.spend import Charge, SpendKey
 from sluice.pricing import PriceTable
 from sluice.settings import Settings
 from sluice.store.assemble import assemble_stream, reply_text, sse_events
-from sluice.store.db import Database
-from sluice.store.migrate import upgrade
-from sluice.store.request_log import database_url
+from sluice.store.errors import database_errors
+from sluice.store.urls import check_url, database_url, is_sqlite
 from sluice.telemetry.metrics import Metrics
 from sluice.telemetry.usage import Usage, usage_of
+
+if TYPE_CHECKING:
+    from sluice.limits.spend_ledger import SpendStore
+    from sluice.store.db import Database
 
 logger = logging.getLogger("sluice.budgets")
 FLUSH_SECONDS = 1.0
@@ -44,7 +48,6 @@ SHUTDOWN_RETRY_SECONDS = 0.5
 _MAX_VIEWS = 10_000
 _MAX_UNMETERED = 10_000
 _BYTES_PER_TOKEN = 4
-_DATABASE_ERRORS = (SQLAlchemyError, OSError, TimeoutError)
 
 
 @dataclass(slots=True)
@@ -56,11 +59,13 @@ class _View:
 class BudgetLedger:
     """An Observer that charges keys with a budget, and the check that refuses a key whose budget is spent."""
 
-    def __init__(self, db: Database, prices: PriceTable, metrics: Metrics, *, owns_db: bool = False,
-                 migrate: bool = False, fail_open: bool = True, flush_seconds: float = FLUSH_SECONDS,
-                 ttl_seconds: float = VIEW_TTL_SECONDS) -> None:
-        self.store = SpendStore(db)
-        self.db = db
+    def __init__(self, db: Database | Callable[[], Database], prices: PriceTable, metrics: Metrics, *,
+                 owns_db: bool = False, migrate: bool = False, fail_open: bool = True,
+                 flush_seconds: float = FLUSH_SECONDS, ttl_seconds: float = VIEW_TTL_SECONDS) -> None:
+        """`db`: the spend database, or what opens it when first needed (until then SQLAlchemy stays unloaded)."""
+        self._db: Database | None = None if callable(db) else db
+        self._open_db: Callable[[], Database] | None = db if callable(db) else None
+        self._store: SpendStore | None = None
         self.prices = prices
         self.metrics = metrics
         self.owns_db = owns_db
@@ -76,6 +81,21 @@ class BudgetLedger:
         self._writes = 0
         self._flush_lock = asyncio.Lock()
         self._task: asyncio.Task[None] | None = None
+
+    @property
+    def db(self) -> Database:
+        if self._db is None:
+            assert self._open_db is not None
+            self._db = self._open_db()
+        return self._db
+
+    @property
+    def store(self) -> SpendStore:
+        if self._store is None:
+            from sluice.limits.spend_ledger import SpendStore
+
+            self._store = SpendStore(self.db)
+        return self._store
 
     # --- charging (Observer) -------------------------------------------------------------------------------------
 
@@ -155,7 +175,7 @@ class BudgetLedger:
         writes = self._writes
         try:
             usd = await asyncio.wait_for(self.store.spent(*key), READ_TIMEOUT_SECONDS)
-        except _DATABASE_ERRORS as exc:
+        except database_errors(TimeoutError) as exc:
             self.metrics.budget_failures.labels("read").inc()
             if not self.fail_open:
                 logger.warning("budget check failed, refusing the request (limits.on_backend_failure: closed): %s",
@@ -211,6 +231,8 @@ class BudgetLedger:
 
     async def start(self) -> None:
         if self.migrate:
+            from sluice.store.migrate import upgrade
+
             await upgrade(self.db)
         self._task = asyncio.create_task(self._run(), name="sluice-spend-ledger")
 
@@ -234,8 +256,8 @@ class BudgetLedger:
             lost = ", ".join(f"{key_id} {period}: ${charge.usd:.6f} ({charge.requests} requests)"
                              for (key_id, period), charge in sorted(self._pending.items()))
             logger.error("spend ledger: charges not written at shutdown (add them by hand): %s", lost)
-        if self.owns_db:
-            await self.db.aclose()
+        if self.owns_db and self._db is not None:
+            await self._db.aclose()
 
 
 def build_ledger(config: SluiceConfig, settings: Settings, metrics: Metrics, prices: PriceTable,
@@ -245,10 +267,17 @@ def build_ledger(config: SluiceConfig, settings: Settings, metrics: Metrics, pri
     With its own engine it migrates at start-up as the request log would (`request_log.auto_migrate`; unset
     means SQLite only), when any key can have a budget from the config."""
     log = config.request_log
-    db = shared or Database(database_url(log, settings), timeout=log.write_timeout_seconds)
+    url = database_url(log, settings)
+    check_url(url)  # an unusable URL fails start-up, not the first budget check
+
+    def open_db() -> Database:
+        from sluice.store.db import Database
+
+        return Database(url, timeout=log.write_timeout_seconds)
+
     budgets = config.limits.default_budget is not None or any(key.budget for key in config.static_keys)
-    migrate = shared is None and budgets and (log.auto_migrate or (log.auto_migrate is None and db.is_sqlite))
-    return BudgetLedger(db, prices, metrics, owns_db=shared is None, migrate=bool(migrate),
+    migrate = shared is None and budgets and (log.auto_migrate or (log.auto_migrate is None and is_sqlite(url)))
+    return BudgetLedger(shared or open_db, prices, metrics, owns_db=shared is None, migrate=bool(migrate),
                         fail_open=config.limits.on_backend_failure == "open")
 
 

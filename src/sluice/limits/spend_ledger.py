@@ -3,34 +3,15 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
 from sqlalchemy import select
 from sqlalchemy.dialects import postgresql, sqlite
 
+from sluice.limits.spend import Charge, SpendKey
 from sluice.store.db import Database
 from sluice.store.tables import KEY_SPEND
-
-SpendKey = tuple[str, str]
-"""(key_id, period)."""
-
-
-@dataclass(slots=True)
-class Charge:
-    """Spend not yet in the database for one key and period."""
-
-    usd: float = 0.0
-    requests: int = 0
-    prompt_tokens: int = 0
-    completion_tokens: int = 0
-
-    def add(self, other: Charge) -> None:
-        self.usd += other.usd
-        self.requests += other.requests
-        self.prompt_tokens += other.prompt_tokens
-        self.completion_tokens += other.completion_tokens
 
 
 class SpendStore:

@@ -12,12 +12,12 @@ from sqlalchemy.exc import SQLAlchemyError
 from sluice.config import SluiceConfig
 from sluice.settings import Settings
 from sluice.store.arguments import COMMANDS as COMMANDS
-from sluice.store.db import Database, DatabaseError
+from sluice.store.db import Database
 from sluice.store.migrate import current_revision, head_revision, upgrade
 from sluice.store.queries import LogFilter, iter_logs
 from sluice.store.records import document
-from sluice.store.request_log import database_url
 from sluice.store.retention import cutoff, prune
+from sluice.store.urls import DatabaseError, database_url
 
 
 def run(args: argparse.Namespace, settings: Settings, config: SluiceConfig) -> int:

@@ -13,20 +13,15 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_en
 from sqlalchemy.pool import ConnectionPoolEntry
 
 from sluice.store.records import Record, record_of
+from sluice.store.urls import DRIVERS, DatabaseError
 from sluice.store.writers import PostgresWriter, SqliteWriter
-
-_DRIVERS = {"sqlite": "sqlite+aiosqlite", "postgresql": "postgresql+asyncpg", "postgres": "postgresql+asyncpg"}
-
-
-class DatabaseError(Exception):
-    """The database URL cannot be used."""
 
 
 def normalise_url(url: str) -> URL:
     """`url` with the async driver filled in: `sqlite://…` → aiosqlite, `postgresql://…` → asyncpg."""
     parsed = make_url(url)
-    if parsed.drivername in _DRIVERS:
-        parsed = parsed.set(drivername=_DRIVERS[parsed.drivername])
+    if parsed.drivername in DRIVERS:
+        parsed = parsed.set(drivername=DRIVERS[parsed.drivername])
     if parsed.drivername not in ("sqlite+aiosqlite", "postgresql+asyncpg"):
         raise DatabaseError(f"unsupported database {parsed.drivername!r}: use sqlite+aiosqlite or postgresql+asyncpg")
     return parsed

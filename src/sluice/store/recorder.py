@@ -24,6 +24,9 @@ from sluice.store.writers import WriteFailed, WriteRejected
 logger = logging.getLogger("sluice.request_log")
 _TRANSIENT = (WriteFailed, TimeoutError)  # the writers turn every other database error into WriteFailed
 _DROP_LOG_SECONDS = 10.0
+_BUILD_SLICE = 16
+"""Records built between two yields to the event loop: built at once, a batch of 200 held every request waiting
+on the loop for ~2-3 ms (~10 µs a record under load), which showed in their p99."""
 
 
 @dataclass(slots=True)
@@ -39,13 +42,13 @@ class Recorder:
     """An Observer that persists exchanges without ever making a request wait.
 
     `observe` appends to a bounded in-memory buffer. The writer task takes batches from it when `batch_size` are
-    waiting or `flush_interval_seconds` has passed, builds the records (decoding, redaction, cost; a few µs each,
-    so on the event loop: a thread would only add GIL hand-offs), writes their stdout lines in one write, and
-    inserts them. A failed insert is retried with exponential backoff while new exchanges wait in
-    the buffer; once the buffer is full, further exchanges are written to the spill file, which is replayed after
-    the next successful insert. Every row carries its log id from the moment it is built and the database skips
-    ids it already has, so retries and replays store each entry exactly once. An exchange is dropped (counted
-    and logged) only when the spill file cannot be written either.
+    waiting or `flush_interval_seconds` has passed, builds the records (decoding, redaction, cost; ~10 µs each under
+    load, so on the event loop, `_BUILD_SLICE` at a time: a thread would only add GIL hand-offs), writes their
+    stdout lines in one write, and inserts them. A failed insert is retried with exponential backoff while new
+    exchanges wait in the buffer; once the buffer is full, further exchanges are written to the spill file, which is
+    replayed after the next successful insert. Every row carries its log id from the moment it is built and the
+    database skips ids it already has, so retries and replays store each entry exactly once. An exchange is dropped
+    (counted and logged) only when the spill file cannot be written either.
     """
 
     def __init__(self, config: RequestLogConfig, db: Database | None, spill: SpillFile,
@@ -157,16 +160,25 @@ class Recorder:
         if not exchanges:
             return []
         records: list[Record] = []
+        lines: list[bytes] = []
         ids = log_ids(len(exchanges))
-        for exchange, log_id in zip(exchanges, ids, strict=True):
-            try:
-                records.append(self.builder.record(exchange, log_id))
-            except Exception:
-                logger.exception("request log: cannot record exchange %s; dropped", exchange.request_id)
-                self._count("dropped", 1)
-        if self.config.stdout and records:
-            lines = console_lines(records) if self.console else stdout_lines(records, bodies=self.config.stdout_bodies)
-            await write_stdout(lines)
+        for start in range(0, len(exchanges), _BUILD_SLICE):
+            if start:
+                await asyncio.sleep(0)
+            built: list[Record] = []
+            for exchange, log_id in zip(exchanges[start:start + _BUILD_SLICE], ids[start:start + _BUILD_SLICE],
+                                        strict=True):
+                try:
+                    built.append(self.builder.record(exchange, log_id))
+                except Exception:
+                    logger.exception("request log: cannot record exchange %s; dropped", exchange.request_id)
+                    self._count("dropped", 1)
+            if self.config.stdout and built:
+                lines.append(console_lines(built) if self.console
+                             else stdout_lines(built, bodies=self.config.stdout_bodies))
+            records += built
+        if lines:
+            await write_stdout(b"".join(lines))
         return records if self.db is not None else []
 
     async def _insert(self, records: list[Record]) -> bool:

@@ -13,16 +13,13 @@ from sluice.store.options import RequestLogConfig
 from sluice.store.recorder import Recorder
 from sluice.store.retention import Pruner
 from sluice.store.spill import SpillFile
+from sluice.store.urls import database_url
 from sluice.telemetry.logs import effective_format
 from sluice.telemetry.metrics import Metrics
 
 
 def spill_path(config: RequestLogConfig, settings: Settings) -> Path:
     return Path(config.spill_path or f"{settings.data_dir.rstrip('/')}/request-log-spill.jsonl")
-
-
-def database_url(config: RequestLogConfig, settings: Settings) -> str:
-    return config.database_url or settings.database
 
 
 class RequestLog:
