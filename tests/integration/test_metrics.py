@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import asyncio
 import os
 import subprocess
 import sys
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -18,6 +20,8 @@ from sluice.app import SluiceApp, create_app
 from sluice.config import parse_config
 from sluice.exchange import notify
 from sluice.settings import Settings
+from sluice.telemetry.metrics import Metrics
+from sluice.telemetry.request_metrics import FLUSH_SECONDS, FLUSH_SLICE, MetricsObserver
 from tests.conftest import DEV_KEY, MOCK_CONFIG
 from tests.servers import serve
 from tests.telemetry_support import CHAT_BODY, TOOL_STREAM_BODY, exchange
@@ -122,3 +126,31 @@ def test_worker_processes_add_up_without_double_counting(tmp_path: Path) -> None
     assert value(found, "sluice_requests_total", **labels) == 7
     assert value(found, "sluice_tokens_total", provider="mock", model="mock", direction="prompt") == 7 * 6
     assert value(found, "sluice_in_flight_requests") == 0  # livesum: exited workers no longer count
+
+
+def test_a_backlog_is_counted_in_slices_while_other_tasks_run() -> None:
+    """Half a second of traffic is counted a slice at a time: the event loop (every request) runs in between."""
+
+    async def scenario() -> list[float]:
+        metrics = Metrics()
+        observer = MetricsObserver(metrics)
+        for _ in range(1_000):
+            notify([observer], exchange("chat", CHAT_BODY))
+        labels = {"route": "/v1/chat/completions", "provider": "mock", "model": "mock", "status": "200"}
+        seen: list[float] = []
+        await observer.start()
+        try:
+            deadline = time.monotonic() + FLUSH_SECONDS + 5
+            while time.monotonic() < deadline and (not seen or seen[-1] < 1_000):
+                seen.append(value(samples(generate_latest(metrics.registry).decode()), "sluice_requests_total",
+                                  **labels))
+                await asyncio.sleep(0)
+        finally:
+            await observer.aclose()
+        return seen
+
+    seen = asyncio.run(scenario())
+    assert seen[-1] == 1_000
+    partial = sorted({count for count in seen if 0 < count < 1_000})
+    assert partial, "the whole backlog was counted in one go, holding the event loop"
+    assert partial[0] <= FLUSH_SLICE

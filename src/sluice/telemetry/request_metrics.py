@@ -16,6 +16,9 @@ from sluice.telemetry.metrics import Metrics
 from sluice.telemetry.usage import usage_of
 
 FLUSH_SECONDS = 0.5
+FLUSH_SLICE = 64
+"""Exchanges counted between two yields to the event loop: counting 0.5 s of traffic at once (~5 µs each) held
+the loop for 6-7 ms every half second at 2,500 req/s, which set the gateway's p99."""
 MAX_QUEUED = 100_000
 _UPSTREAM_ERROR_KINDS = {"upstream_timeout": "timeout", "upstream_unreachable": "unreachable"}
 
@@ -75,15 +78,27 @@ class MetricsObserver:
     async def _run(self) -> None:
         while True:
             await asyncio.sleep(FLUSH_SECONDS)
-            self.flush()
+            await self._count_in_slices()
+
+    async def _count_in_slices(self) -> None:
+        """Count what is queued, `FLUSH_SLICE` at a time, letting requests run in between."""
+        more = self._count_queued(FLUSH_SLICE)
+        while more:
+            await asyncio.sleep(0)
+            more = self._count_queued(FLUSH_SLICE)
 
     def flush(self) -> None:
-        """Count everything queued now (counters once per label set and batch, histograms per exchange)."""
+        """Count everything queued now."""
+        self._count_queued(None)
+
+    def _count_queued(self, limit: int | None) -> bool:
+        """Count what is queued, at most `limit` exchanges (counters once per label set and batch, histograms per
+        exchange); whether any are left."""
         queue = self._queue
         if not queue:
-            return
+            return False
         totals: dict[_Children, list[int]] = {}
-        while queue:
+        for _ in range(len(queue) if limit is None else min(limit, len(queue))):
             exchange = queue.popleft()
             children = self._observe(exchange)
             total = totals.get(children)
@@ -107,6 +122,7 @@ class MetricsObserver:
             elif prompt or completion:
                 children.cost.inc((prompt * children.price.input_per_million
                                    + completion * children.price.output_per_million) / 1_000_000)
+        return bool(queue)
 
     def _observe(self, exchange: Exchange) -> _Children:
         """Observe the histograms and errors of one exchange; return its label children for the counters."""
