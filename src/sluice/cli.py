@@ -28,7 +28,8 @@ def build_parser() -> argparse.ArgumentParser:
     _config_option(serve)
     serve.add_argument("--host", help="address to listen on (default SLUICE_HOST or 127.0.0.1)")
     serve.add_argument("--port", type=int, help="port to listen on (default SLUICE_PORT or 8000)")
-    serve.add_argument("--workers", type=int, help="worker processes (default SLUICE_WORKERS or 1)")
+    serve.add_argument("--workers", type=int,
+                       help="worker processes (default SLUICE_WORKERS or 1); granian replaces a worker that dies")
     serve.add_argument("--server", choices=SERVERS, default="granian",
                        help="HTTP server: granian (default, fastest) or uvicorn")
     serve.add_argument("--allow-no-auth", action="store_true",

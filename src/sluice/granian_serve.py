@@ -3,6 +3,8 @@
 `sluice serve` loads the config, settings and their validation libraries to check them; replacing itself (exec)
 with this module leaves those behind, so the supervisor, which only starts, watches and stops the workers, is
 ~17 MB smaller (docs/benchmarks.md, "Memory"). Each worker builds the app from the environment, as before.
+A worker that dies (killed, crashed) is replaced; one that dies again within 5.5 s of its replacement (a crash
+loop, e.g. a start-up that always fails) stops the server, as granian decides.
 """
 
 from __future__ import annotations
@@ -27,7 +29,7 @@ def main(argv: Sequence[str]) -> int:
     configure_logging(cast(LogFormat, log_format))
     Server("sluice.app:app_from_env", address=host, port=int(port), workers=int(workers), interface=Interfaces.ASGI,
            factory=True, loop=Loops.uvloop, log_access=False, workers_kill_timeout=30,
-           log_dictconfig=GRANIAN_LOGGING).serve()
+           respawn_failed_workers=True, log_dictconfig=GRANIAN_LOGGING).serve()
     return 0
 
 

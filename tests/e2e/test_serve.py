@@ -101,3 +101,29 @@ def test_sigterm_lets_an_in_flight_stream_finish(served: tuple[str, subprocess.P
     reader.join(20)
     assert received and received[-1] == "data: [DONE]"
     assert process.wait(20) == 0
+
+
+def worker_pids(supervisor: int) -> set[int]:
+    children = Path(f"/proc/{supervisor}/task/{supervisor}/children").read_text().split()
+    return {int(pid) for pid in children}
+
+
+def test_a_killed_worker_is_replaced(served: tuple[str, subprocess.Popen[bytes]]) -> None:
+    url, process = served
+    (worker,) = worker_pids(process.pid)
+    os.kill(worker, signal.SIGKILL)
+    deadline = time.monotonic() + 30
+    while True:
+        replacements = worker_pids(process.pid) - {worker}
+        if replacements:
+            try:
+                if httpx.get(url + "/health", timeout=1).status_code == 200:
+                    break
+            except httpx.TransportError:
+                pass
+        assert process.poll() is None, "the server stopped when its worker died"
+        assert time.monotonic() < deadline, "no worker answered after the first was killed"
+        time.sleep(0.1)
+    sdk = openai.OpenAI(base_url=url + "/v1", api_key="sk-e2e", max_retries=0)
+    reply = sdk.chat.completions.create(model="mock", messages=[{"role": "user", "content": "still here"}])
+    assert reply.choices[0].message.content

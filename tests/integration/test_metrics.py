@@ -154,3 +154,35 @@ def test_a_backlog_is_counted_in_slices_while_other_tasks_run() -> None:
     partial = sorted({count for count in seen if 0 < count < 1_000})
     assert partial, "the whole backlog was counted in one go, holding the event loop"
     assert partial[0] <= FLUSH_SLICE
+
+
+CRASHING_WORKER = """
+import os, sys
+from sluice.telemetry.metrics import Metrics
+
+metrics = Metrics(sys.argv[1])
+metrics.requests.labels("/v1/chat/completions", "mock", "mock", "200").inc(5)
+metrics.in_flight.inc(3)
+os._exit(1)  # killed mid-request: no Metrics.close
+"""
+
+REPLACEMENT_WORKER = """
+import sys
+from sluice.telemetry.metrics import Metrics
+
+metrics = Metrics(sys.argv[1])  # what a replacement worker does at start-up
+metrics.close()
+"""
+
+
+def test_a_dead_workers_in_flight_requests_stop_counting(tmp_path: Path) -> None:
+    env = {**os.environ, "PROMETHEUS_MULTIPROC_DIR": str(tmp_path), "PYTHONPATH": str(ROOT)}
+    crashed = subprocess.run([sys.executable, "-c", CRASHING_WORKER, str(tmp_path)], env=env, timeout=60)
+    assert crashed.returncode == 1
+    subprocess.run([sys.executable, "-c", REPLACEMENT_WORKER, str(tmp_path)], env=env, check=True, timeout=60)
+    registry = CollectorRegistry()
+    MultiProcessCollector(registry, path=str(tmp_path))
+    found = samples(generate_latest(registry).decode())
+    assert value(found, "sluice_in_flight_requests") == 0
+    labels = {"route": "/v1/chat/completions", "provider": "mock", "model": "mock", "status": "200"}
+    assert value(found, "sluice_requests_total", **labels) == 5  # what it answered still counts

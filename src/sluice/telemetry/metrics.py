@@ -8,6 +8,7 @@ whichever worker answers it, adds up every process's files (prometheus_client's 
 from __future__ import annotations
 
 import os
+import re
 import tempfile
 from collections.abc import Callable
 from pathlib import Path
@@ -17,6 +18,30 @@ from prometheus_client.multiprocess import MultiProcessCollector, mark_process_d
 
 OVERHEAD_BUCKETS = (0.0001, 0.00025, 0.0005, 0.00075, 0.001, 0.002, 0.005, 0.01, 0.025, 0.1)
 LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0)
+
+
+_LIVE_GAUGE_FILE = re.compile(r"gauge_live\w+?_(\d+)\.db")
+
+
+def forget_dead_workers(multiprocess_dir: str) -> list[int]:
+    """Drop the live gauges (in-flight requests, breaker state) of workers that died without `Metrics.close`
+    (killed, crashed; granian then starts a new one): they would count in every scrape for good. Counters and
+    histograms stay, as for a worker that stopped cleanly. Returns the pids forgotten."""
+    pids = set()
+    for name in os.listdir(multiprocess_dir):
+        match = _LIVE_GAUGE_FILE.fullmatch(name)
+        if match is not None:
+            pids.add(int(match[1]))
+    forgotten = []
+    for pid in sorted(pids):
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            mark_process_dead(pid, multiprocess_dir)  # type: ignore[no-untyped-call]
+            forgotten.append(pid)
+        except PermissionError:  # alive, another user's
+            pass
+    return forgotten
 
 
 class Metrics:
@@ -29,6 +54,8 @@ class Metrics:
             # prometheus_client picks its value class when first imported; a worker forked from a parent that
             # imported it before PROMETHEUS_MULTIPROC_DIR was set must pick again, before any collector exists.
             values.ValueClass = values.get_value_class()  # type: ignore[no-untyped-call]
+        if multiprocess_dir is not None:
+            forget_dead_workers(multiprocess_dir)
         self.before_render: list[Callable[[], None]] = []
         """Called before each scrape, so what observers still hold in their queues is counted."""
         self.overhead = Histogram(
