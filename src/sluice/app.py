@@ -4,46 +4,69 @@ from __future__ import annotations
 
 import gc
 import logging
-
-from fastapi import FastAPI
+from typing import TYPE_CHECKING
 
 from sluice.config import SluiceConfig, load_config
 from sluice.errors import GatewayError
 from sluice.gateway import Gateway
-from sluice.http import admin_keys, admin_logs, admin_prompts, admin_spend, demo, health, metrics, models
 from sluice.http.asgi import JSON_TYPE, ASGIApp, Receive, Scope, Send, send_error
-from sluice.http.errors import install_error_handlers
+from sluice.http.light import light_route_for, light_routes
 from sluice.http.openai import hot_routes
-from sluice.http.openapi import install_openapi
 from sluice.http.passthrough import PREFIX, passthrough_route
-from sluice.projects.loader import load_projects, mount_projects
+from sluice.projects import any_to_mount
 from sluice.settings import Settings
 from sluice.telemetry.logs import configure_logging
 
+if TYPE_CHECKING:
+    from fastapi import FastAPI
+
 logger = logging.getLogger("sluice")
+
+API_PREFIXES = ("/docs", "/redoc", "/openapi.json", "/demo/", "/projects/", "/admin/")
+"""Every path the FastAPI application (`http/api.py`) serves starts with one of these; others are unknown routes."""
 
 
 class SluiceApp:
-    """Dispatches the hot routes (OpenAI, `/provider/…`) to raw ASGI handlers and the rest to FastAPI; owns the
-    lifespan."""
+    """Dispatches the hot routes (OpenAI, `/provider/…`) and the light ones (/health, /metrics, /v1/models) to raw
+    ASGI handlers and the rest to FastAPI; owns the lifespan.
 
-    def __init__(self, gateway: Gateway, api: FastAPI) -> None:
+    FastAPI (~12 MB per worker with its routes) is built on the first request that needs it, unless a project
+    plugin is mounted: then at once, so a broken plugin stops the start-up."""
+
+    def __init__(self, gateway: Gateway, api: FastAPI | None = None) -> None:
         self.gateway = gateway
-        self.api = api
+        self._api = api
         self.hot: dict[str, ASGIApp] = hot_routes(gateway)
+        self.light: dict[str, ASGIApp] = light_routes(gateway)
         self.passthrough = passthrough_route(gateway)
+
+    @property
+    def api(self) -> FastAPI:
+        if self._api is None:
+            from sluice.http.api import create_api
+
+            self._api = create_api(self.gateway)
+        return self._api
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "http":
-            handler = self.hot.get(scope["path"])
+            path = scope["path"]
+            handler = self.hot.get(path)
             if handler is not None:
                 if scope["method"] == "POST":
                     await handler(scope, receive, send)
                 else:
                     await _method_not_allowed(scope, send)
                 return
-            if scope["path"].startswith(PREFIX):
+            if path.startswith(PREFIX):
                 await self.passthrough(scope, receive, send)
+                return
+            handler = light_route_for(self.light, path)
+            if handler is not None:
+                await handler(scope, receive, send)
+                return
+            if not path.startswith(API_PREFIXES):
+                await _unknown_route(scope, send)
                 return
         elif scope["type"] == "lifespan":
             await self._lifespan(receive, send)
@@ -85,28 +108,19 @@ async def _method_not_allowed(scope: Scope, send: Send) -> None:
     await send_error(send, error, [(b"allow", b"POST")])
 
 
-def create_api(gateway: Gateway) -> FastAPI:
-    """The FastAPI application for the routes that are not on the hot path, and /docs."""
-    api = FastAPI(title="Sluice", version=gateway.version,
-                  description="An OpenAI-compatible gateway in front of many LLM providers.")
-    api.state.gateway = gateway
-    api.include_router(health.router)
-    api.include_router(models.router)
-    api.include_router(metrics.router)
-    api.include_router(demo.router)
-    mount_projects(api, load_projects(gateway.config))
-    api.include_router(admin_logs.router)
-    api.include_router(admin_keys.router)
-    api.include_router(admin_spend.router)
-    api.include_router(admin_prompts.router)
-    install_error_handlers(api)
-    install_openapi(api)
-    return api
+async def _unknown_route(scope: Scope, send: Send) -> None:
+    error = GatewayError(f"Unknown route: {scope['method']} {scope['path']}", status=404,
+                         type="invalid_request_error", code="not_found")
+    await send_error(send, error, [])
 
 
 def create_app(config: SluiceConfig, settings: Settings) -> SluiceApp:
     """The whole application for one config; nothing is shared between two apps."""
     gateway = Gateway(config, settings)
+    if not any_to_mount(config):
+        return SluiceApp(gateway)
+    from sluice.http.api import create_api
+
     return SluiceApp(gateway, create_api(gateway))
 
 

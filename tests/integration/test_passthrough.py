@@ -254,7 +254,10 @@ def test_slow_sse_chunks_arrive_one_by_one(client: httpx.Client) -> None:
                 arrivals.append(time.monotonic() - started)
     gaps = [later - earlier for earlier, later in zip(arrivals, arrivals[1:], strict=False)]
     assert len(arrivals) == 5
-    assert all(gap > 0.12 for gap in gaps), gaps
+    # Buffering shows as chunks arriving together (gaps near 0) or all at the end; a busy machine may delay one
+    # chunk by 100 ms or so, which shortens the next gap but keeps it well apart and keeps the overall spread.
+    assert all(gap > 0.05 for gap in gaps), gaps
+    assert arrivals[-1] - arrivals[0] > 0.6, arrivals
 
 
 def test_openai_stream_through_passthrough_and_disconnect_cancels(upstream: Starlette, client: httpx.Client) -> None:

@@ -1,4 +1,4 @@
-"""Rate limits on the FastAPI routes (projects, models, admin, metrics): the client address before
+"""Rate limits on the FastAPI routes (projects, admin): the client address before
 authentication, then the key, for the whole request.
 
 Both are FastAPI dependencies with `yield` (scope "request"), so a concurrency slot is held until the response,

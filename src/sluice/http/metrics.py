@@ -6,24 +6,19 @@ import base64
 import hashlib
 import hmac
 
-from fastapi import APIRouter, Request
-from fastapi.responses import Response
-from prometheus_client import CONTENT_TYPE_LATEST
-
 from sluice.config import MetricsConfig
 from sluice.errors import AuthenticationFailed, GatewayError
 from sluice.gateway import Gateway
-from sluice.http.auth import CurrentGateway
-from sluice.http.limits import AddressLimit
+from sluice.http.asgi import Scope
+from sluice.keys.principal import Principal
 from sluice.keys.static import presented_key
 
-router = APIRouter(tags=["operations"])
 
-
-@router.get("/metrics", response_class=Response, dependencies=[AddressLimit])
-async def metrics(request: Request, gateway: CurrentGateway) -> Response:
-    await check_scrape_access(gateway, request.headers.get("authorization"), request.headers.get("x-api-key"))
-    return Response(gateway.metrics.render(), media_type=CONTENT_TYPE_LATEST)
+async def metrics(gateway: Gateway, scope: Scope, headers: dict[bytes, bytes], principal: Principal | None) -> bytes:
+    authorization, api_key = headers.get(b"authorization"), headers.get(b"x-api-key")
+    await check_scrape_access(gateway, authorization.decode("latin-1") if authorization else None,
+                              api_key.decode("latin-1") if api_key else None)
+    return gateway.metrics.render()
 
 
 async def check_scrape_access(gateway: Gateway, authorization: str | None, api_key: str | None) -> None:

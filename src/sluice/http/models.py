@@ -2,21 +2,22 @@
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Any, Literal
 
-from fastapi import APIRouter
+import orjson
 from pydantic import BaseModel
 
 from sluice.errors import NotFound
 from sluice.gateway import Gateway
-from sluice.http.auth import CurrentGateway, CurrentPrincipal
-from sluice.http.limits import AddressLimit, KeyLimit
+from sluice.http.asgi import Scope
 from sluice.keys.principal import Principal
 
-router = APIRouter(prefix="/v1", tags=["openai"], dependencies=[AddressLimit, KeyLimit])
+MODEL_PREFIX = "/v1/models/"
 
 
 class Model(BaseModel):
+    """One entry of the list (its schema in /docs)."""
+
     id: str
     object: Literal["model"] = "model"
     created: int
@@ -24,27 +25,33 @@ class Model(BaseModel):
 
 
 class ModelList(BaseModel):
+    """The /v1/models body (its schema in /docs)."""
+
     object: Literal["list"] = "list"
     data: list[Model]
 
 
-def visible_models(gateway: Gateway, principal: Principal) -> list[Model]:
+def visible_models(gateway: Gateway, principal: Principal) -> list[dict[str, Any]]:
     return [
-        Model(id=deployment.name, created=gateway.started_at, owned_by=deployment.provider.name)
+        {"id": deployment.name, "object": "model", "created": gateway.started_at,
+         "owned_by": deployment.provider.name}
         for deployment in gateway.routes.public
         if principal.may_use(deployment.name)
     ]
 
 
-@router.get("/models", response_model=ModelList)
-async def list_models(gateway: CurrentGateway, principal: CurrentPrincipal) -> ModelList:
-    return ModelList(data=visible_models(gateway, principal))
+async def list_models(gateway: Gateway, scope: Scope, headers: dict[bytes, bytes], principal: Principal | None
+                      ) -> bytes:
+    assert principal is not None
+    return orjson.dumps({"object": "list", "data": visible_models(gateway, principal)})
 
 
-@router.get("/models/{model_id:path}", response_model=Model)
-async def get_model(model_id: str, gateway: CurrentGateway, principal: CurrentPrincipal) -> Model:
+async def get_model(gateway: Gateway, scope: Scope, headers: dict[bytes, bytes], principal: Principal | None
+                    ) -> bytes:
+    assert principal is not None
+    model_id = scope["path"][len(MODEL_PREFIX):]
     for model in visible_models(gateway, principal):
-        if model.id == model_id:
-            return model
+        if model["id"] == model_id:
+            return orjson.dumps(model)
     raise NotFound(f"The model '{model_id}' does not exist or you do not have access to it.", param="model",
                    code="model_not_found")

@@ -1,4 +1,4 @@
-"""Adds the raw-ASGI hot routes to FastAPI's OpenAPI document, so /docs shows and tries them."""
+"""Adds the raw-ASGI routes (hot and light) to FastAPI's OpenAPI document, so /docs shows and tries them."""
 
 from __future__ import annotations
 
@@ -9,6 +9,8 @@ from fastapi.openapi.utils import get_openapi
 from pydantic import BaseModel
 from pydantic.json_schema import models_json_schema
 
+from sluice.http.health import Health
+from sluice.http.models import Model, ModelList
 from sluice.http.schemas import ChatCompletionRequest, CompletionRequest, EmbeddingRequest, ErrorResponse
 
 HOT_ROUTE_DOCS: dict[str, tuple[type[BaseModel], str]] = {
@@ -42,7 +44,43 @@ def _operation(schema_ref: str, summary: str) -> dict[str, Any]:
         "requestBody": {"required": True, "content": {"application/json": {"schema": {"$ref": schema_ref}}}},
         "parameters": STREAM_MODE_PARAMETERS,
         "responses": responses,
-        "security": [{"HTTPBearer": []}, {"APIKeyHeader": []}],
+        "security": KEY_SECURITY,
+    }
+
+
+KEY_SECURITY: list[dict[str, list[str]]] = [{"HTTPBearer": []}, {"APIKeyHeader": []}]
+KEY_SCHEMES: dict[str, dict[str, str]] = {
+    "HTTPBearer": {"type": "http", "description": "Authorization: Bearer <Sluice API key>", "scheme": "bearer"},
+    "APIKeyHeader": {"type": "apiKey", "description": "X-API-Key: <Sluice API key>", "in": "header",
+                     "name": "X-API-Key"},
+}
+
+
+def _light_operations(refs: dict[str, str]) -> dict[str, dict[str, Any]]:
+    """/health, /metrics and the models routes, as FastAPI documented them when they were its routes."""
+    error = {"content": {"application/json": {"schema": {"$ref": "#/components/schemas/ErrorResponse"}}}}
+
+    def ok(name: str) -> dict[str, Any]:
+        return {"description": "Successful Response", "content": {"application/json": {"schema": {"$ref": refs[name]}}}}
+
+    keyed = {"401": {"description": "Missing or wrong API key", **error},
+             "429": {"description": "Over a rate limit", **error}}
+    model_id = {"name": "model_id", "in": "path", "required": True, "schema": {"type": "string"}}
+    return {
+        "/health": {"get": {"tags": ["health"], "summary": "Liveness (no key)", "operationId": "health",
+                            "responses": {"200": ok("Health")}}},
+        "/metrics": {"get": {"tags": ["operations"], "summary": "Prometheus metrics", "operationId": "metrics",
+                             "responses": {"200": {"description": "Prometheus text exposition",
+                                                   "content": {"text/plain": {}}},
+                                           "401": {"description": "Not allowed to scrape", **error}},
+                             "security": KEY_SECURITY}},
+        "/v1/models": {"get": {"tags": ["openai"], "summary": "List the models the key may use",
+                               "operationId": "list_models", "responses": {"200": ok("ModelList"), **keyed},
+                               "security": KEY_SECURITY}},
+        "/v1/models/{model_id}": {"get": {
+            "tags": ["openai"], "summary": "One model", "operationId": "get_model", "parameters": [model_id],
+            "responses": {"200": ok("Model"), "404": {"description": "Unknown model", **error}, **keyed},
+            "security": KEY_SECURITY}},
     }
 
 
@@ -67,7 +105,7 @@ def _passthrough_operation(method: str) -> dict[str, Any]:
                             "slashes here, which Sluice refuses (400): use curl or a client for nested paths"},
         ],
         "responses": responses,
-        "security": [{"HTTPBearer": []}, {"APIKeyHeader": []}],
+        "security": KEY_SECURITY,
     }
 
 
@@ -79,14 +117,19 @@ def install_openapi(app: FastAPI) -> None:
             return app.openapi_schema
         document = get_openapi(title=app.title, version=app.version, description=app.description, routes=app.routes)
         mode: Literal["validation"] = "validation"
-        models = [(model, mode) for model, _ in HOT_ROUTE_DOCS.values()] + [(ErrorResponse, mode)]
+        light: list[type[BaseModel]] = [Health, Model, ModelList]
+        models = [(model, mode) for model, _ in HOT_ROUTE_DOCS.values()] + [(m, mode) for m in light] + [
+            (ErrorResponse, mode)]
         refs, definitions = models_json_schema(models, ref_template="#/components/schemas/{model}")
         components = document.setdefault("components", {})
         components.setdefault("schemas", {}).update(definitions.get("$defs", {}))
+        components.setdefault("securitySchemes", {}).update(KEY_SCHEMES)
+        paths = document.setdefault("paths", {})
         for path, (model, summary) in HOT_ROUTE_DOCS.items():
-            document.setdefault("paths", {})[path] = {"post": _operation(refs[(model, "validation")]["$ref"], summary)}
-        document["paths"][PASSTHROUGH_PATH] = {method: _passthrough_operation(method)
-                                               for method in ("get", "post", "put", "patch", "delete")}
+            paths[path] = {"post": _operation(refs[(model, "validation")]["$ref"], summary)}
+        paths.update(_light_operations({m.__name__: refs[(m, "validation")]["$ref"] for m in light}))
+        paths[PASSTHROUGH_PATH] = {method: _passthrough_operation(method)
+                                   for method in ("get", "post", "put", "patch", "delete")}
         app.openapi_schema = document
         return document
 

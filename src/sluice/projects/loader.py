@@ -12,11 +12,11 @@ from fastapi import Depends, FastAPI
 
 from sluice.config import ConfigError, ProjectConfig, SluiceConfig
 from sluice.http.limits import address_admission, key_admission
+from sluice.projects import ENTRY_POINT_GROUP
 from sluice.projects.api import MountedProject, Project, project_guard
 
 logger = logging.getLogger("sluice.projects")
 
-ENTRY_POINT_GROUP = "sluice.projects"
 _NAME = re.compile(r"[a-z0-9][a-z0-9_-]{0,62}")
 
 
