@@ -31,6 +31,7 @@ from sluice.exchange import Exchange, notify
 from sluice.gateway import Gateway
 from sluice.http.auth import CurrentGateway, CurrentPrincipal
 from sluice.http.openai import request_id_of, upstream_request
+from sluice.json_bytes import dumps_to_size
 from sluice.keys.principal import Principal
 from sluice.providers.base import JSONObject, Operation, Provider, UpstreamRequest
 from sluice.streaming import SSEDecoder
@@ -137,7 +138,7 @@ class GatewayClient:
                  ) -> tuple[UpstreamRequest, Provider]:
         """The same validation, model routing and key scopes as `/v1`, plus the project's own declaration."""
         self.project.check_model(str(body.get("model")))
-        raw = orjson.dumps(body)
+        raw = dumps_to_size(body)
         exchange.request_body = raw
         request, provider = upstream_request(self.gateway, operation, self.principal, raw, {},
                                              self.request_id.encode(), exchange)

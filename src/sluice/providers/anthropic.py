@@ -9,6 +9,7 @@ import orjson
 
 from sluice.config import AnthropicProviderConfig
 from sluice.errors import GatewayError, InvalidRequest, UpstreamError, UpstreamUnreachable
+from sluice.json_bytes import dumps_to_size
 from sluice.providers.anthropic_translate import (
     AnthropicStreamError,
     AnthropicStreamTranslator,
@@ -52,7 +53,7 @@ class AnthropicProvider:
                                               default_max_tokens=self.default_max_tokens)
         except TranslationError as exc:
             raise InvalidRequest(str(exc), param=exc.param) from exc
-        return orjson.dumps(translated)
+        return dumps_to_size(translated)
 
     def _raise_for_status(self, status: int, body: bytes, retry_after: str | None = None) -> None:
         if status >= 400:

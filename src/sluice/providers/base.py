@@ -11,7 +11,7 @@ from collections.abc import AsyncGenerator
 from dataclasses import dataclass, field
 from typing import Any, Literal, Protocol
 
-import orjson
+from sluice.json_bytes import dumps_to_size
 
 JSONObject = dict[str, Any]
 Operation = Literal["chat", "completions", "embeddings"]
@@ -45,7 +45,7 @@ class UpstreamRequest:
 
     def encoded(self) -> bytes:
         """The body as JSON bytes, reusing the caller's bytes when nothing changed."""
-        return self.raw if self.raw is not None else orjson.dumps(self.body)
+        return self.raw if self.raw is not None else dumps_to_size(self.body)
 
 
 class Provider(Protocol):
