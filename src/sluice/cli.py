@@ -13,6 +13,7 @@ from pydantic import ValidationError
 from sluice import prompts_cli
 from sluice.config import ConfigError, load_config
 from sluice.keys import cli as keys_cli
+from sluice.server_limits import BACKLOG, raise_open_files_limit
 from sluice.settings import Settings
 from sluice.store import arguments as store_arguments
 
@@ -30,6 +31,9 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--port", type=int, help="port to listen on (default SLUICE_PORT or 8000)")
     serve.add_argument("--workers", type=int,
                        help="worker processes (default SLUICE_WORKERS or 1); granian replaces a worker that dies")
+    serve.add_argument("--max-concurrency", type=int, metavar="N",
+                       help="most connections one worker serves at once; more wait in the listen queue "
+                            "(default SLUICE_MAX_CONCURRENCY or 4096; granian only)")
     serve.add_argument("--server", choices=SERVERS, default="granian",
                        help="HTTP server: granian (default, fastest) or uvicorn")
     serve.add_argument("--allow-no-auth", action="store_true",
@@ -119,6 +123,8 @@ def serve(args: argparse.Namespace, settings: Settings, path: str | None, *, has
     host = args.host or settings.host
     port = args.port or settings.port
     workers = args.workers or settings.workers
+    max_concurrency = args.max_concurrency or settings.max_concurrency
+    raise_open_files_limit(2 * max_concurrency + 256)  # a client and an upstream socket per request, and some
     if workers > 1:  # each worker counts into its own files; a scrape adds them up (telemetry/metrics.py)
         from sluice.telemetry.metrics import prepare_multiprocess_dir
 
@@ -130,14 +136,15 @@ def serve(args: argparse.Namespace, settings: Settings, path: str | None, *, has
 
         configure_logging(settings.log_format)
         uvicorn.run("sluice.app:app_from_env", factory=True, host=host, port=port, workers=workers,
-                    loop="uvloop", http="httptools", access_log=False, timeout_graceful_shutdown=30, log_config=None)
+                    loop="uvloop", http="httptools", access_log=False, timeout_graceful_shutdown=30, log_config=None,
+                    backlog=BACKLOG)
         return 0
     from sluice.granian_serve import command
 
     # Become granian's supervisor in a fresh interpreter: what was loaded to check the config stays behind.
     sys.stdout.flush()
     sys.stderr.flush()
-    argv = command(host, port, workers, settings.log_format)
+    argv = command(host, port, workers, settings.log_format, max_concurrency)
     os.execv(argv[0], argv)
 
 

@@ -13,22 +13,25 @@ import sys
 from collections.abc import Sequence
 from typing import cast
 
+from sluice.server_limits import BACKLOG
 from sluice.telemetry.logs import GRANIAN_LOGGING, LogFormat, configure_logging
 
 
-def command(host: str, port: int, workers: int, log_format: str) -> list[str]:
+def command(host: str, port: int, workers: int, log_format: str, max_concurrency: int) -> list[str]:
     """The argv that execs this module with these settings."""
-    return [sys.executable, "-m", "sluice.granian_serve", host, str(port), str(workers), log_format]
+    return [sys.executable, "-m", "sluice.granian_serve", host, str(port), str(workers), log_format,
+            str(max_concurrency)]
 
 
 def main(argv: Sequence[str]) -> int:
     from granian.constants import Interfaces, Loops  # here, so `command` loads nothing heavy in `sluice serve`
     from granian.server import Server
 
-    host, port, workers, log_format = argv
+    host, port, workers, log_format, max_concurrency = argv
     configure_logging(cast(LogFormat, log_format))
     Server("sluice.app:app_from_env", address=host, port=int(port), workers=int(workers), interface=Interfaces.ASGI,
-           factory=True, loop=Loops.uvloop, log_access=False, workers_kill_timeout=30,
+           factory=True, loop=Loops.uvloop, log_access=False, workers_kill_timeout=30, backlog=BACKLOG,
+           backpressure=int(max_concurrency),
            respawn_failed_workers=True, log_dictconfig=GRANIAN_LOGGING).serve()
     return 0
 

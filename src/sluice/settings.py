@@ -24,6 +24,9 @@ class Settings(BaseSettings):
     host: str = "127.0.0.1"
     port: int = 8000
     workers: int = 1
+    max_concurrency: int = Field(4096, ge=1)
+    """SLUICE_MAX_CONCURRENCY: the most connections one worker serves at once (granian's backpressure); more wait
+    in the listen queue. Each costs ~60 KB while its request is in flight (docs/benchmarks.md, "Memory")."""
     build: str = "dev"
     phoenix_collector_endpoint: str | None = Field(None, validation_alias=_env("PHOENIX_COLLECTOR_ENDPOINT"))
     """Phoenix's base URL (e.g. http://phoenix:6006): traces go there through phoenix.otel.register()."""

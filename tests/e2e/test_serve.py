@@ -29,13 +29,21 @@ server: {shutdown_grace_seconds: 10}
 
 @pytest.fixture
 def served(tmp_path: Path) -> Iterator[tuple[str, subprocess.Popen[bytes]]]:
+    with run_serve(CONFIG, tmp_path) as started:
+        yield started
+
+
+@contextlib.contextmanager
+def run_serve(config_text: str, tmp_path: Path, env: dict[str, str] | None = None
+              ) -> Iterator[tuple[str, subprocess.Popen[bytes]]]:
+    """`sluice serve` with this config (key sk-e2e) on a free port, once /health answers; stopped on exit."""
     config = tmp_path / "sluice.yaml"
-    config.write_text(CONFIG)
+    config.write_text(config_text)
     port = free_port()
-    env = {**os.environ, "SLUICE_API_KEYS": "sk-e2e"}
     process = subprocess.Popen(
         [sys.executable, "-m", "sluice", "serve", "--config", str(config), "--port", str(port)],
-        env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, start_new_session=True,
+        env={**os.environ, "SLUICE_API_KEYS": "sk-e2e", **(env or {})},
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, start_new_session=True,
     )
     url = f"http://127.0.0.1:{port}"
     deadline = time.monotonic() + 30
