@@ -131,7 +131,9 @@ def measure_target(session: Session, target: Target, plan: Plan) -> TargetResult
             _chat(result, proc, target.call(port, "chat"), plan)
             for scenario in plan.scenarios[1:]:
                 _scenario(result, proc, target.call(port, scenario), scenario, plan)
-            if plan.mem_requests:
+            result.rss["after_scenarios"] = proc.rss_mb()
+        if plan.mem_requests:  # a fresh process: what 100,000 requests leave, not what the 2,000-connection burst did
+            with session.started(target) as (proc, port):
                 _memory(result, proc, target.call(port, "chat"), plan)
     except (RuntimeError, OSError) as exc:
         result.status = f"not measured: {str(exc).splitlines()[0][:200]}"
@@ -218,12 +220,15 @@ def _memory(result: TargetResult, proc: procs.Proc, call: Call | str, plan: Plan
     if rate * plan.mem_bound_s < plan.mem_requests:
         result.memory = {"skipped_rate": rate}
         return
+    run_wrk(call, 8, 2 if plan.quick else 3)  # warm-up, as for the idle figure of the first process
+    time.sleep(0.5)
+    idle = proc.rss_mb()
     served, errors, started, curve = 0, 0, time.monotonic(), []
     while served < plan.mem_requests and time.monotonic() - started < plan.mem_bound_s:
         run = run_wrk(call, 16, 10)
         served, errors = served + run.requests, errors + run.errors
         curve.append(proc.rss_mb())
-    result.memory = {"requests": served, "errors": errors, "seconds": time.monotonic() - started,
+    result.memory = {"requests": served, "errors": errors, "seconds": time.monotonic() - started, "idle": idle,
                      "after": curve[-1], "first_run": curve[0], "after_pss": proc.pss_mb()}
     time.sleep(plan.recovery_s * 2)
     result.memory["recovered"] = proc.rss_mb()

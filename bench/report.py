@@ -165,12 +165,15 @@ def memory(run: Run) -> list[str]:
         if "skipped_rate" in r.memory:
             rows.append([r.label, f"skipped: {r.memory['skipped_rate']:.0f} req/s is too slow", "", "", "", "", ""])
         elif r.memory:
-            rows.append([r.label, rps(r.memory["requests"]), f"{r.memory['errors']:.0f}", f"{r.rss['idle']:.0f}",
+            rows.append([r.label, rps(r.memory["requests"]), f"{r.memory['errors']:.0f}",
+                         f"{r.memory.get('idle', r.rss['idle']):.0f}",
                          f"{r.memory['first_run']:.0f} → {r.memory['after']:.0f}", f"{r.memory['recovered']:.0f}",
                          " / ".join(_mb(v) for v in (r.rss.get("idle_pss"), r.memory.get("after_pss"),
-                                                      r.memory.get("recovered_pss")))])
-    return table(["chat at 16 conn", "requests", "errors", "idle MB", "RSS MB after first 10 s → at end",
-                  "recovered MB", "PSS MB idle / end / recovered"], rows)
+                                                      r.memory.get("recovered_pss"))),
+                         _mb(r.rss.get("after_scenarios"))])
+    return table(["chat at 16 conn, fresh process", "requests", "errors", "idle MB",
+                  "RSS MB after first 10 s → at end", "recovered MB", "PSS MB idle / end / recovered",
+                  "RSS MB after every scenario (first process)"], rows)
 
 
 def workers(run: Run) -> list[str]:
@@ -214,7 +217,7 @@ def check(run: Run) -> list[str]:
                      f"p50 {s.slow['p50_ms']:.0f} ms",
                      _verdict(held >= 0.8 and s.slow["errors"] == 0 and s.slow["peak_rss"] <= 150)])
     if s.memory.get("requests"):
-        grown = s.memory["recovered"] / s.rss["idle"] - 1
+        grown = s.memory["recovered"] / s.memory.get("idle", s.rss["idle"]) - 1
         rows.append(["≤ 100 MB after 100k requests, recovers to idle + 10 %",
                      f"{s.memory['after']:.0f} MB, recovered {s.memory['recovered']:.0f} MB ({grown:+.0%} vs idle)",
                      _verdict(s.memory["after"] <= 100 and grown <= 0.10)])
