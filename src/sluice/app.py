@@ -14,6 +14,7 @@ from sluice.http.light import light_route_for, light_routes
 from sluice.http.openai import hot_routes
 from sluice.http.passthrough import PREFIX, passthrough_route
 from sluice.projects import any_to_mount
+from sluice.sched_slice import shorten_slices
 from sluice.settings import Settings
 from sluice.telemetry.logs import configure_logging
 
@@ -84,6 +85,8 @@ class SluiceApp:
                     await send({"type": "lifespan.startup.failed", "message": str(exc)})
                     return
                 tune_garbage_collector()
+                if self.gateway.settings.sched_slice_us:
+                    shorten_slices(self.gateway.settings.sched_slice_us)
                 await send({"type": "lifespan.startup.complete"})
             elif message["type"] == "lifespan.shutdown":
                 await self.gateway.aclose()

@@ -28,6 +28,9 @@ class Settings(BaseSettings):
     """SLUICE_MAX_CONCURRENCY: the most connections one worker serves at once (granian's backpressure); more wait
     in the listen queue. Each costs ~60 KB while its request is in flight (docs/benchmarks.md, "Memory")."""
     build: str = "dev"
+    sched_slice_us: int = Field(100, ge=0)
+    """SLUICE_SCHED_SLICE_US: the scheduler slice a worker's threads ask Linux (6.12+) for, in microseconds, so
+    hand-offs between them wait less (sched_slice.py); 0 keeps the kernel's default."""
     phoenix_collector_endpoint: str | None = Field(None, validation_alias=_env("PHOENIX_COLLECTOR_ENDPOINT"))
     """Phoenix's base URL (e.g. http://phoenix:6006): traces go there through phoenix.otel.register()."""
     otel_exporter_otlp_endpoint: str | None = Field(None, validation_alias=_env("OTEL_EXPORTER_OTLP_ENDPOINT"))

@@ -17,6 +17,7 @@ import openai
 import pytest
 
 from tests.servers import free_port
+from tests.unit.test_sched_slice import custom_slices_supported
 
 CONFIG = """
 providers:
@@ -135,3 +136,18 @@ def test_a_killed_worker_is_replaced(served: tuple[str, subprocess.Popen[bytes]]
     sdk = openai.OpenAI(base_url=url + "/v1", api_key="sk-e2e", max_retries=0)
     reply = sdk.chat.completions.create(model="mock", messages=[{"role": "user", "content": "still here"}])
     assert reply.choices[0].message.content
+
+
+@pytest.mark.skipif(not custom_slices_supported(), reason="the kernel has no per-thread slices (Linux < 6.12)")
+def test_the_workers_threads_ask_for_short_slices(served: tuple[str, subprocess.Popen[bytes]]) -> None:
+    """Every thread of the worker: granian's, the event loop's, and those started later."""
+    url, process = served
+    httpx.post(url + "/v1/chat/completions", headers={"Authorization": "Bearer sk-e2e"},
+               json={"model": "mock", "messages": [{"role": "user", "content": "hi"}]}, timeout=10)
+    (worker,) = worker_pids(process.pid)
+    slices = {}
+    for task in Path(f"/proc/{worker}/task").iterdir():
+        for line in (task / "sched").read_text().splitlines():
+            if line.startswith("se.slice"):
+                slices[task.name] = int(line.split(":")[1])
+    assert len(slices) >= 3 and set(slices.values()) == {100_000}, slices
