@@ -14,7 +14,7 @@ from collections.abc import Sequence
 from typing import cast
 
 from sluice.server_limits import BACKLOG
-from sluice.telemetry.logs import GRANIAN_LOGGING, LogFormat, configure_logging
+from sluice.telemetry.supervisor_logs import GRANIAN_LOGGING, LogFormat, configure_supervisor_logging
 
 
 def command(host: str, port: int, workers: int, log_format: str, max_concurrency: int) -> list[str]:
@@ -28,7 +28,7 @@ def main(argv: Sequence[str]) -> int:
     from granian.server import Server
 
     host, port, workers, log_format, max_concurrency = argv
-    configure_logging(cast(LogFormat, log_format))
+    configure_supervisor_logging(cast(LogFormat, log_format))
     Server("sluice.app:app_from_env", address=host, port=int(port), workers=int(workers), interface=Interfaces.ASGI,
            factory=True, loop=Loops.uvloop, log_access=False, workers_kill_timeout=30, backlog=BACKLOG,
            backpressure=int(max_concurrency),

@@ -11,32 +11,20 @@ from __future__ import annotations
 import logging
 import sys
 from collections.abc import Iterable
-from typing import Any, Literal, TextIO
+from typing import Any, TextIO
 
 import orjson
 import structlog
 from structlog.typing import Processor
 
-LogFormat = Literal["json", "console"]
+from sluice.telemetry.supervisor_logs import LogFormat, effective_format
+
+__all__ = ["LogFormat", "configure_logging", "effective_format", "render_request_lines"]
+
 _TRACEBACKS = structlog.processors.ExceptionRenderer(
     structlog.tracebacks.ExceptionDictTransformer(show_locals=False))  # locals could hold keys or prompts
 _QUIET = {"opentelemetry": logging.ERROR, "urllib3": logging.WARNING, "aiosqlite": logging.WARNING,
           "alembic.runtime.plugins": logging.WARNING}
-
-
-GRANIAN_LOGGING: dict[str, Any] = {
-    "loggers": {  # granian's own loggers hand their records to the root logger (`configure_logging`'s handler)
-        "_granian": {"handlers": [], "level": "INFO", "propagate": True},
-        "granian.access": {"handlers": [], "level": "INFO", "propagate": True},
-    },
-}
-"""`log_dictconfig` for granian's Server; it replaces granian's default `[INFO] …` stdout lines."""
-
-
-def effective_format(requested: LogFormat, stream: TextIO | None = None) -> LogFormat:
-    """`console` only when asked for and stdout is a terminal; JSON otherwise (log collectors read JSON)."""
-    stream = stream if stream is not None else sys.stdout
-    return "console" if requested == "console" and stream.isatty() else "json"
 
 
 def _json_dumps(value: Any, **_: Any) -> str:
