@@ -4,7 +4,6 @@ the exporter process reads."""
 from __future__ import annotations
 
 import io
-import marshal
 
 from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
@@ -12,7 +11,8 @@ from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanE
 from opentelemetry.trace import SpanKind, StatusCode
 
 from sluice.exchange import Exchange
-from sluice.telemetry.span_worker import exchange_of, read_records, traces_url
+from sluice.frame_pipe import frame, read_frames
+from sluice.telemetry.span_worker import exchange_of, traces_url
 from sluice.telemetry.spans import FIRST_TOKEN_EVENT, PresetIds, SpanOptions, SpanWriter
 from sluice.telemetry.tracing import record_of, trace_export
 from tests.telemetry_support import CALLER_SPAN, CALLER_TRACE, CALLER_TRACEPARENT, CHAT_BODY, TOOL_STREAM_BODY, exchange
@@ -66,9 +66,8 @@ def test_no_upstream_call_means_no_child_span() -> None:
 def test_records_cross_the_pipe_intact() -> None:
     item = exchange("chat", TOOL_STREAM_BODY, headers=[(b"X-User-Id", b"ada")])
     record = record_of(item, {b"x-user-id": "user.id"})
-    frame = marshal.dumps(record)
-    stream = io.BytesIO(len(frame).to_bytes(4, "big") + frame + b"\x00\x00")  # a torn last frame is ignored
-    (read,) = list(read_records(stream))
+    stream = io.BytesIO(frame(record) + b"\x00\x00")  # a torn last frame is ignored
+    (read,) = list(read_frames(stream))
     copy, identity = exchange_of(read)
     assert identity == {"user.id": "ada"}
     assert copy.trace == item.trace and copy.chunks == item.chunks and copy.request_body == item.request_body

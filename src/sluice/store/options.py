@@ -73,6 +73,11 @@ class RequestLogConfig(_Strict):
     """Entries older than this are deleted; null keeps them forever."""
     prune_interval_seconds: float = Field(3600.0, gt=0)
     prune_batch_size: int = Field(5000, ge=1)
+    writer: Literal["process", "inline"] = "process"
+    """Where records are built and written: a separate process per worker (the default: the gateway only hands
+    over each exchange's bytes) or `inline`, on the worker's own event loop."""
+    writer_nice: int = Field(10, ge=0, le=19)
+    """CPU niceness of the writer process: on a saturated core requests run first and entries wait in the pipe."""
     stdout: bool = True
     """One JSON line per exchange on stdout."""
     stdout_bodies: bool = False

@@ -60,7 +60,7 @@ class Recorder:
         self.console = False
         """Write the stdout lines for people (`console_lines`) rather than as JSON."""
         self.stats = RecorderStats()
-        self._metrics = _RecorderMetrics(registry) if registry is not None else None
+        self._metrics = RecorderMetrics(registry) if registry is not None else None
         self._pending: deque[Exchange] = deque()
         self._building: list[Exchange] = []
         self._in_flight: list[Record] = []
@@ -89,6 +89,10 @@ class Recorder:
             self._overflow_ready.set()
         else:
             self._drop(1, "both the buffer and the spill queue are full")
+
+    def spill_arrived(self) -> None:
+        """Another process appended to the spill file: replay it after the next successful insert."""
+        self._spill_waiting = True
 
     @property
     def buffered(self) -> int:
@@ -259,7 +263,9 @@ class Recorder:
             self._metrics.counters[what].inc(count)
 
 
-class _RecorderMetrics:
+class RecorderMetrics:
+    """The request log's counters and its `buffered` gauge, in the gateway's registry."""
+
     def __init__(self, registry: CollectorRegistry) -> None:
         help_texts = {
             "written": "Request log entries written to the database",

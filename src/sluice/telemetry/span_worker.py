@@ -13,16 +13,16 @@ from __future__ import annotations
 
 import json
 import logging
-import marshal
 import os
 import sys
-from typing import Any, BinaryIO
+from typing import Any
 
 from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import BatchSpanProcessor
 
 from sluice.exchange import Exchange
+from sluice.frame_pipe import read_frames
 from sluice.store.options import RedactionConfig
 from sluice.store.redaction import Redactor
 from sluice.telemetry.logs import configure_logging
@@ -31,7 +31,6 @@ from sluice.telemetry.trace_context import TraceIds
 from sluice.telemetry.tracing import RECORD_FIELDS
 
 logger = logging.getLogger("sluice.telemetry.span_worker")
-HEADER_BYTES = 4
 
 
 def build_provider(settings: dict[str, Any], ids: PresetIds) -> TracerProvider:
@@ -70,19 +69,6 @@ def exchange_of(record: tuple[Any, ...]) -> tuple[Exchange, dict[str, str]]:
     return exchange, identity
 
 
-def read_records(stream: BinaryIO) -> Any:
-    """Yield records until EOF (or a torn last frame)."""
-    while True:
-        header = stream.read(HEADER_BYTES)
-        if len(header) < HEADER_BYTES:
-            return
-        size = int.from_bytes(header, "big")
-        payload = stream.read(size)
-        if len(payload) < size:
-            return
-        yield marshal.loads(payload)
-
-
 def main() -> None:
     stdin = sys.stdin.buffer
     settings = json.loads(stdin.readline())
@@ -97,7 +83,7 @@ def main() -> None:
         redactor=Redactor(RedactionConfig.model_validate(settings["redaction"])) if settings.get("redaction") else None,
     ))
     try:
-        for record in read_records(stdin):
+        for record in read_frames(stdin):
             try:
                 exchange, identity = exchange_of(record)
                 writer.write(exchange, identity)

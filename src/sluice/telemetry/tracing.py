@@ -12,25 +12,21 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import fcntl
-import json
 import logging
-import marshal
 import operator
-import sys
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Literal
 
 from sluice.exchange import Exchange
+from sluice.frame_pipe import FramePipe, frame
 
 logger = logging.getLogger("sluice.telemetry")
 
 FLUSH_SECONDS = 0.05
 MAX_QUEUED = 10_000
 MAX_PENDING_BYTES = 16 * 1024 * 1024
-PIPE_BYTES = 1024 * 1024
 STOP_SECONDS = 10.0
 RECORD_FIELDS = ("request_id", "endpoint", "method", "started_at", "operation", "key_id", "provider", "model",
                   "upstream_model", "project", "stream", "status", "request_body", "response_body", "chunks",
@@ -81,8 +77,7 @@ class TracingObserver:
         self.on_drop = on_drop
         self.dropped = 0
         self._queue: deque[Exchange] = deque()
-        self._process: asyncio.subprocess.Process | None = None
-        self._pipe: asyncio.StreamWriter | None = None
+        self._pipe: FramePipe | None = None
         self._task: asyncio.Task[None] | None = None
 
     def observe(self, exchange: Exchange) -> None:
@@ -95,15 +90,8 @@ class TracingObserver:
 
     async def start(self) -> None:
         """Start the exporter process and the flushing task."""
-        self._process = await asyncio.create_subprocess_exec(
-            sys.executable, "-m", "sluice.telemetry.span_worker", stdin=asyncio.subprocess.PIPE,
-            stdout=asyncio.subprocess.DEVNULL)
-        self._pipe = self._process.stdin
-        assert self._pipe is not None
-        pipe = self._pipe.get_extra_info("pipe")
-        with contextlib.suppress(OSError, AttributeError):
-            fcntl.fcntl(pipe.fileno(), fcntl.F_SETPIPE_SZ, PIPE_BYTES)
-        self._pipe.write(json.dumps(self.worker_settings).encode() + b"\n")
+        self._pipe = FramePipe("sluice.telemetry.span_worker", self.worker_settings, MAX_PENDING_BYTES)
+        await self._pipe.start()
         self._task = asyncio.create_task(self._run(), name="sluice-tracing")
 
     async def aclose(self) -> None:
@@ -112,18 +100,11 @@ class TracingObserver:
             self._task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._task
-        process, pipe = self._process, self._pipe
-        if process is None or pipe is None:
+        if self._pipe is None:
             return
         self.flush()
-        self._process = self._pipe = None
-        try:
-            pipe.close()  # EOF: the exporter exports what it holds and exits
-            await asyncio.wait_for(process.wait(), self.stop_seconds)
-        except TimeoutError:
-            logger.warning("the span exporter did not finish in %.0f s; stopping it", self.stop_seconds)
-            process.kill()
-            await process.wait()
+        pipe, self._pipe = self._pipe, None
+        await pipe.aclose(self.stop_seconds)  # EOF: the exporter exports what it holds and exits
 
     def flush(self) -> None:
         """Pack the queued exchanges and hand them to the pipe (asyncio writes them as the exporter reads)."""
@@ -131,32 +112,29 @@ class TracingObserver:
             return
         queue, self._queue = self._queue, deque()
         pipe = self._pipe
-        if pipe is None or pipe.is_closing():
+        room = pipe.room if pipe is not None else 0
+        if not room:
             self._drop(len(queue))
             return
-        room = MAX_PENDING_BYTES - pipe.transport.get_write_buffer_size()
         frames = bytearray()
         for exchange in queue:
             if len(frames) >= room:
                 self._drop(1)
                 continue
             try:
-                payload = marshal.dumps(record_of(exchange, self.identity_headers))
+                frames += frame(record_of(exchange, self.identity_headers))
             except ValueError:
                 logger.exception("could not pack exchange %s for tracing", exchange.request_id)
-                continue
-            frames += len(payload).to_bytes(4, "big")
-            frames += payload
-        if frames:
+        if frames and pipe is not None:
             pipe.write(frames)
 
     async def _run(self) -> None:
         while True:
             await asyncio.sleep(FLUSH_SECONDS)
             self.flush()
-            if self._process is not None and self._process.returncode is not None:
+            if self._pipe is not None and self._pipe.returncode is not None:
                 logger.error("the span exporter process exited (status %s); traces are dropped from now on",
-                             self._process.returncode)
+                             self._pipe.returncode)
                 return
 
     def _drop(self, count: int) -> None:

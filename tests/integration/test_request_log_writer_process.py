@@ -1,0 +1,142 @@
+"""The request log's writer process: rows written outside the gateway, a killed or stalled writer, inline mode."""
+
+from __future__ import annotations
+
+import os
+import signal
+import sqlite3
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import httpx
+import pytest
+
+from sluice.store import log_sender
+from tests.conftest import DEV_KEY, run_gateway
+
+CONFIG = """
+providers:
+  mock: {type: mock}
+models:
+  - {name: mock, provider: mock, model: mock-1}
+metrics: {require_key: false}
+request_log: {flush_interval_seconds: 0.05, batch_size: 5, stdout: false}
+"""
+
+
+def writer_pids() -> list[int]:
+    """This process's children that run the request log writer."""
+    found = []
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            command = Path(f"/proc/{entry}/cmdline").read_bytes().split(b"\0")
+            parent = int(Path(f"/proc/{entry}/stat").read_text().rpartition(")")[2].split()[1])
+        except (OSError, IndexError, ValueError):
+            continue
+        if parent == os.getpid() and b"sluice.store.log_worker" in command:
+            found.append(int(entry))
+    return found
+
+
+def rows(data_dir: Path) -> list[str]:
+    with sqlite3.connect(data_dir / "sluice.db") as db:
+        return [row[0] for row in db.execute("SELECT request_body FROM request_logs")]
+
+
+def wait_for(check: Callable[[], bool], within: float = 10.0) -> None:
+    deadline = time.monotonic() + within
+    while not check():
+        assert time.monotonic() < deadline, "condition not met in time"
+        time.sleep(0.05)
+
+
+def chat(client: httpx.Client, text: str) -> None:
+    reply = client.post("/v1/chat/completions", json={"model": "mock", "messages": [{"role": "user", "content": text}]})
+    assert reply.status_code == 200
+
+
+def metric(url: str, name: str) -> float:
+    for line in httpx.get(url + "/metrics").text.splitlines():
+        if line.startswith(name + " "):
+            return float(line.split()[1])
+    raise AssertionError(f"{name} not in /metrics")
+
+
+def client_for(url: str) -> httpx.Client:
+    return httpx.Client(base_url=url, headers={"Authorization": f"Bearer {DEV_KEY}"}, timeout=10)
+
+
+def test_rows_are_written_by_a_low_priority_child_process(tmp_path: Path) -> None:
+    with run_gateway(CONFIG, data_dir=str(tmp_path)) as url, client_for(url) as client:
+        [pid] = writer_pids()
+        wait_for(lambda: os.getpriority(os.PRIO_PROCESS, pid) == os.getpriority(os.PRIO_PROCESS, 0) + 10)
+        for index in range(12):
+            chat(client, f"n{index}")
+        wait_for(lambda: len(rows(tmp_path)) == 12)
+        wait_for(lambda: metric(url, "sluice_request_log_written_total") == 12)  # reported every 0.1 s
+    assert writer_pids() == []  # it exits with the gateway
+    assert sorted(body for body in rows(tmp_path) if body) == sorted(
+        f'{{"model":"mock","messages":[{{"role":"user","content":"n{index}"}}]}}' for index in range(12))
+
+
+def test_a_killed_writer_is_replaced_and_what_it_held_is_counted_as_lost(tmp_path: Path) -> None:
+    with run_gateway(CONFIG, data_dir=str(tmp_path)) as url, client_for(url) as client:
+        chat(client, "before")
+        wait_for(lambda: metric(url, "sluice_request_log_written_total") == 1)  # the writer reported it
+        [pid] = writer_pids()
+        os.kill(pid, signal.SIGSTOP)
+        for index in range(3):
+            chat(client, f"lost {index}")  # they reach the pipe, which the stopped writer does not read
+        time.sleep(0.3)
+        os.kill(pid, signal.SIGKILL)
+        wait_for(lambda: len(writer_pids()) == 1 and writer_pids() != [pid])
+        chat(client, "after")
+        wait_for(lambda: len(rows(tmp_path)) == 2)
+        assert metric(url, "sluice_request_log_dropped_total") == 3
+    assert all("lost" not in body for body in rows(tmp_path))
+
+
+def test_a_stalled_writer_makes_the_gateway_spill_and_nothing_is_lost(tmp_path: Path,
+                                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    """With the writer stopped, the kernel pipe (1 MiB) and asyncio's buffer (64 KiB here) fill up; past
+    `buffer_size` queued exchanges the gateway spills them; the writer, resumed, replays them: each row once."""
+    monkeypatch.setattr(log_sender, "MAX_PENDING_BYTES", 64 * 1024)
+    config = CONFIG.replace("batch_size: 5", "batch_size: 5, buffer_size: 4")
+    big = "x" * 100_000
+    with run_gateway(config, data_dir=str(tmp_path)) as url, client_for(url) as client:
+        [pid] = writer_pids()
+        os.kill(pid, signal.SIGSTOP)
+        try:
+            for index in range(30):
+                chat(client, f"{index} {big}")
+            wait_for(lambda: metric(url, "sluice_request_log_spilled_total") > 0)
+        finally:
+            os.kill(pid, signal.SIGCONT)
+        chat(client, "last")  # a successful insert is what starts a replay
+        wait_for(lambda: len(rows(tmp_path)) == 31, within=20)
+        wait_for(lambda: metric(url, "sluice_request_log_replayed_total") ==
+                 metric(url, "sluice_request_log_spilled_total"))
+        assert metric(url, "sluice_request_log_dropped_total") == 0
+    assert len(set(rows(tmp_path))) == 31
+
+
+def test_the_inline_writer_needs_no_process(tmp_path: Path) -> None:
+    config = CONFIG.replace("stdout: false", "stdout: false, writer: inline")
+    with run_gateway(config, data_dir=str(tmp_path)) as url, client_for(url) as client:
+        assert writer_pids() == []
+        chat(client, "inline")
+        wait_for(lambda: len(rows(tmp_path)) == 1)
+
+
+@pytest.mark.filterwarnings("ignore::pytest.PytestUnhandledThreadExceptionWarning")  # the server thread's exit
+def test_an_unusable_database_stops_the_gateway_start_and_leaves_no_writer(
+        tmp_path: Path, capfd: pytest.CaptureFixture[str]) -> None:
+    (tmp_path / "sluice.db").mkdir()  # SQLite cannot open a directory
+    with pytest.raises(RuntimeError, match="did not start"):
+        with run_gateway(CONFIG, data_dir=str(tmp_path)):
+            pass
+    assert "unable to open database file" in capfd.readouterr().err
+    assert writer_pids() == []
