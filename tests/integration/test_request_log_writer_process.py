@@ -69,10 +69,10 @@ def client_for(url: str) -> httpx.Client:
     return httpx.Client(base_url=url, headers={"Authorization": f"Bearer {DEV_KEY}"}, timeout=10)
 
 
-def test_rows_are_written_by_a_low_priority_child_process(tmp_path: Path) -> None:
+def test_rows_are_written_by_an_idle_priority_child_process(tmp_path: Path) -> None:
     with run_gateway(CONFIG, data_dir=str(tmp_path)) as url, client_for(url) as client:
         [pid] = writer_pids()
-        wait_for(lambda: os.getpriority(os.PRIO_PROCESS, pid) == os.getpriority(os.PRIO_PROCESS, 0) + 10)
+        wait_for(lambda: os.sched_getscheduler(pid) == os.SCHED_IDLE)
         for index in range(12):
             chat(client, f"n{index}")
         wait_for(lambda: len(rows(tmp_path)) == 12)
@@ -83,10 +83,13 @@ def test_rows_are_written_by_a_low_priority_child_process(tmp_path: Path) -> Non
 
 
 def test_a_killed_writer_is_replaced_and_what_it_held_is_counted_as_lost(tmp_path: Path) -> None:
-    with run_gateway(CONFIG, data_dir=str(tmp_path)) as url, client_for(url) as client:
+    config = CONFIG.replace("stdout: false", "stdout: false, writer_priority: 10")
+    with run_gateway(config, data_dir=str(tmp_path)) as url, client_for(url) as client:
         chat(client, "before")
         wait_for(lambda: metric(url, "sluice_request_log_written_total") == 1)  # the writer reported it
         [pid] = writer_pids()
+        assert os.getpriority(os.PRIO_PROCESS, pid) == os.getpriority(os.PRIO_PROCESS, 0) + 10
+        assert os.sched_getscheduler(pid) == os.SCHED_OTHER
         os.kill(pid, signal.SIGSTOP)
         for index in range(3):
             chat(client, f"lost {index}")  # they reach the pipe, which the stopped writer does not read

@@ -112,3 +112,12 @@ def test_request_log_config_is_strict_and_names_the_key() -> None:
         parse_config(base + "request_log: {redaction: {pii: [ssn]}}\n", "t")
     with pytest.raises(ConfigError, match="not a valid regular expression"):
         parse_config(base + "request_log: {redaction: {patterns: [{pattern: '(unclosed'}]}}\n", "t")
+
+
+def test_the_writer_priority_is_idle_or_a_nice_value() -> None:
+    base = "providers:\n  m: {type: mock}\n"
+    assert parse_config(base, "t").request_log.writer_priority == "idle"
+    assert parse_config(base + "request_log: {writer_priority: 5}\n", "t").request_log.writer_priority == 5
+    for wrong in ("25", "high", "-1"):
+        with pytest.raises(ConfigError, match=r"request_log.writer_priority"):
+            parse_config(base + f"request_log: {{writer_priority: {wrong}}}\n", "t")

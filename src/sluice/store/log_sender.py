@@ -66,7 +66,7 @@ def worker_settings(config: RequestLogConfig, database_url: str, spill_path: Pat
         "console": console,
         "prices": {name: price.model_dump(mode="json") for name, price in (prices.prices if prices else {}).items()},
         "log_format": log_format,
-        "nice": config.writer_nice,
+        "priority": config.writer_priority,
         "fields": LOG_FIELDS,
     }
 

@@ -116,6 +116,14 @@ class Worker:
             pass  # the gateway is gone; the rows still go to the database
 
 
+def lower_priority(priority: str | int) -> None:
+    """SCHED_IDLE for `idle`, else this `nice` increment; set before the writer's threads start, which inherit it."""
+    if priority == "idle":
+        os.sched_setscheduler(0, os.SCHED_IDLE, os.sched_param(0))
+    elif priority:
+        os.nice(int(priority))
+
+
 def read_settings(fd: int) -> tuple[dict[str, Any], bytes]:
     """The settings line, and whatever bytes followed it in the same reads (unbuffered: asyncio reads the rest)."""
     data = b""
@@ -134,9 +142,8 @@ def main() -> None:
     signal.signal(signal.SIGTERM, signal.SIG_IGN)
     settings, first = read_settings(STDIN)
     configure_logging(settings["log_format"], level=logging.INFO)
+    lower_priority(settings["priority"])
     worker = Worker(settings)
-    if settings.get("nice"):
-        os.nice(int(settings["nice"]))
     try:
         asyncio.run(worker.run(first))
     except Exception:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import re
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
@@ -76,8 +76,10 @@ class RequestLogConfig(_Strict):
     writer: Literal["process", "inline"] = "process"
     """Where records are built and written: a separate process per worker (the default: the gateway only hands
     over each exchange's bytes) or `inline`, on the worker's own event loop."""
-    writer_nice: int = Field(10, ge=0, le=19)
-    """CPU niceness of the writer process: on a saturated core requests run first and entries wait in the pipe."""
+    writer_priority: Literal["idle"] | Annotated[int, Field(ge=0, le=19)] = "idle"
+    """CPU priority of the writer process: `idle` (Linux's SCHED_IDLE: it runs on the CPU time requests leave, so
+    it never delays one; on a core kept saturated, entries wait in the pipe, then in memory, then on disk) or a
+    `nice` value, 0-19 (a share of a busy core, at the cost of the requests' tail latency)."""
     stdout: bool = True
     """One JSON line per exchange on stdout."""
     stdout_bodies: bool = False
