@@ -192,6 +192,8 @@ def scrape_counters(port: int) -> dict[str, float]:
                 found["answered"] += sample.value
             elif sample.name == "sluice_telemetry_dropped_total" and sample.labels.get("sink") == "tracing":
                 found["spans_dropped"] += sample.value
+            elif sample.name == "sluice_request_log_spilled_total":
+                found["log_spilled"] = found.get("log_spilled", 0.0) + sample.value
             elif sample.name == "sluice_request_log_buffered":
                 found["log_buffered"] = found.get("log_buffered", 0.0) + sample.value
     return found
@@ -240,8 +242,9 @@ def _backlog(figure: dict[str, float]) -> str:
     """What the runs left for a lower-priority writer, and the CPU ratio once that is written too."""
     if figure.get("drain_s", 0.0) < 0.2:
         return ""
-    return (f"; the writer finished its backlog {figure['drain_s']:.1f} s after the runs, counting that CPU: "
-            f"{figure['sustained_cpu_ratio']:.1%}")
+    spilled = f", {figure['log_spilled']:,.0f} entries spilled to disk meanwhile" if figure.get("log_spilled") else ""
+    return (f"; the writer finished its backlog {figure['drain_s']:.1f} s after the runs{spilled}, counting that "
+            f"CPU: {figure['sustained_cpu_ratio']:.1%}")
 
 
 def variants_report(figures: dict[str, dict[str, float]], command: str) -> str:

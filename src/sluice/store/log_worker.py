@@ -13,6 +13,7 @@ counters whenever they change (`received`, `buffered`, and the `RecorderStats`),
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import logging
 import os
@@ -117,11 +118,17 @@ class Worker:
 
 
 def lower_priority(priority: str | int) -> None:
-    """SCHED_IDLE for `idle`, else this `nice` increment; set before the writer's threads start, which inherit it."""
-    if priority == "idle":
-        os.sched_setscheduler(0, os.SCHED_IDLE, os.sched_param(0))
-    elif priority:
-        os.nice(int(priority))
+    """SCHED_IDLE for `idle`, else this `nice` increment; set before the writer's threads start, which inherit it.
+    Where a sandbox refuses SCHED_IDLE, the lowest `nice` priority instead."""
+    try:
+        if priority == "idle":
+            os.sched_setscheduler(0, os.SCHED_IDLE, os.sched_param(0))
+        elif priority:
+            os.nice(int(priority))
+    except OSError as exc:
+        logger.warning("request log: the writer cannot lower its priority to %s (%s); using nice 19", priority, exc)
+        with contextlib.suppress(OSError):
+            os.nice(19)
 
 
 def read_settings(fd: int) -> tuple[dict[str, Any], bytes]:
@@ -137,7 +144,7 @@ def read_settings(fd: int) -> tuple[dict[str, Any], bytes]:
 
 
 def main() -> None:
-    # Ctrl-C and `kill` reach the whole process group: the writer ends only at EOF, once it wrote what it holds.
+    # Ctrl-C (and any signal to the process group) reaches the writer too: it ends only at EOF, once it wrote all.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.signal(signal.SIGTERM, signal.SIG_IGN)
     settings, first = read_settings(STDIN)
