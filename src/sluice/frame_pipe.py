@@ -13,6 +13,7 @@ import fcntl
 import json
 import logging
 import marshal
+import os
 import sys
 from collections.abc import Iterator, Sequence
 from typing import Any, BinaryIO
@@ -22,6 +23,20 @@ logger = logging.getLogger("sluice.frame_pipe")
 HEADER_BYTES = 4
 PIPE_BYTES = 1024 * 1024
 """The kernel pipe's size (Linux's default is 64 KiB): ~1,000 exchanges wait there before asyncio buffers them."""
+
+
+def lower_priority(priority: str | int) -> None:
+    """In a helper: SCHED_IDLE for `idle`, else this `nice` increment; call it before the helper starts threads
+    (they inherit it). Where a sandbox refuses SCHED_IDLE, the lowest `nice` priority instead."""
+    try:
+        if priority == "idle":
+            os.sched_setscheduler(0, os.SCHED_IDLE, os.sched_param(0))
+        elif priority:
+            os.nice(int(priority))
+    except OSError as exc:
+        logger.warning("%s cannot lower its priority to %s (%s); using nice 19", sys.argv[0], priority, exc)
+        with contextlib.suppress(OSError):
+            os.nice(19)
 
 
 def frame(value: Any) -> bytes:

@@ -13,7 +13,6 @@ counters whenever they change (`received`, `buffered`, and the `RecorderStats`),
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import json
 import logging
 import os
@@ -24,7 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from sluice.exchange import Exchange
-from sluice.frame_pipe import FrameDecoder
+from sluice.frame_pipe import FrameDecoder, lower_priority
 from sluice.pricing import Price, PriceTable
 from sluice.store.db import Database
 from sluice.store.log_writer import LogWriter
@@ -115,20 +114,6 @@ class Worker:
             os.write(self.stats_fd, json.dumps(message).encode() + b"\n")
         except OSError:
             pass  # the gateway is gone; the rows still go to the database
-
-
-def lower_priority(priority: str | int) -> None:
-    """SCHED_IDLE for `idle`, else this `nice` increment; set before the writer's threads start, which inherit it.
-    Where a sandbox refuses SCHED_IDLE, the lowest `nice` priority instead."""
-    try:
-        if priority == "idle":
-            os.sched_setscheduler(0, os.SCHED_IDLE, os.sched_param(0))
-        elif priority:
-            os.nice(int(priority))
-    except OSError as exc:
-        logger.warning("request log: the writer cannot lower its priority to %s (%s); using nice 19", priority, exc)
-        with contextlib.suppress(OSError):
-            os.nice(19)
 
 
 def read_settings(fd: int) -> tuple[dict[str, Any], bytes]:

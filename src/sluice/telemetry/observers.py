@@ -56,7 +56,7 @@ def worker_settings(config: SluiceConfig, settings: Settings, export: TraceExpor
         "endpoint": export.endpoint,
         "project": telemetry.project,
         "version": version,
-        "nice": telemetry.exporter_nice,
+        "priority": telemetry.exporter_nice if telemetry.exporter_nice is not None else telemetry.exporter_priority,
         "provider_types": {name: provider.type for name, provider in config.providers.items()},
         "hide_inputs": telemetry.hide_inputs or settings.openinference_hide_inputs,
         "hide_outputs": telemetry.hide_outputs or settings.openinference_hide_outputs,

@@ -3,6 +3,8 @@
 
 from __future__ import annotations
 
+from typing import Annotated, Literal
+
 from pydantic import BaseModel, ConfigDict, Field
 
 
@@ -21,5 +23,8 @@ class TelemetryConfig(BaseModel):
     """Leave prompts out of spans (`input.value` and `llm.input_messages.*`), like OPENINFERENCE_HIDE_INPUTS."""
     hide_outputs: bool = False
     """Leave completions out of spans (`output.value` and `llm.output_messages.*`)."""
-    exporter_nice: int = Field(10, ge=0, le=19)
-    """CPU niceness of the span exporter process: on a saturated core requests run first."""
+    exporter_priority: Literal["idle"] | Annotated[int, Field(ge=0, le=19)] = "idle"
+    """CPU priority of the span exporter process: `idle` (SCHED_IDLE: it runs on the CPU time requests leave and
+    never delays one; on a core kept saturated its pipe fills and spans are dropped, counted) or a `nice` value."""
+    exporter_nice: int | None = Field(None, ge=0, le=19)
+    """Deprecated: a `nice` value for the exporter; when set, it wins over `exporter_priority`."""

@@ -1,9 +1,9 @@
 """The span exporter process: `python -m sluice.telemetry.span_worker`, started by `TracingObserver`.
 
 Building and encoding OpenTelemetry spans costs ~0.3 ms of CPU per request with the Python SDK, twice what
-Sluice's whole hot path costs, so it happens here, in a separate process at a low CPU priority (`nice`): it
-cannot take the GIL from a request, and on a saturated core the scheduler runs requests first (records then
-wait in the pipe, and are dropped by the gateway when the pipe is full).
+Sluice's whole hot path costs, so it happens here, in a separate process at a low CPU priority (SCHED_IDLE by
+default): it cannot take the GIL from a request, and on a saturated core the scheduler runs requests first
+(records then wait in the pipe, and are dropped by the gateway when the pipe is full).
 
 Protocol on stdin: one line of JSON settings, then frames of a 4-byte big-endian length and a `marshal`led
 record (`tracing.record_of`). EOF means shut down: the batch processor flushes what it holds, then we exit.
@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 import sys
 from typing import Any
 
@@ -22,7 +21,7 @@ from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import BatchSpanProcessor
 
 from sluice.exchange import Exchange
-from sluice.frame_pipe import read_frames
+from sluice.frame_pipe import lower_priority, read_frames
 from sluice.store.options import RedactionConfig
 from sluice.store.redaction import Redactor
 from sluice.telemetry.logs import configure_logging
@@ -73,8 +72,7 @@ def main() -> None:
     stdin = sys.stdin.buffer
     settings = json.loads(stdin.readline())
     configure_logging("json", level=logging.WARNING, stream=sys.stderr)
-    if settings.get("nice"):
-        os.nice(int(settings["nice"]))
+    lower_priority(settings.get("priority", 0))
     ids = PresetIds()
     provider = build_provider(settings, ids)
     writer = SpanWriter(provider, ids, SpanOptions(

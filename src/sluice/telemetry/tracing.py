@@ -80,6 +80,11 @@ class TracingObserver:
         self._pipe: FramePipe | None = None
         self._task: asyncio.Task[None] | None = None
 
+    @property
+    def exporter_pid(self) -> int | None:
+        """The span exporter process's id, while it runs."""
+        return self._pipe.pid if self._pipe is not None else None
+
     def observe(self, exchange: Exchange) -> None:
         if exchange.trace is None or not exchange.trace.sampled:
             return
