@@ -10,10 +10,12 @@ from collections.abc import Callable
 from pathlib import Path
 
 import httpx
+import orjson
 import pytest
 
 from sluice.store import log_sender
 from tests.conftest import DEV_KEY, run_gateway
+from tests.request_log_support import make_exchange, recorder_config
 
 CONFIG = """
 providers:
@@ -104,9 +106,11 @@ def test_a_killed_writer_is_replaced_and_what_it_held_is_counted_as_lost(tmp_pat
 
 def test_a_stalled_writer_makes_the_gateway_spill_and_nothing_is_lost(tmp_path: Path,
                                                                      monkeypatch: pytest.MonkeyPatch) -> None:
-    """With the writer stopped, the kernel pipe (1 MiB) and asyncio's buffer (64 KiB here) fill up; past
-    `buffer_size` queued exchanges the gateway spills them; the writer, resumed, replays them: each row once."""
+    """With the writer stopped, the kernel pipe (1 MiB), asyncio's buffer and the packed buffer (64 KiB each here)
+    fill up; past `buffer_size` queued exchanges the gateway spills them; the writer, resumed, replays them: each
+    row once."""
     monkeypatch.setattr(log_sender, "MAX_PENDING_BYTES", 64 * 1024)
+    monkeypatch.setattr(log_sender, "MAX_PACKED_BYTES", 64 * 1024)
     config = CONFIG.replace("batch_size: 5", "batch_size: 5, buffer_size: 4")
     big = "x" * 100_000
     with run_gateway(config, data_dir=str(tmp_path)) as url, client_for(url) as client:
@@ -143,3 +147,18 @@ def test_an_unusable_database_stops_the_gateway_start_and_leaves_no_writer(
             pass
     assert "unable to open database file" in capfd.readouterr().err
     assert writer_pids() == []
+
+
+@pytest.mark.anyio
+async def test_exchanges_a_writer_never_took_are_spilled_at_shutdown(tmp_path: Path) -> None:
+    """No writer running (it could not be started): shutdown spills what was packed for it, whole."""
+    config = recorder_config()
+    spill = tmp_path / "spill.jsonl"
+    sender = log_sender.LogSender(config, log_sender.worker_settings(config, "sqlite://", spill, False, None, "json"))
+    exchanges = [make_exchange(index, stream=index % 2 == 0) for index in range(3)]
+    for exchange in exchanges:
+        sender.observe(exchange)
+    await sender.aclose()
+    spilled = [orjson.loads(line) for line in spill.read_bytes().splitlines()]
+    assert [row["request_id"] for row in spilled] == [exchange.request_id for exchange in exchanges]
+    assert sender.stats.spilled == 3 and sender.stats.dropped == 0

@@ -4,7 +4,7 @@ Building a record (decoding, stream assembly, redaction, cost) and SQLite's inse
 sixth of a whole gateway request; here they run outside the gateway's GIL, at a lower CPU priority.
 
 Protocol (`frame_pipe.py`): one line of JSON settings on stdin (`log_sender.worker_settings`), then frames, each
-an exchange (`log_sender.LOG_FIELDS`) or None ("the gateway appended to the spill file"). EOF means shut down:
+an exchange (`log_sender.packed`) or None ("the gateway appended to the spill file"). EOF means shut down:
 the `Recorder` writes what it holds (spilling what the database will not take), then we exit. On the descriptor
 `stats_fd` we write JSON lines: `{"ready": true}` once migrations ran (or `{"error": …}` and exit 1), then the
 counters whenever they change (`received`, `buffered`, and the `RecorderStats`), the last one after the flush.
@@ -22,10 +22,10 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
-from sluice.exchange import Exchange
 from sluice.frame_pipe import FrameDecoder, lower_priority
 from sluice.pricing import Price, PriceTable
 from sluice.store.db import Database
+from sluice.store.log_sender import unpacked
 from sluice.store.log_writer import LogWriter
 from sluice.store.options import RequestLogConfig
 from sluice.telemetry.logs import configure_logging
@@ -36,18 +36,11 @@ READ_BYTES = 1 << 20
 REPORT_SECONDS = 0.1
 
 
-def exchange_of(fields: tuple[str, ...], values: tuple[Any, ...]) -> Exchange:
-    exchange = Exchange(**dict(zip(fields, values, strict=True)))
-    exchange.chunks = list(exchange.chunks)
-    return exchange
-
-
 class Worker:
     """Feeds the frames read from stdin to a `LogWriter`, and reports its counters."""
 
     def __init__(self, settings: dict[str, Any]) -> None:
         config = RequestLogConfig.model_validate(settings["config"])
-        self.fields = tuple(settings["fields"])
         self.stats_fd = int(settings["stats_fd"])
         prices = PriceTable({name: Price.model_validate(value) for name, value in settings["prices"].items()})
         self.db = Database(settings["database_url"], timeout=config.write_timeout_seconds) \
@@ -89,7 +82,7 @@ class Worker:
                     continue
                 self.received += 1
                 try:
-                    recorder.observe(exchange_of(self.fields, values))
+                    recorder.observe(unpacked(values))
                 except Exception:
                     logger.exception("request log: could not read an exchange from the gateway; dropped")
                     recorder.stats.dropped += 1
