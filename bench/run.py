@@ -167,11 +167,13 @@ def moderate_p99(session: Session, env: dict[str, str], starts: int = 3, connect
 
 
 def drained(port: int, within: float = 300.0) -> float:
-    """Seconds until the request log holds nothing unwritten (`sluice_request_log_buffered` 0); 0 if it is off.
-    With the writer process at a lower priority the runs leave a backlog: writing it is part of the log's cost."""
+    """Seconds until the request log holds nothing unwritten: nothing buffered (`sluice_request_log_buffered` 0)
+    and every spilled entry replayed; 0 if it is off. With the writer process at a lower priority the runs leave a
+    backlog, and past its buffers the gateway spills: writing all of it is part of the log's cost."""
     started = time.monotonic()
     while time.monotonic() - started < within:
-        if not scrape_counters(port).get("log_buffered"):
+        found = scrape_counters(port)
+        if not found.get("log_buffered") and found.get("log_replayed", 0.0) >= found.get("log_spilled", 0.0):
             return time.monotonic() - started
         time.sleep(0.1)
     raise RuntimeError(f"the request log still held entries after {within:.0f} s")
@@ -192,8 +194,9 @@ def scrape_counters(port: int) -> dict[str, float]:
                 found["answered"] += sample.value
             elif sample.name == "sluice_telemetry_dropped_total" and sample.labels.get("sink") == "tracing":
                 found["spans_dropped"] += sample.value
-            elif sample.name == "sluice_request_log_spilled_total":
-                found["log_spilled"] = found.get("log_spilled", 0.0) + sample.value
+            elif sample.name in ("sluice_request_log_spilled_total", "sluice_request_log_replayed_total"):
+                name = "log_spilled" if "spilled" in sample.name else "log_replayed"
+                found[name] = found.get(name, 0.0) + sample.value
             elif sample.name == "sluice_request_log_buffered":
                 found["log_buffered"] = found.get("log_buffered", 0.0) + sample.value
     return found
