@@ -95,9 +95,11 @@ class FramePipe:
         self._pipe: asyncio.StreamWriter | None = None
 
     async def start(self) -> None:
+        # A session of its own: Ctrl-C or a signal to the gateway's process group (`docker stop`, a supervisor's
+        # `killpg`) would kill the helper before it wrote what it holds; it stops at EOF, when its worker ends.
         self._process = await asyncio.create_subprocess_exec(
             sys.executable, "-m", self.module, stdin=asyncio.subprocess.PIPE,
-            stdout=asyncio.subprocess.DEVNULL if self.quiet else None, pass_fds=self.pass_fds)
+            stdout=asyncio.subprocess.DEVNULL if self.quiet else None, pass_fds=self.pass_fds, start_new_session=True)
         self._pipe = self._process.stdin
         assert self._pipe is not None
         pipe = self._pipe.get_extra_info("pipe")

@@ -122,7 +122,8 @@ def read_settings(fd: int) -> tuple[dict[str, Any], bytes]:
 
 
 def main() -> None:
-    # Ctrl-C (and any signal to the process group) reaches the writer too: it ends only at EOF, once it wrote all.
+    # It runs in a session of its own (frame_pipe.py); a stray signal must not lose what it holds either: it ends
+    # only at EOF, once it wrote everything.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.signal(signal.SIGTERM, signal.SIG_IGN)
     settings, first = read_settings(STDIN)
