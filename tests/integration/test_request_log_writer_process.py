@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import asyncio
 import os
 import signal
 import sqlite3
 import time
 from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import httpx
@@ -14,8 +16,10 @@ import orjson
 import pytest
 
 from sluice.store import log_sender
+from sluice.store.db import Database
+from sluice.store.migrate import upgrade
 from tests.conftest import DEV_KEY, run_gateway
-from tests.request_log_support import make_exchange, recorder_config
+from tests.request_log_support import make_exchange, recorder_config, seed
 
 CONFIG = """
 providers:
@@ -128,6 +132,26 @@ def test_a_stalled_writer_makes_the_gateway_spill_and_nothing_is_lost(tmp_path: 
                  metric(url, "sluice_request_log_spilled_total"))
         assert metric(url, "sluice_request_log_dropped_total") == 0
     assert len(set(rows(tmp_path))) == 31
+
+
+def test_the_writer_process_deletes_entries_past_retention(tmp_path: Path) -> None:
+    now = datetime.now(UTC)
+    old = [make_exchange(index, started_at=(now - timedelta(days=40, minutes=index)).timestamp()) for index in range(7)]
+    recent = [make_exchange(index, started_at=(now - timedelta(days=2)).timestamp()) for index in range(7, 10)]
+
+    async def seeded() -> None:
+        db = Database(f"sqlite:///{tmp_path}/sluice.db")
+        await upgrade(db)
+        await seed(db, old + recent)
+        await db.aclose()
+    asyncio.run(seeded())
+    config = CONFIG.replace("stdout: false}", "stdout: false, retention_days: 30, prune_interval_seconds: 0.2}")
+    with run_gateway(config, data_dir=str(tmp_path)) as url, client_for(url) as client:
+        chat(client, "new")
+        wait_for(lambda: len(rows(tmp_path)) == 4)
+        assert writer_pids()
+    assert sorted(orjson.loads(body)["messages"][0]["content"] for body in rows(tmp_path)) == sorted(
+        [orjson.loads(exchange.request_body)["messages"][0]["content"] for exchange in recent] + ["new"])
 
 
 def test_the_inline_writer_needs_no_process(tmp_path: Path) -> None:

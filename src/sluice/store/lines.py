@@ -17,8 +17,8 @@ from typing import Any
 
 import orjson
 
+from sluice.store.columns import COLUMNS
 from sluice.store.records import JSON_INDEXES, Record, record_of
-from sluice.store.tables import COLUMNS
 from sluice.telemetry.logs import render_request_lines
 
 _LINE = orjson.OPT_APPEND_NEWLINE

@@ -24,10 +24,10 @@ from typing import Any
 
 from sluice.frame_pipe import FrameDecoder, lower_priority
 from sluice.pricing import Price, PriceTable
-from sluice.store.db import Database
 from sluice.store.log_sender import unpacked
 from sluice.store.log_writer import LogWriter
 from sluice.store.options import RequestLogConfig
+from sluice.store.writers import open_writer
 from sluice.telemetry.logs import configure_logging
 
 logger = logging.getLogger("sluice.request_log")
@@ -43,8 +43,7 @@ class Worker:
         config = RequestLogConfig.model_validate(settings["config"])
         self.stats_fd = int(settings["stats_fd"])
         prices = PriceTable({name: Price.model_validate(value) for name, value in settings["prices"].items()})
-        self.db = Database(settings["database_url"], timeout=config.write_timeout_seconds) \
-            if config.database else None
+        self.db = open_writer(settings["database_url"], config.write_timeout_seconds) if config.database else None
         self.writer = LogWriter(config, self.db, Path(settings["spill_path"]), console=settings["console"],
                                 prices=prices)
         self.received = 0

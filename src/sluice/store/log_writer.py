@@ -1,4 +1,5 @@
-"""The request log's writing end: the batched `Recorder` and retention, run together; and the start-up migration."""
+"""The request log's writing end: the batched `Recorder` and retention, run together (no SQLAlchemy: the writer
+process runs this)."""
 
 from __future__ import annotations
 
@@ -8,24 +9,17 @@ from prometheus_client import CollectorRegistry
 
 from sluice.exchange import Exchange
 from sluice.pricing import PriceTable
-from sluice.store.db import Database
-from sluice.store.migrate import upgrade
 from sluice.store.options import RequestLogConfig
 from sluice.store.recorder import Recorder
 from sluice.store.retention import Pruner
 from sluice.store.spill import SpillFile
-
-
-async def migrate_at_start(config: RequestLogConfig, db: Database | None) -> None:
-    """Run the migrations if the config asks for it (by default for SQLite; other databases: `sluice db upgrade`)."""
-    if db is not None and (config.auto_migrate or (config.auto_migrate is None and db.is_sqlite)):
-        await upgrade(db)
+from sluice.store.writers import RowWriter
 
 
 class LogWriter:
     """Runs in the gateway process (`request_log.writer: inline`) or in the writer process (`store/log_worker.py`)."""
 
-    def __init__(self, config: RequestLogConfig, db: Database | None, spill_path: Path, *, console: bool = False,
+    def __init__(self, config: RequestLogConfig, db: RowWriter | None, spill_path: Path, *, console: bool = False,
                  registry: CollectorRegistry | None = None, prices: PriceTable | None = None) -> None:
         self.config = config
         self.db = db

@@ -17,6 +17,7 @@ from sqlalchemy import text
 from sqlalchemy.engine import Connection
 
 from sluice.store.db import Database
+from sluice.store.options import RequestLogConfig
 
 if TYPE_CHECKING:
     from alembic.config import Config
@@ -75,3 +76,9 @@ async def _file_lock(db: Database) -> AsyncIterator[None]:
             yield
         finally:
             fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+async def migrate_at_start(config: RequestLogConfig, db: Database | None) -> None:
+    """Run the migrations if the config asks for it (by default for SQLite; other databases: `sluice db upgrade`)."""
+    if db is not None and (config.auto_migrate or (config.auto_migrate is None and db.is_sqlite)):
+        await upgrade(db)

@@ -13,13 +13,12 @@ from prometheus_client import CollectorRegistry, Counter, Gauge
 
 from sluice.exchange import Exchange
 from sluice.pricing import PriceTable
-from sluice.store.db import Database
 from sluice.store.lines import console_lines, stdout_lines, write_stdout
 from sluice.store.options import RequestLogConfig
 from sluice.store.records import ID, Record, RecordBuilder
 from sluice.store.spill import SpillFile
 from sluice.store.stamps import log_ids
-from sluice.store.writers import WriteFailed, WriteRejected
+from sluice.store.writers import RowWriter, WriteFailed, WriteRejected
 
 logger = logging.getLogger("sluice.request_log")
 _TRANSIENT = (WriteFailed, TimeoutError)  # the writers turn every other database error into WriteFailed
@@ -51,7 +50,7 @@ class Recorder:
     (counted and logged) only when the spill file cannot be written either.
     """
 
-    def __init__(self, config: RequestLogConfig, db: Database | None, spill: SpillFile,
+    def __init__(self, config: RequestLogConfig, db: RowWriter | None, spill: SpillFile,
                  registry: CollectorRegistry | None = None, prices: PriceTable | None = None) -> None:
         self.config = config
         self.db = db

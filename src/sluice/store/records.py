@@ -19,21 +19,14 @@ from sluice.exchange import Exchange
 from sluice.keys.static import presented_key
 from sluice.pricing import PriceTable
 from sluice.store.assemble import assemble_stream, reply_text, sse_events
+from sluice.store.columns import COLUMNS, JSON_COLUMNS
 from sluice.store.options import RequestLogConfig
 from sluice.store.redaction import Redactor
 from sluice.store.stamps import iso_of, iso_utc, log_ids, parse
-from sluice.store.tables import COLUMNS, JSON_COLUMNS
 
 Row = dict[str, Any]
 Record = list[Any]
 
-_ORDER = ("id", "timestamp", "request_id", "trace_id", "key_id", "key_hash", "project", "endpoint", "method",
-          "operation", "stream", "status", "provider", "model", "upstream_model", "request_headers", "request_body",
-          "response_body", "response_text", "latency_total_ms", "latency_upstream_ms", "time_to_first_token_ms",
-          "prompt_tokens", "completion_tokens", "total_tokens", "cost_usd", "error", "client_disconnected",
-          "bodies_withheld")
-if COLUMNS != _ORDER:  # the builder and lines.py fill and read records by position, in this order
-    raise RuntimeError(f"request_logs columns changed: {COLUMNS}; update records.py and lines.py")
 _INDEX = {name: index for index, name in enumerate(COLUMNS)}
 ID, TIMESTAMP = _INDEX["id"], _INDEX["timestamp"]
 JSON_INDEXES = tuple(_INDEX[name] for name in JSON_COLUMNS)

@@ -64,7 +64,7 @@ class RequestLog:
 
     async def start(self) -> None:
         """Migrate in this process (so start-up fails here if the database is unusable), then start the writer."""
-        from sluice.store.log_writer import migrate_at_start
+        from sluice.store.migrate import migrate_at_start
 
         await migrate_at_start(self.config, self.db)
         await self.writer.start()

@@ -6,28 +6,20 @@ import asyncio
 import logging
 from datetime import UTC, datetime, timedelta
 
-from sqlalchemy import delete, select
-from sqlalchemy.exc import SQLAlchemyError
-
-from sluice.store.db import Database
-from sluice.store.tables import REQUEST_LOGS
+from sluice.store.writers import RowWriter, WriteFailed
 
 logger = logging.getLogger("sluice.request_log")
 
 
-async def prune(db: Database, older_than: datetime, *, batch_size: int = 5000, pause: float = 0.0) -> int:
+async def prune(db: RowWriter, older_than: datetime, *, batch_size: int = 5000, pause: float = 0.0) -> int:
     """Delete the entries stamped before `older_than`, `batch_size` rows per transaction; returns how many.
 
     Each batch is a short transaction that picks its rows through the timestamp index, so the table is never
     locked for long and writers interleave between batches.
     """
-    table = REQUEST_LOGS
     deleted = 0
     while True:
-        oldest = select(table.c.id).where(table.c.timestamp < older_than).limit(batch_size)
-        async with db.begin() as connection:
-            result = await connection.execute(delete(table).where(table.c.id.in_(oldest.scalar_subquery())))
-        count = max(result.rowcount, 0)
+        count = await db.delete_older(older_than, batch_size)
         deleted += count
         if count < batch_size:
             return deleted
@@ -41,7 +33,7 @@ def cutoff(days: float, now: datetime | None = None) -> datetime:
 class Pruner:
     """Runs `prune` every `interval` seconds for as long as the gateway runs."""
 
-    def __init__(self, db: Database, days: float, interval: float, batch_size: int) -> None:
+    def __init__(self, db: RowWriter, days: float, interval: float, batch_size: int) -> None:
         self.db = db
         self.days = days
         self.interval = interval
@@ -60,7 +52,7 @@ class Pruner:
         while True:
             try:
                 deleted = await prune(self.db, cutoff(self.days), batch_size=self.batch_size, pause=0.05)
-            except (SQLAlchemyError, OSError) as exc:
+            except (WriteFailed, OSError) as exc:
                 logger.warning("request log: retention run failed (%s); next try in %ss", exc, self.interval)
             else:
                 if deleted:

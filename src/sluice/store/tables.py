@@ -6,9 +6,24 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Any, cast
 
-from sqlalchemy import JSON, Boolean, DateTime, Dialect, Float, Index, Integer, String, Table, Text, TypeDecorator
+from sqlalchemy import (
+    JSON,
+    Boolean,
+    Column,
+    DateTime,
+    Dialect,
+    Float,
+    Index,
+    Integer,
+    String,
+    Table,
+    Text,
+    TypeDecorator,
+)
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+
+from sluice.store import columns
 
 
 class UTCDateTime(TypeDecorator[datetime]):
@@ -80,8 +95,21 @@ class RequestLog(Base):
 
 
 REQUEST_LOGS = cast(Table, RequestLog.__table__)
-COLUMNS = tuple(column.name for column in REQUEST_LOGS.columns)
-JSON_COLUMNS = ("request_headers", "request_body", "response_body")
+COLUMNS = columns.COLUMNS
+JSON_COLUMNS = columns.JSON_COLUMNS
+
+
+def _kind(column: Column[Any]) -> str:
+    kind = column.type
+    return ("json" if column.name in JSON_COLUMNS else "timestamp" if isinstance(kind, UTCDateTime)
+            else "boolean" if isinstance(kind, Boolean) else "integer" if isinstance(kind, Integer)
+            else "float" if isinstance(kind, Float) else "text")
+
+
+if tuple(column.name for column in REQUEST_LOGS.columns) != COLUMNS or {
+        column.name: _kind(column) for column in REQUEST_LOGS.columns} != columns.KINDS:
+    # records, inserts and stdout lines go by store/columns.py, by position: it must describe this table
+    raise RuntimeError("request_logs columns changed: update store/columns.py (and records.py, lines.py)")
 
 
 class ApiKey(Base):

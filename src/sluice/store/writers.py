@@ -1,10 +1,11 @@
-"""The request log's insert: one fixed statement per batch through the raw driver, never SQLAlchemy Core.
+"""The request log's writes through the raw drivers (sqlite3, asyncpg): one fixed INSERT per batch, and retention's
+DELETE. No SQLAlchemy here: the writer process imports this, and SQLAlchemy would double its memory.
 
-SQLAlchemy stays for migrations, queries, retention and the admin API. For this one hot statement it cost more
-than the rest of the request log: the INSERT compiled again for every batch, each row's JSON columns re-encoded
-with the stdlib `json` and its timestamp passed through Python bind processors, all on the gateway's core. Here the
-statements are built once from the table, and records (whose bodies are already JSON text) go to the driver as
-they are. Every statement is `INSERT … ON CONFLICT (id) DO NOTHING`, so a retried or replayed record is stored once.
+SQLAlchemy stays for migrations, queries and the admin API. For the hot statement it cost more than the rest of
+the request log: the INSERT compiled again for every batch, each row's JSON columns re-encoded with the stdlib
+`json` and its timestamp passed through Python bind processors, all on the gateway's core. Here the statements are
+built once from `columns.py`, and records (whose bodies are already JSON text) go to the driver as they are. Every
+insert is `INSERT … ON CONFLICT (id) DO NOTHING`, so a retried or replayed record is stored once.
 """
 
 from __future__ import annotations
@@ -13,19 +14,32 @@ import asyncio
 import contextlib
 import functools
 import sqlite3
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
+from datetime import datetime
 from itertools import chain
-from typing import Any
+from typing import Any, Protocol, TypeVar
+from urllib.parse import parse_qsl, unquote, urlsplit, urlunsplit
 
 import orjson
-from sqlalchemy import Boolean, Float, Integer
-from sqlalchemy.exc import DataError, IntegrityError
-from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
+from sluice.store.columns import COLUMNS, KINDS
 from sluice.store.records import TIMESTAMP, Record
-from sluice.store.stamps import sqlite_text
-from sluice.store.tables import COLUMNS, JSON_COLUMNS, REQUEST_LOGS, UTCDateTime
+from sluice.store.stamps import iso_of, sqlite_text
+
+T = TypeVar("T")
+
+
+class RowWriter(Protocol):
+    """Where a `Recorder` puts its batches and a `Pruner` deletes old rows: a writer below, or a `db.Database`."""
+
+    async def insert(self, records: Sequence[Record]) -> None:
+        """Insert `records`, skipping any whose id is stored; `WriteRejected` if the data itself is refused."""
+
+    async def delete_older(self, older_than: datetime, limit: int) -> int:
+        """Delete up to `limit` rows stamped before `older_than` in one transaction; how many."""
+
+    async def aclose(self) -> None: ...
 
 
 class WriteRejected(Exception):
@@ -36,7 +50,7 @@ class WriteFailed(Exception):
     """The database could not be written now (down, locked, no table yet, a broken connection): worth retrying."""
 
 
-def _failed(exc: BaseException) -> WriteFailed:
+def failed(exc: BaseException) -> WriteFailed:
     text = str(exc).splitlines()[0] if str(exc) else ""
     return WriteFailed(f"{type(exc).__name__}: {text}" if text else type(exc).__name__)
 
@@ -63,29 +77,43 @@ def sqlite_params(records: Sequence[Record]) -> list[Any]:
     return params
 
 
+SQLITE_DELETE = ('DELETE FROM request_logs WHERE "id" IN '
+                 '(SELECT "id" FROM request_logs WHERE "timestamp" < ? LIMIT ?)')
+"""Each batch picks its rows through the timestamp index: a short transaction, so writers interleave."""
+
+
 class SqliteWriter:
     """Inserts through its own sqlite3 connection in one dedicated thread: one thread hop per batch, and the whole
     batch in one multi-row statement (its own transaction). The thread needs the GIL only to bind the parameters;
     SQLite releases it while it inserts. Each GIL hand-off between the writer thread and a busy event loop costs
     the loop a forced switch, so per-row calls (`executemany`) cost far more under load than they do here.
-    `:memory:` databases, which a second connection cannot see, go through the engine's pool instead."""
+    (`:memory:` databases, which a second connection cannot see, are written by `db.PooledSqliteWriter`.)"""
 
-    def __init__(self, database: str, engine: AsyncEngine, timeout: float) -> None:
+    def __init__(self, database: str, timeout: float) -> None:
         self.database = database
-        self.engine = engine
         self.timeout = timeout
-        self.pooled = database in ("", ":memory:")
         self._executor: ThreadPoolExecutor | None = None
         self._connection: sqlite3.Connection | None = None
         self._rows = _SQLITE_MAX_ROWS
 
     async def insert(self, records: Sequence[Record]) -> None:
-        if self.pooled:
-            await _pooled_insert(self.engine, records)
-            return
+        await self._in_thread(self._insert, records)
+
+    async def delete_older(self, older_than: datetime, limit: int) -> int:
+        return await self._in_thread(self._delete_older, sqlite_text(iso_of(older_than)), limit)
+
+    async def _in_thread(self, work: Callable[..., T], *args: Any) -> T:
         if self._executor is None:
             self._executor = ThreadPoolExecutor(1, thread_name_prefix="sluice-request-log")
-        await asyncio.get_running_loop().run_in_executor(self._executor, self._insert, records)
+        return await asyncio.get_running_loop().run_in_executor(self._executor, work, *args)
+
+    def _delete_older(self, older_than: str, limit: int) -> int:
+        try:
+            connection = self._connection or self._connect()
+            return max(connection.execute(SQLITE_DELETE, (older_than, limit)).rowcount, 0)
+        except Exception as exc:
+            self._close()
+            raise failed(exc) from exc
 
     def _insert(self, records: Sequence[Record]) -> None:
         try:
@@ -107,7 +135,7 @@ class SqliteWriter:
             raise WriteRejected(str(exc)) from exc
         except Exception as exc:
             self._close()
-            raise _failed(exc) from exc
+            raise failed(exc) from exc
 
     def _connect(self) -> sqlite3.Connection:
         connection = sqlite3.connect(self.database, timeout=self.timeout, isolation_level=None,
@@ -137,28 +165,20 @@ class SqliteWriter:
         self._executor = None
 
 
-async def _pooled_insert(engine: AsyncEngine, records: Sequence[Record]) -> None:
-    try:
-        async with engine.begin() as connection:
-            await connection.exec_driver_sql(sqlite_insert(1), [tuple(sqlite_params([record])) for record in records])
-    except (DataError, IntegrityError) as exc:
-        raise WriteRejected(str(exc.orig)) from exc
-    except Exception as exc:
-        raise _failed(exc) from exc
+_POSTGRES_CASTS = {"json": "jsonb", "timestamp": "timestamptz", "boolean": "boolean", "integer": "integer",
+                   "float": "double precision"}
 
 
 def _postgres_column(index: int, name: str) -> str:
-    if name in JSON_COLUMNS:
-        return f"(r ->> {index})::jsonb"
-    kind = REQUEST_LOGS.c[name].type
-    cast = ("timestamptz" if isinstance(kind, UTCDateTime) else "boolean" if isinstance(kind, Boolean)
-            else "integer" if isinstance(kind, Integer) else "double precision" if isinstance(kind, Float) else "")
+    cast = _POSTGRES_CASTS.get(KINDS[name])
     return f"(r ->> {index})::{cast}" if cast else f"r ->> {index}"
 
 
 POSTGRES_INSERT = (f"INSERT INTO request_logs ({_NAMES}) SELECT "
                    + ", ".join(_postgres_column(index, name) for index, name in enumerate(COLUMNS))
                    + ' FROM jsonb_array_elements($1::text::jsonb) AS r ON CONFLICT ("id") DO NOTHING')
+POSTGRES_DELETE = ('DELETE FROM request_logs WHERE "id" IN '
+                   '(SELECT "id" FROM request_logs WHERE "timestamp" < $1 LIMIT $2)')
 _PAYLOAD_BYTES = 64 * 1024 * 1024  # PostgreSQL refuses a jsonb value over 256 MB
 _REJECTED_CLASSES = ("22", "23")  # SQLSTATE classes: data exception, integrity constraint violation
 
@@ -174,62 +194,96 @@ def postgres_payloads(records: Sequence[Record]) -> list[str]:
 
 
 class PostgresWriter:
-    """One statement per batch on a pooled asyncpg connection: the batch goes as one JSON array parameter that
+    """One statement per batch on a connection of its own: the batch goes as one JSON array parameter that
     PostgreSQL unpacks (`jsonb_array_elements`), so the gateway neither encodes 29 parameters per row nor waits
     for a reply per row (asyncpg's executemany cost ~8 µs of gateway CPU per row, this ~1 µs). The connection is
-    kept between batches (a checkout with its ping costs more than a batch of rows) and dropped on any error."""
+    kept between batches (a new one, or a pool's ping, costs more than a batch of rows) and dropped on any error.
 
-    def __init__(self, engine: AsyncEngine) -> None:
-        self.engine = engine
-        self._connection: AsyncConnection | None = None
+    `dsn` and `options` are what `asyncpg.connect` takes (`postgres_arguments`)."""
+
+    def __init__(self, dsn: str, options: dict[str, Any], timeout: float) -> None:
+        self.dsn = dsn
+        self.options = {"timeout": timeout, "command_timeout": timeout, **options}
         self._driver: Any = None
 
     async def insert(self, records: Sequence[Record]) -> None:
         payloads = postgres_payloads(records)
+
+        async def statements(driver: Any) -> None:
+            for payload in payloads:
+                await driver.execute(POSTGRES_INSERT, payload)
+        await self._run(statements)
+
+    async def delete_older(self, older_than: datetime, limit: int) -> int:
+        async def statement(driver: Any) -> int:
+            status: str = await driver.execute(POSTGRES_DELETE, older_than, limit)  # "DELETE 42"
+            return int(status.rpartition(" ")[2] or 0)
+        deleted: int = await self._run(statement)
+        return deleted
+
+    async def _run(self, work: Callable[[Any], Any]) -> Any:
+        """`work(connection)`; a kept connection may have been closed by the server meanwhile: one more try."""
         try:
             for attempt in (1, 2):
                 reused = self._driver is not None
                 driver = self._driver if reused else await self._connect()
                 try:
-                    for payload in payloads:
-                        await driver.execute(POSTGRES_INSERT, payload)
-                    return
+                    return await work(driver)
                 except Exception as exc:
                     if str(getattr(exc, "sqlstate", ""))[:2] in _REJECTED_CLASSES:
                         raise WriteRejected(f"{type(exc).__name__}: {exc}") from exc
-                    await self._drop()
+                    self._drop()
                     if not reused or attempt == 2:
-                        raise  # a kept connection may have been closed by the server meanwhile: one more try
+                        raise
                 except BaseException:  # cancelled: the write timed out in the middle of a statement
-                    await self._drop()
+                    self._drop()
                     raise
         except WriteRejected:
             raise
-        except Exception as exc:  # the pool could not connect, the connection broke, the table is missing …
-            raise _failed(exc) from exc
+        except Exception as exc:  # could not connect, the connection broke, the table is missing …
+            raise failed(exc) from exc
+        raise AssertionError("unreachable")
 
     async def _connect(self) -> Any:
-        connection = await self.engine.connect()
-        try:
-            driver = (await connection.get_raw_connection()).driver_connection
-        except BaseException:
-            with contextlib.suppress(Exception):
-                await connection.close()
-            raise
-        self._connection, self._driver = connection, driver
-        return driver
+        import asyncpg  # type: ignore[import-untyped]  # imported when first used: SQLite deployments never need it
 
-    async def _drop(self) -> None:
+        self._driver = await asyncpg.connect(self.dsn, **self.options)
+        return self._driver
+
+    def _drop(self) -> None:
         """Forget the connection without reusing it (it may be in the middle of a statement)."""
-        connection, self._connection, self._driver = self._connection, None, None
-        if connection is not None:
-            with contextlib.suppress(Exception):
-                await connection.invalidate()
-            with contextlib.suppress(Exception):
-                await connection.close()
+        driver, self._driver = self._driver, None
+        if driver is not None:
+            driver.terminate()
 
     async def aclose(self) -> None:
-        connection, self._connection, self._driver = self._connection, None, None
-        if connection is not None:
+        driver, self._driver = self._driver, None
+        if driver is not None:
             with contextlib.suppress(Exception):
-                await connection.close()
+                await asyncio.wait_for(driver.close(), 5)
+            if not driver.is_closed():
+                driver.terminate()
+
+
+def postgres_arguments(url: str) -> tuple[str, dict[str, Any]]:
+    """A `postgresql[+asyncpg]://` URL as `asyncpg.connect` arguments, as SQLAlchemy's asyncpg dialect passes them:
+    the query's parameters (`?ssl=require`) become keyword arguments."""
+    parts = urlsplit(url)
+    options: dict[str, Any] = dict(parse_qsl(parts.query))
+    if "prepared_statement_cache_size" in options:
+        options["prepared_statement_cache_size"] = int(options["prepared_statement_cache_size"])
+    return urlunsplit(("postgresql", parts.netloc, parts.path, "", "")), options
+
+
+def sqlite_database(url: str) -> str:
+    """The file a `sqlite[+aiosqlite]:///path` URL names (`''` or `:memory:` for an in-memory database)."""
+    path = unquote(urlsplit(url).path)
+    return path[1:] if path.startswith("/") else path
+
+
+def open_writer(url: str, timeout: float) -> SqliteWriter | PostgresWriter:
+    """The writer for a database URL that `urls.check_url` accepted (it connects on first use)."""
+    if url.partition("://")[0].partition("+")[0] == "sqlite":
+        return SqliteWriter(sqlite_database(url), timeout)
+    dsn, options = postgres_arguments(url)
+    return PostgresWriter(dsn, options, timeout)
