@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 import orjson
+from pydantic import TypeAdapter
 from sqlalchemy import func, select
 
 from sluice.exchange import Exchange
@@ -61,7 +62,7 @@ def recorder_config(**overrides: Any) -> RequestLogConfig:
                               "retry_initial_seconds": 0.05, "retry_max_seconds": 0.2, "write_timeout_seconds": 2,
                               "shutdown_timeout_seconds": 2, "stdout": False, "retention_days": None}
     values.update(overrides)
-    return RequestLogConfig.model_validate(values)
+    return TypeAdapter(RequestLogConfig).validate_python(values)
 
 
 def make_recorder(db: Database | None, spill: Path, **overrides: Any) -> Recorder:
@@ -89,7 +90,7 @@ async def wait_until(check: Callable[[], Awaitable[bool]], within: float = 10.0)
 async def seed(db: Database, exchanges: list[Exchange], prices: dict[str, Any] | None = None,
                **config: Any) -> list[dict[str, Any]]:
     """Build rows for `exchanges` as the writer would (priced with `prices`, by model), and insert them."""
-    table = None if prices is None else PriceTable({name: Price.model_validate(p) for name, p in prices.items()})
+    table = None if prices is None else PriceTable({name: Price(**p) for name, p in prices.items()})
     builder = RecordBuilder(recorder_config(**config), table)
     rows = [builder.build(exchange) for exchange in exchanges]
     await db.insert_new(rows)

@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Annotated, Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator, model_validator
 
 from sluice.keys.options import KeysConfig
 from sluice.limits.options import Budget, Limits, RateLimit
@@ -180,7 +180,7 @@ class SluiceConfig(_Strict):
     static_keys: list[StaticKeyConfig] = []
     keys: KeysConfig = KeysConfig()
     """Managed API keys (docs/keys.md)."""
-    request_log: RequestLogConfig = RequestLogConfig()
+    request_log: RequestLogConfig = Field(default_factory=RequestLogConfig)
     prices: dict[str, Price] = {}
     """USD per million tokens by public or upstream model name, over the built-in defaults (sluice.pricing)."""
     telemetry: TelemetryConfig = TelemetryConfig()
@@ -188,6 +188,13 @@ class SluiceConfig(_Strict):
     """Prompt templates (sluice.prompts) a chat request can name instead of giving messages."""
     prompts_dir: str | None = None
     """A directory of YAML template files, relative to the config file."""
+
+    @field_validator("request_log", mode="before")
+    @classmethod
+    def _prices_moved(cls, data: Any) -> Any:
+        if isinstance(data, dict) and "prices" in data:
+            raise ValueError("prices: moved to the top-level `prices:` section (see docs/budgets.md)")
+        return data
 
     @model_validator(mode="after")
     def _check_references(self) -> SluiceConfig:

@@ -9,8 +9,10 @@ from __future__ import annotations
 import logging
 import re
 from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Annotated
 
-from pydantic import BaseModel, ConfigDict, Field
+from annotated_types import Ge
 
 logger = logging.getLogger("sluice.pricing")
 _SNAPSHOT_SUFFIX = re.compile(r"-(\d{8}|latest)$")
@@ -18,13 +20,15 @@ _SNAPSHOT_SUFFIX = re.compile(r"-(\d{8}|latest)$")
 _CACHE_SIZE = 1024
 
 
-class Price(BaseModel):
-    """USD per million tokens."""
+@dataclass(frozen=True, slots=True)
+class Price:
+    """USD per million tokens. A plain dataclass (pydantic validates it in sluice.yaml's `prices:`), so the request
+    log's writer process prices usage without importing pydantic."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    __pydantic_config__ = {"extra": "forbid", "allow_inf_nan": False}
 
-    input_per_million: float = Field(ge=0, allow_inf_nan=False)
-    output_per_million: float = Field(0.0, ge=0, allow_inf_nan=False)
+    input_per_million: Annotated[float, Ge(0)]
+    output_per_million: Annotated[float, Ge(0)] = 0.0
 
     def cost(self, prompt_tokens: int, completion_tokens: int) -> float:
         """The USD cost of this many tokens, rounded to 1e-10 (as stored in the request log)."""

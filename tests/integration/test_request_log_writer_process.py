@@ -6,6 +6,8 @@ import asyncio
 import os
 import signal
 import sqlite3
+import subprocess
+import sys
 import time
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
@@ -86,6 +88,20 @@ def test_rows_are_written_by_an_idle_priority_child_process(tmp_path: Path) -> N
     assert writer_pids() == []  # it exits with the gateway
     assert sorted(body for body in rows(tmp_path) if body) == sorted(
         f'{{"model":"mock","messages":[{{"role":"user","content":"n{index}"}}]}}' for index in range(12))
+
+
+def test_the_writer_process_carries_neither_sqlalchemy_nor_pydantic(tmp_path: Path) -> None:
+    """Each weighs ~20 MB in every worker's writer (docs/request-log.md, "What it costs")."""
+    with run_gateway(CONFIG, data_dir=str(tmp_path)) as url, client_for(url) as client:
+        chat(client, "light")
+        wait_for(lambda: len(rows(tmp_path)) == 1)
+        [pid] = writer_pids()
+        assert "_pydantic_core" not in Path(f"/proc/{pid}/maps").read_text()
+    code = ("import sys, sluice.store.log_worker; "
+            "print(sorted({name.partition('.')[0] for name in sys.modules} & "
+            "{'sqlalchemy', 'alembic', 'pydantic', 'pydantic_core', 'yaml', 'aiosqlite'}))")
+    loaded = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert loaded.strip() == "[]"
 
 
 def test_a_killed_writer_is_replaced_and_what_it_held_is_counted_as_lost(tmp_path: Path) -> None:

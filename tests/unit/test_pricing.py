@@ -72,8 +72,8 @@ def test_a_missing_price_is_logged_once_per_model(caplog: pytest.LogCaptureFixtu
      "prices.gpt-4o.output_per_million: Input should be a valid number"),
     ("{gpt-4o: {input_per_million: .nan}}", "prices.gpt-4o.input_per_million: Input should be a finite number"),
     ("{gpt-4o: {output_per_million: 1}}", "prices.gpt-4o.input_per_million: Field required"),
-    ("{gpt-4o: {input: 1}}", "prices.gpt-4o.input: Extra inputs are not permitted"),
-    ("{gpt-4o: 2.5}", "prices.gpt-4o: Input should be a valid dictionary"),
+    ("{gpt-4o: {input: 1}}", "prices.gpt-4o.input: Unexpected keyword argument"),
+    ("{gpt-4o: 2.5}", "prices.gpt-4o: Input should be a dictionary or an instance of Price"),
 ])
 def test_bad_prices_are_config_errors_naming_the_key_path(prices: str, message: str) -> None:
     with pytest.raises(ConfigError) as caught:

@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import pytest
+from pydantic import TypeAdapter
 
 from sluice.store.options import RedactionConfig
 from sluice.store.redaction import Redactor, iban_valid, luhn_valid
 
 
 def _redactor(**config: object) -> Redactor:
-    return Redactor(RedactionConfig.model_validate(config))
+    return Redactor(TypeAdapter(RedactionConfig).validate_python(config))
 
 
 def test_secret_headers_are_always_removed() -> None:

@@ -106,7 +106,7 @@ def test_request_log_config_is_strict_and_names_the_key() -> None:
     base = "providers:\n  m: {type: mock}\n"
     config = parse_config(base + "request_log: {batch_size: 5, stdout: false, redaction: {pii: [email]}}\n", "t")
     assert config.request_log.batch_size == 5 and config.request_log.redaction.pii == ["email"]
-    with pytest.raises(ConfigError, match=r"request_log.batchsize: Extra inputs are not permitted"):
+    with pytest.raises(ConfigError, match=r"request_log.batchsize: Unexpected keyword argument"):
         parse_config(base + "request_log: {batchsize: 5}\n", "t")
     with pytest.raises(ConfigError, match=r"request_log.redaction.pii\[0\]"):
         parse_config(base + "request_log: {redaction: {pii: [ssn]}}\n", "t")

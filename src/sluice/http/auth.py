@@ -8,8 +8,8 @@ from fastapi import Depends, Request
 from fastapi.security import APIKeyHeader, HTTPAuthorizationCredentials, HTTPBearer
 
 from sluice.gateway import Gateway
+from sluice.keys.presented import presented_key
 from sluice.keys.principal import Principal
-from sluice.keys.static import presented_key
 
 _bearer = HTTPBearer(auto_error=False, description="Authorization: Bearer <Sluice API key>")
 _api_key = APIKeyHeader(name="X-API-Key", auto_error=False, description="X-API-Key: <Sluice API key>")

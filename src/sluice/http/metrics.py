@@ -10,8 +10,8 @@ from sluice.config import MetricsConfig
 from sluice.errors import AuthenticationFailed, GatewayError
 from sluice.gateway import Gateway
 from sluice.http.asgi import Scope
+from sluice.keys.presented import presented_key
 from sluice.keys.principal import Principal
-from sluice.keys.static import presented_key
 
 
 async def metrics(gateway: Gateway, scope: Scope, headers: dict[bytes, bytes], principal: Principal | None) -> bytes:

@@ -35,8 +35,8 @@ from sluice.http.asgi import (
     send_error,
 )
 from sluice.http.schemas import ChatCompletionRequest, CompletionRequest, EmbeddingRequest
+from sluice.keys.presented import presented_key
 from sluice.keys.principal import Principal
-from sluice.keys.static import presented_key
 from sluice.limits.admission import Grant
 from sluice.providers.base import JSONObject, Operation, Provider, UpstreamRequest
 from sluice.routing.breaker import CircuitOpen

@@ -81,14 +81,3 @@ def scoped_keys(entries: Iterable[StaticKeyConfig], defaults: Limits) -> list[tu
             budget=entry.budget or defaults.default_budget,
         )))
     return pairs
-
-
-def presented_key(authorization: str | None, api_key_header: str | None) -> str | None:
-    """The key from `X-API-Key` or from an `Authorization: Bearer` header."""
-    if api_key_header:
-        return api_key_header.strip()
-    if authorization:
-        scheme, _, value = authorization.partition(" ")
-        if scheme.lower() == "bearer":
-            return value.strip()
-    return None

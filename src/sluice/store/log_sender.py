@@ -19,7 +19,7 @@ import operator
 import os
 from collections import deque
 from collections.abc import Sequence
-from dataclasses import fields
+from dataclasses import asdict, fields
 from pathlib import Path
 from typing import Any
 
@@ -71,11 +71,11 @@ def worker_settings(config: RequestLogConfig, database_url: str, spill_path: Pat
                     prices: PriceTable | None, log_format: str) -> dict[str, Any]:
     """Everything the writer process needs, as JSON-able values (its `stats_fd` is added at each start)."""
     return {
-        "config": config.model_dump(mode="json"),
+        "config": asdict(config),
         "database_url": database_url,
         "spill_path": str(spill_path),
         "console": console,
-        "prices": {name: price.model_dump(mode="json") for name, price in (prices.prices if prices else {}).items()},
+        "prices": {name: asdict(price) for name, price in (prices.prices if prices else {}).items()},
         "log_format": log_format,
         "priority": config.writer_priority,
     }

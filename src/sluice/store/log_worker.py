@@ -26,7 +26,7 @@ from sluice.frame_pipe import FrameDecoder, lower_priority
 from sluice.pricing import Price, PriceTable
 from sluice.store.log_sender import unpacked
 from sluice.store.log_writer import LogWriter
-from sluice.store.options import RequestLogConfig
+from sluice.store.options import request_log_config
 from sluice.store.writers import open_writer
 from sluice.telemetry.logs import configure_logging
 
@@ -40,9 +40,9 @@ class Worker:
     """Feeds the frames read from stdin to a `LogWriter`, and reports its counters."""
 
     def __init__(self, settings: dict[str, Any]) -> None:
-        config = RequestLogConfig.model_validate(settings["config"])
+        config = request_log_config(settings["config"])
         self.stats_fd = int(settings["stats_fd"])
-        prices = PriceTable({name: Price.model_validate(value) for name, value in settings["prices"].items()})
+        prices = PriceTable({name: Price(**value) for name, value in settings["prices"].items()})
         self.db = open_writer(settings["database_url"], config.write_timeout_seconds) if config.database else None
         self.writer = LogWriter(config, self.db, Path(settings["spill_path"]), console=settings["console"],
                                 prices=prices)

@@ -1,50 +1,61 @@
-"""The `request_log:` section of sluice.yaml: where exchanges go, how they are batched, redacted and kept."""
+"""The `request_log:` section of sluice.yaml: where exchanges go, how they are batched, redacted and kept.
+
+Plain dataclasses, validated by pydantic as part of `SluiceConfig` (the constraints are `annotated_types`
+metadata, which pydantic enforces): the writer process rebuilds them with `request_log_config` without importing
+pydantic, which would add ~20 MB to every worker's writer.
+"""
 
 from __future__ import annotations
 
 import re
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from annotated_types import Ge, Gt, Interval
 
 PiiKind = Literal["email", "phone", "card", "iban", "ip"]
+_STRICT = {"extra": "forbid"}
+"""pydantic's config for these dataclasses: an unknown key in sluice.yaml is an error."""
 
 
-class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-
-class CustomPattern(_Strict):
+@dataclass(frozen=True)
+class CustomPattern:
     """A regular expression whose matches in bodies are replaced."""
+
+    __pydantic_config__ = _STRICT
 
     pattern: str
     replacement: str = "[REDACTED]"
 
-    @field_validator("pattern")
-    @classmethod
-    def _compiles(cls, value: str) -> str:
+    def __post_init__(self) -> None:
         try:
-            re.compile(value)
+            re.compile(self.pattern)
         except re.error as exc:
-            raise ValueError(f"not a valid regular expression: {exc}") from None
-        return value
+            raise ValueError(f"pattern: not a valid regular expression: {exc}") from None
 
 
-class RedactionConfig(_Strict):
+@dataclass(frozen=True)
+class RedactionConfig:
     """Applied before anything is stored or printed. Secret headers are always removed."""
 
-    headers: list[str] = []
+    __pydantic_config__ = _STRICT
+
+    headers: list[str] = field(default_factory=list)
     """Header names removed in addition to Authorization, X-API-Key, api-key, Cookie and Set-Cookie."""
-    pii: list[PiiKind] = []
+    pii: list[PiiKind] = field(default_factory=list)
     """Kinds of personal data scrubbed from bodies (opt-in)."""
-    patterns: list[CustomPattern] = []
-    metadata_only_keys: list[str] = []
+    patterns: list[CustomPattern] = field(default_factory=list)
+    metadata_only_keys: list[str] = field(default_factory=list)
     """Key ids (as in the log's key_id) whose exchanges are stored without bodies."""
-    metadata_only_projects: list[str] = []
+    metadata_only_projects: list[str] = field(default_factory=list)
 
 
-class RequestLogConfig(_Strict):
+@dataclass(frozen=True)
+class RequestLogConfig:
     """Every exchange, persisted off the request path (SQLite by default, PostgreSQL in production)."""
+
+    __pydantic_config__ = _STRICT
 
     enabled: bool = True
     database: bool = True
@@ -54,40 +65,46 @@ class RequestLogConfig(_Strict):
     auto_migrate: bool | None = None
     """Run the migrations at start-up; unset means yes for SQLite and no for other databases."""
     store_bodies: bool = True
-    max_body_bytes: int = Field(1024 * 1024, ge=0)
+    max_body_bytes: Annotated[int, Ge(0)] = 1024 * 1024
     """Longer bodies are stored truncated (as text)."""
-    batch_size: int = Field(200, ge=1)
-    flush_interval_seconds: float = Field(1.0, gt=0)
-    buffer_size: int = Field(10_000, ge=1)
+    batch_size: Annotated[int, Ge(1)] = 200
+    flush_interval_seconds: Annotated[float, Gt(0)] = 1.0
+    buffer_size: Annotated[int, Ge(1)] = 10_000
     """Exchanges held in memory while the database is slow or down; past it they spill to disk."""
-    spill_queue_size: int = Field(10_000, ge=1)
+    spill_queue_size: Annotated[int, Ge(1)] = 10_000
     """Exchanges waiting for the spill file's disk writes; only past this (or when the disk fails) are they dropped."""
     spill_path: str | None = None
     """Append-only JSONL file for what the buffer cannot hold; default `<SLUICE_DATA_DIR>/request-log-spill.jsonl`."""
-    retry_initial_seconds: float = Field(0.5, gt=0)
-    retry_max_seconds: float = Field(30.0, gt=0)
-    write_timeout_seconds: float = Field(10.0, gt=0)
-    shutdown_timeout_seconds: float = Field(10.0, ge=0)
+    retry_initial_seconds: Annotated[float, Gt(0)] = 0.5
+    retry_max_seconds: Annotated[float, Gt(0)] = 30.0
+    write_timeout_seconds: Annotated[float, Gt(0)] = 10.0
+    shutdown_timeout_seconds: Annotated[float, Ge(0)] = 10.0
     """How long shutdown tries the database before spilling what is left to disk."""
-    retention_days: float | None = Field(30.0, gt=0)
+    retention_days: Annotated[float, Gt(0)] | None = 30.0
     """Entries older than this are deleted; null keeps them forever."""
-    prune_interval_seconds: float = Field(3600.0, gt=0)
-    prune_batch_size: int = Field(5000, ge=1)
+    prune_interval_seconds: Annotated[float, Gt(0)] = 3600.0
+    prune_batch_size: Annotated[int, Ge(1)] = 5000
     writer: Literal["process", "inline"] = "process"
     """Where records are built and written: a separate process per worker (the default: the gateway only hands
     over each exchange's bytes) or `inline`, on the worker's own event loop."""
-    writer_priority: Literal["idle"] | Annotated[int, Field(ge=0, le=19)] = "idle"
+    writer_priority: Literal["idle"] | Annotated[int, Interval(ge=0, le=19)] = "idle"
     """CPU priority of the writer process: `idle` (Linux's SCHED_IDLE: it runs on the CPU time requests leave, so
     it never delays one; on a core kept saturated, entries wait in the pipe, then in memory, then on disk) or a
     `nice` value, 0-19 (a share of a busy core, at the cost of the requests' tail latency)."""
     stdout: bool = True
     """One JSON line per exchange on stdout."""
     stdout_bodies: bool = False
-    redaction: RedactionConfig = RedactionConfig()
+    redaction: RedactionConfig = field(default_factory=RedactionConfig)
 
-    @model_validator(mode="before")
-    @classmethod
-    def _prices_moved(cls, data: Any) -> Any:
-        if isinstance(data, dict) and "prices" in data:
-            raise ValueError("prices: moved to the top-level `prices:` section (see docs/budgets.md)")
-        return data
+
+def request_log_config(values: Mapping[str, Any]) -> RequestLogConfig:
+    """A config from `dataclasses.asdict` of one (what the writer process is sent), rebuilt without pydantic: it
+    was validated when sluice.yaml was loaded."""
+    redaction = dict(values.get("redaction", {}))
+    redaction["patterns"] = [CustomPattern(**pattern) for pattern in redaction.get("patterns", [])]
+    return RequestLogConfig(**{**values, "redaction": RedactionConfig(**redaction)})
+
+
+def redaction_config(values: Mapping[str, Any]) -> RedactionConfig:
+    """`request_log_config` for the redaction rules alone (what the span exporter is sent)."""
+    return RedactionConfig(**{**values, "patterns": [CustomPattern(**p) for p in values.get("patterns", [])]})

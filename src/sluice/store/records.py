@@ -16,7 +16,7 @@ from typing import Any
 import orjson
 
 from sluice.exchange import Exchange
-from sluice.keys.static import presented_key
+from sluice.keys.presented import presented_key
 from sluice.pricing import PriceTable
 from sluice.store.assemble import assemble_stream, reply_text, sse_events
 from sluice.store.columns import COLUMNS, JSON_COLUMNS

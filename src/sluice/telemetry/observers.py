@@ -3,6 +3,7 @@ endpoint is set (`PHOENIX_COLLECTOR_ENDPOINT` or `OTEL_EXPORTER_OTLP_ENDPOINT`).
 
 from __future__ import annotations
 
+from dataclasses import asdict
 from typing import Any
 
 from sluice.config import SluiceConfig
@@ -60,5 +61,5 @@ def worker_settings(config: SluiceConfig, settings: Settings, export: TraceExpor
         "provider_types": {name: provider.type for name, provider in config.providers.items()},
         "hide_inputs": telemetry.hide_inputs or settings.openinference_hide_inputs,
         "hide_outputs": telemetry.hide_outputs or settings.openinference_hide_outputs,
-        "redaction": redaction.model_dump(mode="json"),
+        "redaction": asdict(redaction),
     }

@@ -22,7 +22,7 @@ from opentelemetry.sdk.trace.export import BatchSpanProcessor
 
 from sluice.exchange import Exchange
 from sluice.frame_pipe import lower_priority, read_frames
-from sluice.store.options import RedactionConfig
+from sluice.store.options import redaction_config
 from sluice.store.redaction import Redactor
 from sluice.telemetry.logs import configure_logging
 from sluice.telemetry.spans import PresetIds, SpanOptions, SpanWriter
@@ -78,7 +78,7 @@ def main() -> None:
     writer = SpanWriter(provider, ids, SpanOptions(
         provider_types=settings.get("provider_types", {}), hide_inputs=bool(settings.get("hide_inputs")),
         hide_outputs=bool(settings.get("hide_outputs")),
-        redactor=Redactor(RedactionConfig.model_validate(settings["redaction"])) if settings.get("redaction") else None,
+        redactor=Redactor(redaction_config(settings["redaction"])) if settings.get("redaction") else None,
     ))
     try:
         for record in read_frames(stdin):
