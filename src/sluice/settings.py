@@ -35,6 +35,14 @@ class Settings(BaseSettings):
     """Phoenix's base URL (e.g. http://phoenix:6006): traces go there through phoenix.otel.register()."""
     otel_exporter_otlp_endpoint: str | None = Field(None, validation_alias=_env("OTEL_EXPORTER_OTLP_ENDPOINT"))
     """Any OTLP/HTTP collector's base URL, used when no Phoenix endpoint is set; neither means tracing is off."""
+    phoenix_api_key: str | None = Field(None, validation_alias=_env("PHOENIX_API_KEY"))
+    """Sent to Phoenix as `authorization: Bearer <key>`, as `phoenix.otel.register()` sends it."""
+    phoenix_client_headers: str | None = Field(None, validation_alias=_env("PHOENIX_CLIENT_HEADERS"))
+    """Headers for Phoenix (`k=v,k2=v2`, URL-encoded values); else OTEL_EXPORTER_OTLP_HEADERS."""
+    otel_exporter_otlp_headers: str | None = Field(None, validation_alias=_env("OTEL_EXPORTER_OTLP_HEADERS"))
+    otel_exporter_otlp_traces_headers: str | None = Field(
+        None, validation_alias=_env("OTEL_EXPORTER_OTLP_TRACES_HEADERS"))
+    """Headers for an OTLP collector's traces endpoint (`k=v,…`); they win over OTEL_EXPORTER_OTLP_HEADERS."""
     openinference_hide_inputs: bool = Field(False, validation_alias=_env("OPENINFERENCE_HIDE_INPUTS"))
     openinference_hide_outputs: bool = Field(False, validation_alias=_env("OPENINFERENCE_HIDE_OUTPUTS"))
     log_format: Literal["json", "console"] = "json"

@@ -62,4 +62,7 @@ def worker_settings(config: SluiceConfig, settings: Settings, export: TraceExpor
         "hide_inputs": telemetry.hide_inputs or settings.openinference_hide_inputs,
         "hide_outputs": telemetry.hide_outputs or settings.openinference_hide_outputs,
         "redaction": asdict(redaction),
+        "headers": {"api_key": settings.phoenix_api_key, "phoenix": settings.phoenix_client_headers,
+                    "otlp": settings.otel_exporter_otlp_headers,
+                    "otlp_traces": settings.otel_exporter_otlp_traces_headers},
     }

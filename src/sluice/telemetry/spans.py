@@ -1,46 +1,26 @@
-"""Build a finished exchange's spans with the OpenTelemetry SDK, after the fact, with the ids the request used.
+"""Build a finished exchange's spans, after the fact, with the ids the request used, as OTLP protobuf bytes.
 
-The request path chose the ids (`TraceIds`) and told the upstream; here the SDK must produce spans with
-exactly those ids. The SDK takes a span's trace id from its parent and asks its `IdGenerator` for the span id,
-so `PresetIds` hands out the id of the span about to start, and the caller's span (or nothing, for a new trace)
-is the parent through a `NonRecordingSpan`. Timestamps come from the exchange (`start_time`/`end_time` in ns).
-Runs in the span exporter process (`span_worker.py`), one exchange at a time.
+The request path chose the ids (`TraceIds`) and told the upstream; here the spans are written with exactly those
+ids (`otlp_wire.py`): the SERVER span's parent is the caller's span (remote) or none, for a new trace; the
+upstream CLIENT span is its child. Timestamps come from the exchange (Unix nanoseconds). Runs in the span exporter
+process (`span_worker.py`), one exchange at a time.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
 import orjson
 from openinference.semconv.trace import OpenInferenceSpanKindValues, SpanAttributes
-from opentelemetry import trace
-from opentelemetry.sdk.trace import TracerProvider
-from opentelemetry.sdk.trace.id_generator import IdGenerator, RandomIdGenerator
-from opentelemetry.trace import NonRecordingSpan, SpanContext, SpanKind, Status, StatusCode, TraceFlags
 
 from sluice.exchange import Exchange
 from sluice.store.redaction import Redactor
 from sluice.telemetry import openinference as oi
+from sluice.telemetry import otlp_wire
 
 FIRST_TOKEN_EVENT = "first_token"
-
-
-class PresetIds(IdGenerator):
-    """Returns the ids set just before a span starts; random ones when none is set."""
-
-    def __init__(self) -> None:
-        self.trace_id: int | None = None
-        self.span_id: int | None = None
-        self._random = RandomIdGenerator()
-
-    def generate_trace_id(self) -> int:
-        trace_id, self.trace_id = self.trace_id, None
-        return trace_id if trace_id is not None else self._random.generate_trace_id()
-
-    def generate_span_id(self) -> int:
-        span_id, self.span_id = self.span_id, None
-        return span_id if span_id is not None else self._random.generate_span_id()
 
 
 @dataclass(frozen=True)
@@ -77,11 +57,11 @@ class _Times:
 
 
 class SpanWriter:
-    """Turns exchanges into a SERVER span (OpenInference CHAIN) and a child span for the upstream call."""
+    """Turns exchanges into a SERVER span (OpenInference CHAIN) and a child span for the upstream call, each handed
+    to `emit` as an encoded `Span` (`otlp_wire.span`)."""
 
-    def __init__(self, provider: TracerProvider, ids: PresetIds, options: SpanOptions) -> None:
-        self.tracer = provider.get_tracer("sluice")
-        self.ids = ids
+    def __init__(self, emit: Callable[[bytes], None], options: SpanOptions) -> None:
+        self.emit = emit
         self.options = options
 
     def write(self, exchange: Exchange, identity: dict[str, str]) -> None:
@@ -90,29 +70,25 @@ class SpanWriter:
         if ids is None:
             return
         times = _times(exchange)
-        parent = _parent_context(ids.trace_id, ids.parent_span_id)
         contents = self._contents(exchange)
         error = self._redact(exchange.error)
         common = {**identity, **_sluice_attributes(exchange)}
-        self.ids.trace_id, self.ids.span_id = int(ids.trace_id, 16), int(ids.server_span_id, 16)
-        server = self.tracer.start_span(
-            f"{exchange.method} {exchange.endpoint}", context=parent, kind=SpanKind.SERVER, start_time=times.start,
-            attributes={**common, **_server_attributes(exchange, contents)},
-        )
-        if exchange.status >= 500:
-            server.set_status(Status(StatusCode.ERROR, error))
-        if times.upstream_start is not None:
-            self.ids.span_id = int(ids.upstream_span_id, 16)
-            upstream = self.tracer.start_span(
-                _upstream_name(exchange), context=trace.set_span_in_context(server), kind=SpanKind.CLIENT,
-                start_time=times.upstream_start, attributes={**common, **self._llm_attributes(exchange, contents)},
-            )
-            if times.first_token is not None:
-                upstream.add_event(FIRST_TOKEN_EVENT, timestamp=times.first_token)
-            if exchange.error is not None:
-                upstream.set_status(Status(StatusCode.ERROR, error))
-            upstream.end(end_time=times.upstream_end)
-        server.end(end_time=times.end)
+        trace_id, server_id = bytes.fromhex(ids.trace_id), bytes.fromhex(ids.server_span_id)
+        if times.upstream_start is not None and times.upstream_end is not None:
+            self.emit(otlp_wire.span(
+                trace_id=trace_id, span_id=bytes.fromhex(ids.upstream_span_id), parent_span_id=server_id,
+                parent_is_remote=False, name=_upstream_name(exchange), kind=otlp_wire.SPAN_KIND_CLIENT,
+                start=times.upstream_start, end=times.upstream_end,
+                attributes_={**common, **self._llm_attributes(exchange, contents)},
+                events=[(FIRST_TOKEN_EVENT, times.first_token)] if times.first_token is not None else (),
+                error=(error or "") if exchange.error is not None else None))
+        caller = ids.parent_span_id
+        self.emit(otlp_wire.span(
+            trace_id=trace_id, span_id=server_id, parent_span_id=bytes.fromhex(caller) if caller else None,
+            parent_is_remote=caller is not None, name=f"{exchange.method} {exchange.endpoint}",
+            kind=otlp_wire.SPAN_KIND_SERVER, start=times.start, end=times.end,
+            attributes_={**common, **_server_attributes(exchange, contents)},
+            error=(error or "") if exchange.status >= 500 else None))
 
     def _contents(self, exchange: Exchange) -> _Contents:
         request, reply, output = _decoded(exchange)
@@ -166,14 +142,6 @@ def _server_attributes(exchange: Exchange, contents: _Contents) -> oi.Attributes
     attributes.update(oi.request_attributes(None, None, contents.raw_input, hide=contents.hide_input))
     attributes.update(oi.response_attributes(None, None, contents.output, hide=contents.hide_output))
     return attributes
-
-
-def _parent_context(trace_id: str, parent_span_id: str | None) -> Any:
-    """The context the server span starts in: the caller's span, or an invalid one (so a new trace starts)."""
-    if parent_span_id is None:
-        return trace.set_span_in_context(trace.INVALID_SPAN)
-    return trace.set_span_in_context(NonRecordingSpan(SpanContext(
-        int(trace_id, 16), int(parent_span_id, 16), is_remote=True, trace_flags=TraceFlags(TraceFlags.SAMPLED))))
 
 
 def _decoded(exchange: Exchange) -> tuple[Any, Any, str | None]:

@@ -1,0 +1,74 @@
+"""The span exporter process against an OTLP/HTTP collector on loopback that records what it is sent: the path,
+the headers `PHOENIX_API_KEY` and `OTEL_EXPORTER_OTLP_HEADERS` give, protobuf bodies the official classes
+decode, and a batch a busy collector refused once (503) sent again."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import Route
+
+from sluice.telemetry.tracing import TracingObserver
+from tests.servers import serve
+from tests.telemetry_support import CHAT_BODY, exchange
+
+pytestmark = pytest.mark.anyio
+
+
+class Collector:
+    """Records each export; answers 503 to the first `refuse` of them."""
+
+    def __init__(self, refuse: int = 0) -> None:
+        self.refuse = refuse
+        self.seen: list[tuple[str, dict[str, str], bytes]] = []
+        self.app = Starlette(routes=[Route("/{path:path}", self.receive, methods=["POST"])])
+
+    async def receive(self, request: Request) -> Response:
+        self.seen.append((request.url.path, dict(request.headers), await request.body()))
+        if len(self.seen) <= self.refuse:
+            return Response(b"busy", status_code=503)
+        return Response(ExportTraceServiceRequest().SerializeToString(), media_type="application/x-protobuf")
+
+
+async def export(collector: Collector, kind: str, headers: dict[str, Any], count: int) -> None:
+    with serve(collector.app) as url:
+        observer = TracingObserver({"kind": kind, "endpoint": url, "project": "proj-1", "version": "t",
+                                    "provider_types": {"mock": "openai"}, "headers": headers}, {})
+        await observer.start()
+        for _ in range(count):
+            observer.observe(exchange("chat", CHAT_BODY))
+        await observer.aclose()
+        assert observer.dropped == 0
+
+
+async def test_phoenix_gets_its_api_key_and_every_span() -> None:
+    collector = Collector()
+    await export(collector, "phoenix", {"api_key": "secret-1", "phoenix": "x-team=ml%20ops"}, 3)
+    assert collector.seen
+    spans = []
+    for path, headers, body in collector.seen:
+        assert path == "/v1/traces"
+        assert headers["content-type"] == "application/x-protobuf"
+        assert headers["authorization"] == "Bearer secret-1" and headers["x-team"] == "ml ops"
+        (resource_spans,) = ExportTraceServiceRequest.FromString(body).resource_spans
+        resource = {item.key: item.value.string_value for item in resource_spans.resource.attributes}
+        assert resource["openinference.project.name"] == "proj-1" and resource["service.name"] == "sluice"
+        spans += [span for scope in resource_spans.scope_spans for span in scope.spans]
+    assert len(spans) == 6
+    assert sorted({span.name for span in spans}) == ["POST /v1/chat/completions", "chat mock-1"]
+
+
+async def test_a_refused_batch_is_sent_again() -> None:
+    collector = Collector(refuse=1)
+    await export(collector, "otlp", {"otlp": "x-a=1", "otlp_traces": "x-b=2"}, 2)
+    assert len(collector.seen) == 2
+    (_, first_headers, first), (_, headers, second) = collector.seen
+    assert first == second and headers["x-a"] == "1" and headers["x-b"] == "2"
+    assert "authorization" not in headers
+    (resource_spans,) = ExportTraceServiceRequest.FromString(second).resource_spans
+    assert sum(len(scope.spans) for scope in resource_spans.scope_spans) == 4
