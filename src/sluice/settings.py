@@ -32,7 +32,7 @@ class Settings(BaseSettings):
     """SLUICE_SCHED_SLICE_US: the scheduler slice a worker's threads ask Linux (6.12+) for, in microseconds, so
     hand-offs between them wait less (sched_slice.py); 0 keeps the kernel's default."""
     phoenix_collector_endpoint: str | None = Field(None, validation_alias=_env("PHOENIX_COLLECTOR_ENDPOINT"))
-    """Phoenix's base URL (e.g. http://phoenix:6006): traces go there through phoenix.otel.register()."""
+    """Phoenix's base URL (e.g. http://phoenix:6006): traces go to its OTLP/HTTP endpoint (docs/observability.md)."""
     otel_exporter_otlp_endpoint: str | None = Field(None, validation_alias=_env("OTEL_EXPORTER_OTLP_ENDPOINT"))
     """Any OTLP/HTTP collector's base URL, used when no Phoenix endpoint is set; neither means tracing is off."""
     phoenix_api_key: str | None = Field(None, validation_alias=_env("PHOENIX_API_KEY"))

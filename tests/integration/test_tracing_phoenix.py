@@ -2,7 +2,8 @@
 
 The exchanges are built the way the edge builds them (raw request bytes, the mock provider's raw replies and SSE
 chunks, trace ids chosen before the upstream call) and handed to the real `TracingObserver`, which ships them to
-the real span exporter process, which exports through `phoenix.otel.register()` or a plain OTLP exporter.
+the real span exporter process, which writes OTLP protobuf and posts it to Phoenix (named as Phoenix, or as a
+plain OTLP collector).
 """
 
 from __future__ import annotations

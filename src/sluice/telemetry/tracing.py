@@ -40,7 +40,7 @@ _fields_of = operator.attrgetter(*RECORD_FIELDS)
 
 @dataclass(frozen=True)
 class TraceExport:
-    """Where spans go: Phoenix (`phoenix.otel.register()`) or any OTLP/HTTP collector, at `endpoint`."""
+    """Where spans go: Phoenix or any OTLP/HTTP collector, at `endpoint` (the kind decides the headers)."""
 
     kind: Literal["phoenix", "otlp"]
     endpoint: str
