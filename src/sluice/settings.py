@@ -43,6 +43,11 @@ class Settings(BaseSettings):
     otel_exporter_otlp_traces_headers: str | None = Field(
         None, validation_alias=_env("OTEL_EXPORTER_OTLP_TRACES_HEADERS"))
     """Headers for an OTLP collector's traces endpoint (`k=v,…`); they win over OTEL_EXPORTER_OTLP_HEADERS."""
+    otel_exporter_otlp_compression: Literal["gzip", "none"] | None = Field(
+        None, validation_alias=_env("OTEL_EXPORTER_OTLP_COMPRESSION"))
+    otel_exporter_otlp_traces_compression: Literal["gzip", "none"] | None = Field(
+        None, validation_alias=_env("OTEL_EXPORTER_OTLP_TRACES_COMPRESSION"))
+    """`gzip` compresses the span batches (for a remote collector); the traces setting wins."""
     openinference_hide_inputs: bool = Field(False, validation_alias=_env("OPENINFERENCE_HIDE_INPUTS"))
     openinference_hide_outputs: bool = Field(False, validation_alias=_env("OPENINFERENCE_HIDE_OUTPUTS"))
     log_format: Literal["json", "console"] = "json"

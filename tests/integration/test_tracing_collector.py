@@ -1,9 +1,10 @@
 """The span exporter process against an OTLP/HTTP collector on loopback that records what it is sent: the path,
 the headers `PHOENIX_API_KEY` and `OTEL_EXPORTER_OTLP_HEADERS` give, protobuf bodies the official classes
-decode, and a batch a busy collector refused once (503) sent again."""
+decode, gzip when asked, and a batch a busy collector refused once (503) sent again."""
 
 from __future__ import annotations
 
+import gzip
 from typing import Any
 
 import pytest
@@ -35,10 +36,10 @@ class Collector:
         return Response(ExportTraceServiceRequest().SerializeToString(), media_type="application/x-protobuf")
 
 
-async def export(collector: Collector, kind: str, headers: dict[str, Any], count: int) -> None:
+async def export(collector: Collector, kind: str, headers: dict[str, Any], count: int, gzip: bool = False) -> None:
     with serve(collector.app) as url:
         observer = TracingObserver({"kind": kind, "endpoint": url, "project": "proj-1", "version": "t",
-                                    "provider_types": {"mock": "openai"}, "headers": headers}, {})
+                                    "provider_types": {"mock": "openai"}, "headers": headers, "gzip": gzip}, {})
         await observer.start()
         for _ in range(count):
             observer.observe(exchange("chat", CHAT_BODY))
@@ -71,4 +72,13 @@ async def test_a_refused_batch_is_sent_again() -> None:
     assert first == second and headers["x-a"] == "1" and headers["x-b"] == "2"
     assert "authorization" not in headers
     (resource_spans,) = ExportTraceServiceRequest.FromString(second).resource_spans
+    assert sum(len(scope.spans) for scope in resource_spans.scope_spans) == 4
+
+
+async def test_batches_are_gzipped_when_asked() -> None:
+    collector = Collector()
+    await export(collector, "otlp", {}, 2, gzip=True)
+    (_, headers, body), = collector.seen
+    assert headers["content-encoding"] == "gzip"
+    (resource_spans,) = ExportTraceServiceRequest.FromString(gzip.decompress(body)).resource_spans
     assert sum(len(scope.spans) for scope in resource_spans.scope_spans) == 4

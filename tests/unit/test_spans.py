@@ -7,16 +7,20 @@ import io
 import math
 from typing import Any
 
+import pytest
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
 from opentelemetry.proto.common.v1.common_pb2 import AnyValue, KeyValue
 from opentelemetry.proto.trace.v1.trace_pb2 import Span, Status
 
+from sluice.config import parse_config
 from sluice.exchange import Exchange
 from sluice.frame_pipe import frame, read_frames
+from sluice.settings import Settings
 from sluice.telemetry import otlp_wire
+from sluice.telemetry.observers import worker_settings
 from sluice.telemetry.span_worker import exchange_of, export_headers, traces_url
 from sluice.telemetry.spans import FIRST_TOKEN_EVENT, SpanOptions, SpanWriter
-from sluice.telemetry.tracing import record_of, trace_export
+from sluice.telemetry.tracing import TraceExport, record_of, trace_export
 from tests.telemetry_support import CALLER_SPAN, CALLER_TRACE, CALLER_TRACEPARENT, CHAT_BODY, TOOL_STREAM_BODY, exchange
 
 
@@ -118,3 +122,16 @@ def test_where_spans_go() -> None:
     assert trace_export(None, "http://otel:4318").kind == "otlp"
     assert traces_url("http://phoenix:6006/") == "http://phoenix:6006/v1/traces"
     assert traces_url("http://phoenix:6006/v1/traces") == "http://phoenix:6006/v1/traces"
+
+
+def test_the_environment_reaches_the_exporter_settings(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("PHOENIX_API_KEY", "k1")
+    monkeypatch.setenv("OTEL_EXPORTER_OTLP_HEADERS", "x-a=1")
+    monkeypatch.setenv("OTEL_EXPORTER_OTLP_COMPRESSION", "gzip")
+    found = worker_settings(parse_config("providers:\n  m: {type: mock}\n", "t"), Settings(),
+                            TraceExport("phoenix", "http://phoenix:6006"), "v1")
+    assert found["gzip"] is True
+    assert export_headers(found["kind"], found["headers"]) == {"x-a": "1", "authorization": "Bearer k1"}
+    monkeypatch.setenv("OTEL_EXPORTER_OTLP_TRACES_COMPRESSION", "none")
+    assert worker_settings(parse_config("providers:\n  m: {type: mock}\n", "t"), Settings(),
+                           TraceExport("otlp", "http://otel:4318"), "v1")["gzip"] is False

@@ -65,4 +65,5 @@ def worker_settings(config: SluiceConfig, settings: Settings, export: TraceExpor
         "headers": {"api_key": settings.phoenix_api_key, "phoenix": settings.phoenix_client_headers,
                     "otlp": settings.otel_exporter_otlp_headers,
                     "otlp_traces": settings.otel_exporter_otlp_traces_headers},
+        "gzip": (settings.otel_exporter_otlp_traces_compression or settings.otel_exporter_otlp_compression) == "gzip",
     }

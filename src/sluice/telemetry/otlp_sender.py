@@ -2,13 +2,14 @@
 
 This stands in for the SDK's `BatchSpanProcessor` and `OTLPSpanExporter`, whose span objects and encoder cost
 more than the spans' content (`otlp_wire.py`). Batches go out at `batch_size` spans or `delay` seconds after their
-first span; a connection failure, 429, 502, 503 or 504 is retried twice with backoff, then the batch is dropped
-and logged. `add` blocks while `max_queued` spans wait, so a slow collector backs up into the gateway's pipe,
-where drops are counted (`sluice_telemetry_dropped_total{sink="traces"}`).
+first span (gzip-compressed if asked); a connection failure, 429, 502, 503 or 504 is retried twice with backoff,
+then the batch is dropped and logged. `add` blocks while `max_queued` spans wait, so a slow collector backs up
+into the gateway's pipe, where drops are counted (`sluice_telemetry_dropped_total{sink="traces"}`).
 """
 
 from __future__ import annotations
 
+import gzip
 import http.client
 import logging
 import queue
@@ -31,13 +32,17 @@ class OtlpSender:
     """See the module docstring; `close` sends what is queued and stops the thread."""
 
     def __init__(self, url: str, headers: Mapping[str, str], resource: Mapping[str, Any], *, scope: str = "sluice",
-                 batch_size: int = 512, delay: float = 1.0, timeout: float = 10.0, max_queued: int = 4096) -> None:
+                 batch_size: int = 512, delay: float = 1.0, timeout: float = 10.0, max_queued: int = 4096,
+                 compress: bool = False) -> None:
         parts = urlsplit(url)
         self.https = parts.scheme == "https"
         self.host = parts.hostname or "localhost"
         self.port = parts.port or (443 if self.https else 80)
         self.path = parts.path + (f"?{parts.query}" if parts.query else "")
+        self.compress = compress
         self.headers = {"Content-Type": "application/x-protobuf", **headers}
+        if compress:
+            self.headers["Content-Encoding"] = "gzip"
         self.resource = dict(resource)
         self.scope = scope
         self.batch_size = batch_size
@@ -77,6 +82,8 @@ class OtlpSender:
 
     def _send(self, spans: list[bytes]) -> None:
         body = otlp_wire.request(self.resource, self.scope, spans)
+        if self.compress:
+            body = gzip.compress(body, compresslevel=6)
         problem = ""
         for attempt in range(len(RETRY_DELAYS) + 1):
             if attempt:
