@@ -1,10 +1,12 @@
 """The span exporter process against an OTLP/HTTP collector on loopback that records what it is sent: the path,
 the headers `PHOENIX_API_KEY` and `OTEL_EXPORTER_OTLP_HEADERS` give, protobuf bodies the official classes
-decode, gzip when asked, and a batch a busy collector refused once (503) sent again."""
+decode, gzip when asked, a batch a busy collector refused once (503) sent again, and the sender's batching: full
+batches at once, the rest after the delay, and `add` waiting while the queue is full."""
 
 from __future__ import annotations
 
 import gzip
+import time
 from typing import Any
 
 import pytest
@@ -14,6 +16,8 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
+from sluice.telemetry import otlp_wire
+from sluice.telemetry.otlp_sender import OtlpSender
 from sluice.telemetry.tracing import TracingObserver
 from tests.servers import serve
 from tests.telemetry_support import CHAT_BODY, exchange
@@ -82,3 +86,48 @@ async def test_batches_are_gzipped_when_asked() -> None:
     assert headers["content-encoding"] == "gzip"
     (resource_spans,) = ExportTraceServiceRequest.FromString(gzip.decompress(body)).resource_spans
     assert sum(len(scope.spans) for scope in resource_spans.scope_spans) == 4
+
+
+def _span(number: int) -> bytes:
+    return otlp_wire.span(trace_id=bytes(16), span_id=number.to_bytes(8, "big"), parent_span_id=None,
+                          parent_is_remote=False, name=f"span {number}", kind=otlp_wire.SPAN_KIND_SERVER, start=1,
+                          end=2, attributes_={})
+
+
+def _batch_sizes(collector: Collector) -> list[int]:
+    found = []
+    for _, _, body in collector.seen:
+        (resource_spans,) = ExportTraceServiceRequest.FromString(body).resource_spans
+        found.append(sum(len(scope.spans) for scope in resource_spans.scope_spans))
+    return found
+
+
+def test_full_batches_go_at_once_and_the_rest_after_the_delay() -> None:
+    collector = Collector()
+    with serve(collector.app) as url:
+        sender = OtlpSender(f"{url}/v1/traces", {}, {"service.name": "t"}, batch_size=4, delay=1.5)
+        started = time.monotonic()
+        for number in range(10):
+            sender.add(_span(number))
+        while len(collector.seen) < 2 and time.monotonic() - started < 5:
+            time.sleep(0.01)
+        assert _batch_sizes(collector) == [4, 4]  # two full batches at once; two spans wait for the delay
+        assert time.monotonic() - started < 1.0
+        while len(collector.seen) < 3 and time.monotonic() - started < 5:
+            time.sleep(0.01)
+        assert _batch_sizes(collector) == [4, 4, 2] and time.monotonic() - started >= 1.4
+        sender.add(_span(10))
+        sender.close()  # sends what waits at once
+        assert _batch_sizes(collector) == [4, 4, 2, 1] and time.monotonic() - started < 3.0
+
+
+def test_add_waits_while_the_queue_is_full() -> None:
+    collector = Collector()
+    with serve(collector.app) as url:
+        sender = OtlpSender(f"{url}/v1/traces", {}, {"service.name": "t"}, batch_size=100, delay=0.5, max_queued=3)
+        started = time.monotonic()
+        for number in range(4):  # the fourth waits until the delay sends the first three
+            sender.add(_span(number))
+        waited = time.monotonic() - started
+        sender.close()
+        assert waited >= 0.4 and _batch_sizes(collector) == [3, 1]

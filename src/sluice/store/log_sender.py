@@ -29,6 +29,7 @@ from sluice.exchange import Exchange
 from sluice.frame_pipe import FrameDecoder, FramePipe, frame
 from sluice.pricing import PriceTable
 from sluice.store.lines import console_lines, stdout_lines, write_stdout
+from sluice.store.logged import LOG_FIELDS, Loggable, LoggedExchange
 from sluice.store.options import RequestLogConfig
 from sluice.store.recorder import RecorderMetrics, RecorderStats
 from sluice.store.records import RecordBuilder
@@ -46,25 +47,22 @@ MAX_PENDING_BYTES = 32 * 1024 * 1024
 RESPAWN_SECONDS = 0.5
 MAX_RESPAWN_SECONDS = 60.0
 STOP_MARGIN_SECONDS = 5.0
-LOG_FIELDS = ("request_id", "endpoint", "method", "started_at", "operation", "key_id", "provider", "model",
-              "upstream_model", "project", "stream", "status", "request_body", "response_body", "chunks",
-              "latency_total", "latency_upstream", "time_to_first_token", "error", "error_type", "error_code",
-              "trace_id", "client_disconnected", "request_headers")
-"""What a record is built from (`records.RecordBuilder`); the headers carry the key, hashed by the writer."""
 _COUNTERS = tuple(field.name for field in fields(RecorderStats))
 _values_of = operator.attrgetter(*LOG_FIELDS[:-1])
 
 
-def packed(exchange: Exchange) -> bytes:
-    """One exchange as a frame of plain values, in `LOG_FIELDS` order."""
+def packed(exchange: Loggable) -> bytes:
+    """One exchange as a frame of plain values, in `LOG_FIELDS` order (the headers carry the key, which the writer
+    hashes)."""
     return frame((*_values_of(exchange), tuple(exchange.request_headers)))
 
 
-def unpacked(values: Sequence[Any]) -> Exchange:
+def unpacked(values: Sequence[Any]) -> LoggedExchange:
     """The exchange a frame's values (`packed`) carry."""
-    exchange = Exchange(**dict(zip(LOG_FIELDS, values, strict=True)))
-    exchange.chunks = list(exchange.chunks)
-    return exchange
+    return _logged(values)
+
+
+_logged = LoggedExchange._make
 
 
 def worker_settings(config: RequestLogConfig, database_url: str, spill_path: Path, console: bool,
@@ -94,7 +92,7 @@ class LogSender:
         self._prices = prices
         self._spill = SpillFile(Path(settings["spill_path"]))
         self._builder: RecordBuilder | None = None
-        self._queue: deque[Exchange] = deque()
+        self._queue: deque[Loggable] = deque()
         self._packed = bytearray()
         self._packed_count = 0
         self._pipe: FramePipe | None = None
@@ -261,7 +259,7 @@ class LogSender:
             logger.error("request log: cannot start a writer process (%s); entries wait in memory, then on disk",
                          exc)
 
-    async def _spill_overflow(self, exchanges: list[Exchange]) -> None:
+    async def _spill_overflow(self, exchanges: list[Loggable]) -> None:
         try:
             await self._spill_exchanges(exchanges)
             if self._pipe is not None:
@@ -269,7 +267,7 @@ class LogSender:
         finally:
             self._spilling = None
 
-    async def _spill_exchanges(self, exchanges: list[Exchange]) -> None:
+    async def _spill_exchanges(self, exchanges: list[Loggable]) -> None:
         """Build records for `exchanges` here and append them to the spill file (the writer could not take them)."""
         if self._builder is None:
             self._builder = RecordBuilder(self.config, self._prices)

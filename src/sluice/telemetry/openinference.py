@@ -6,6 +6,7 @@ normalised format): requests and replies as JSON, streams as SSE `chat.completio
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from typing import Any
 
 import orjson
@@ -54,7 +55,7 @@ def load_json(raw: bytes | None) -> Any:
         return None
 
 
-def assemble_stream(chunks: list[bytes]) -> dict[str, Any] | None:
+def assemble_stream(chunks: Iterable[bytes]) -> dict[str, Any] | None:
     """The reply a stream of OpenAI chunks adds up to, as a non-streamed reply would carry it."""
     decoder = SSEDecoder()
     reply: dict[str, Any] = {}

@@ -1,10 +1,13 @@
 """Batches encoded spans and POSTs them to an OTLP/HTTP traces endpoint, from a thread of the span exporter.
 
 This stands in for the SDK's `BatchSpanProcessor` and `OTLPSpanExporter`, whose span objects and encoder cost
-more than the spans' content (`otlp_wire.py`). Batches go out at `batch_size` spans or `delay` seconds after their
-first span (gzip-compressed if asked); a connection failure, 429, 502, 503 or 504 is retried twice with backoff,
-then the batch is dropped and logged. `add` blocks while `max_queued` spans wait, so a slow collector backs up
-into the gateway's pipe, where drops are counted (`sluice_telemetry_dropped_total{sink="traces"}`).
+more than the spans' content (`otlp_wire.py`). As the processor does, batches go out every `delay` seconds or as
+soon as `batch_size` spans wait (gzip-compressed if asked); a connection failure, 429, 502, 503 or 504 is retried
+twice with backoff, then the batch is dropped and logged. `add` blocks while `max_queued` spans wait, so a slow
+collector backs up into the gateway's pipe, where drops are counted (`sluice_telemetry_dropped_total{sink="traces"}`).
+
+`add` only appends to a list under a lock: the sending thread is woken once per batch, not per span (a
+`queue.Queue` woke it for every span, a GIL hand-off each, ~10 µs of the exporter's ~65 per chat exchange).
 """
 
 from __future__ import annotations
@@ -12,7 +15,6 @@ from __future__ import annotations
 import gzip
 import http.client
 import logging
-import queue
 import threading
 import time
 from collections.abc import Mapping
@@ -25,7 +27,6 @@ logger = logging.getLogger("sluice.telemetry.span_worker")
 
 RETRY_STATUSES = frozenset({429, 502, 503, 504})
 RETRY_DELAYS = (0.5, 1.0)
-_STOP = b""
 
 
 class OtlpSender:
@@ -50,33 +51,48 @@ class OtlpSender:
         self.timeout = timeout
         self.sent = 0
         self.failed = 0
-        self._queue: queue.Queue[bytes] = queue.Queue(max_queued)
+        self.max_queued = max_queued
+        self._pending: list[bytes] = []
+        self._lock = threading.Lock()
+        self._room = threading.Condition(self._lock)
+        self._batch_ready = threading.Event()
+        self._stopping = False
         self._connection: http.client.HTTPConnection | None = None
         self._thread = threading.Thread(target=self._run, name="sluice-otlp-sender", daemon=True)
         self._thread.start()
 
     def add(self, span: bytes) -> None:
-        """Queue one encoded span (`otlp_wire.span`)."""
-        self._queue.put(span)
+        """Queue one encoded span (`otlp_wire.span`); waits while `max_queued` are queued."""
+        with self._lock:
+            while len(self._pending) >= self.max_queued and not self._stopping:
+                self._room.wait()
+            self._pending.append(span)
+            if len(self._pending) == self.batch_size:
+                self._batch_ready.set()
 
     def close(self, timeout: float = 30.0) -> None:
-        self._queue.put(_STOP)
+        """Send what is queued, then stop the thread (waiting at most `timeout` seconds)."""
+        with self._lock:
+            self._stopping = True
+            self._room.notify_all()
+        self._batch_ready.set()
         self._thread.join(timeout)
 
     def _run(self) -> None:
-        stopping = False
-        while not stopping:
-            batch = [self._queue.get()]
-            deadline = time.monotonic() + self.delay
-            while len(batch) < self.batch_size:
-                try:
-                    batch.append(self._queue.get(timeout=max(0.0, deadline - time.monotonic())))
-                except queue.Empty:
-                    break
-            stopping = _STOP in batch
-            batch = [span for span in batch if span]
-            if batch:
-                self._send(batch)
+        while True:
+            full = self._batch_ready.wait(self.delay)
+            self._batch_ready.clear()
+            with self._lock:
+                stopping = self._stopping
+                # Woken by a full batch: whole batches go, the rest waits to fill the next one.
+                taken = len(self._pending) if stopping or not full else (
+                    len(self._pending) // self.batch_size * self.batch_size)
+                spans, self._pending = self._pending[:taken], self._pending[taken:]
+                self._room.notify_all()
+            for start in range(0, len(spans), self.batch_size):
+                self._send(spans[start:start + self.batch_size])
+            if stopping:
+                break
         if self._connection is not None:
             self._connection.close()
 

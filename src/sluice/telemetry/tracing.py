@@ -2,8 +2,8 @@
 
 `TracingObserver.observe` packs a sampled exchange as a compact `marshal` record (a few µs) into a bounded
 buffer; every `FLUSH_SECONDS` a task on the event loop writes the buffer, without blocking, into a pipe to the
-span exporter process (`span_worker.py`), which decodes bodies and streams, builds the OpenInference spans with
-the OpenTelemetry SDK and exports them in batches. Packing each exchange as it ends, rather than the ~200 queued
+span exporter process (`span_worker.py`), which decodes bodies and streams, builds the OpenInference spans,
+encodes them as OTLP protobuf and exports them in batches. Packing each exchange as it ends, rather than the ~200 queued
 in 50 ms at once, keeps the event loop from stalling ~0.6 ms every 50 ms (the request log's sender measured
 that in p99; docs/benchmarks.md). A slow or dead collector, or a starved exporter process, only ever fills the
 pipe and then the buffer: records are then dropped and counted (`sluice_telemetry_dropped_total{sink="traces"}`),
@@ -22,6 +22,7 @@ from typing import Any, Literal
 
 from sluice.exchange import Exchange
 from sluice.frame_pipe import FramePipe, frame
+from sluice.telemetry.traced import RECORD_FIELDS
 
 logger = logging.getLogger("sluice.telemetry")
 
@@ -30,11 +31,6 @@ MAX_PACKED_BYTES = 4 * 1024 * 1024
 """Packed records waiting for the next flush; past it, exchanges are dropped (the pipe is full, too)."""
 MAX_PENDING_BYTES = 16 * 1024 * 1024
 STOP_SECONDS = 10.0
-RECORD_FIELDS = ("request_id", "endpoint", "method", "started_at", "operation", "key_id", "provider", "model",
-                  "upstream_model", "project", "stream", "status", "request_body", "response_body", "chunks",
-                  "latency_total", "latency_upstream", "time_to_first_token", "error", "error_type",
-                  "error_code", "trace_id", "client_disconnected", "upstream_offset", "prompt_name",
-                  "prompt_version", "prompt_template", "prompt_variables")
 _fields_of = operator.attrgetter(*RECORD_FIELDS)
 
 
