@@ -39,6 +39,20 @@ def lower_priority(priority: str | int) -> None:
             os.nice(19)
 
 
+def detach() -> None:
+    """In a helper, first thing: leave the gateway's process group, so that Ctrl-C or a signal to that group
+    (`docker stop`, a supervisor's `killpg`) does not kill the helper before it wrote what it holds; it stops at
+    EOF, when its worker ends.
+
+    Not a session of its own (`setsid`), as until 2026-11-26: where Linux schedules by session (autogroup, on by
+    default outside systemd's CPU cgroups), a new session is a scheduling group that competes with the gateway's
+    as an equal, so the helper's SCHED_IDLE applied only inside its own group and a busy helper took the worker's
+    core as often as the worker did (docs/benchmarks.md, "Helpers in the gateway's scheduling group"). (uvloop's
+    subprocess API has no `process_group`, hence the helper's own `setpgid`.)"""
+    with contextlib.suppress(OSError):
+        os.setpgid(0, 0)
+
+
 def frame(value: Any) -> bytes:
     """`value` (plain values only) as one frame: its 4-byte big-endian length, then its `marshal` bytes."""
     payload = marshal.dumps(value)
@@ -95,11 +109,10 @@ class FramePipe:
         self._pipe: asyncio.StreamWriter | None = None
 
     async def start(self) -> None:
-        # A session of its own: Ctrl-C or a signal to the gateway's process group (`docker stop`, a supervisor's
-        # `killpg`) would kill the helper before it wrote what it holds; it stops at EOF, when its worker ends.
+        # The helper moves to a process group of its own (`detach`), but stays in the gateway's session.
         self._process = await asyncio.create_subprocess_exec(
             sys.executable, "-m", self.module, stdin=asyncio.subprocess.PIPE,
-            stdout=asyncio.subprocess.DEVNULL if self.quiet else None, pass_fds=self.pass_fds, start_new_session=True)
+            stdout=asyncio.subprocess.DEVNULL if self.quiet else None, pass_fds=self.pass_fds)
         self._pipe = self._process.stdin
         assert self._pipe is not None
         pipe = self._pipe.get_extra_info("pipe")

@@ -81,6 +81,10 @@ def test_rows_are_written_by_an_idle_priority_child_process(tmp_path: Path) -> N
     with run_gateway(CONFIG, data_dir=str(tmp_path)) as url, client_for(url) as client:
         [pid] = writer_pids()
         wait_for(lambda: os.sched_getscheduler(pid) == os.SCHED_IDLE)
+        # A process group of its own (a signal to the gateway's group does not reach it), in the gateway's
+        # session: where Linux schedules by session (autogroup), a session of its own competed with the gateway.
+        wait_for(lambda: os.getpgid(pid) == pid)
+        assert os.getsid(pid) == os.getsid(0)
         for index in range(12):
             chat(client, f"n{index}")
         wait_for(lambda: len(rows(tmp_path)) == 12)

@@ -5,8 +5,11 @@ batches at once, the rest after the delay, and `add` waiting while the queue is 
 
 from __future__ import annotations
 
+import asyncio
 import gzip
+import os
 import time
+from collections.abc import Callable
 from typing import Any
 
 import pytest
@@ -131,3 +134,29 @@ def test_add_waits_while_the_queue_is_full() -> None:
         waited = time.monotonic() - started
         sender.close()
         assert waited >= 0.4 and _batch_sizes(collector) == [3, 1]
+
+
+async def test_the_exporter_runs_idle_in_the_gateways_session_and_its_own_process_group() -> None:
+    collector = Collector()
+    with serve(collector.app) as url:
+        observer = TracingObserver({"kind": "otlp", "endpoint": url, "project": "p", "version": "t",
+                                    "provider_types": {}, "headers": {}, "priority": "idle"}, {})
+        await observer.start()
+        try:
+            pid = observer.exporter_pid
+            assert pid is not None
+            await _until(lambda: os.getpgid(pid) == pid)  # `detach`, the first thing it does
+            # A signal to the gateway's process group does not reach it; the gateway's session is its scheduling
+            # group (autogroup), so SCHED_IDLE yields to the gateway rather than to a group of its own.
+            assert os.getpgid(pid) == pid and os.getsid(pid) == os.getsid(0)
+            await _until(lambda: os.sched_getscheduler(pid) == os.SCHED_IDLE)
+            assert os.sched_getscheduler(pid) == os.SCHED_IDLE
+        finally:
+            await observer.aclose()
+
+
+async def _until(check: Callable[[], bool], within: float = 10.0) -> None:
+    for _ in range(int(within / 0.02)):
+        if check():
+            return
+        await asyncio.sleep(0.02)

@@ -22,7 +22,7 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
-from sluice.frame_pipe import FrameDecoder, lower_priority
+from sluice.frame_pipe import FrameDecoder, detach, lower_priority
 from sluice.pricing import Price, PriceTable
 from sluice.store.log_sender import unpacked
 from sluice.store.log_writer import LogWriter
@@ -121,7 +121,8 @@ def read_settings(fd: int) -> tuple[dict[str, Any], bytes]:
 
 
 def main() -> None:
-    # It runs in a session of its own (frame_pipe.py); a stray signal must not lose what it holds either: it ends
+    detach()
+    # It runs in a process group of its own (frame_pipe.py); a stray signal must not lose what it holds either: it ends
     # only at EOF, once it wrote everything.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.signal(signal.SIGTERM, signal.SIG_IGN)

@@ -21,7 +21,7 @@ from typing import Any
 from opentelemetry.sdk.resources import Resource
 from opentelemetry.util.re import parse_env_headers
 
-from sluice.frame_pipe import lower_priority, read_frames
+from sluice.frame_pipe import detach, lower_priority, read_frames
 from sluice.store.options import redaction_config
 from sluice.store.redaction import Redactor
 from sluice.telemetry.logs import configure_logging
@@ -69,6 +69,7 @@ def exchange_of(record: tuple[Any, ...]) -> tuple[TracedExchange, dict[str, str]
 
 
 def main() -> None:
+    detach()
     stdin = sys.stdin.buffer
     settings = json.loads(stdin.readline())
     configure_logging("json", level=logging.WARNING, stream=sys.stderr)
