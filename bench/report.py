@@ -27,6 +27,8 @@ class Run:
     results: dict[str, TargetResult]
     workers: dict[str, float] = field(default_factory=dict)
     variants: dict[str, str] = field(default_factory=dict)
+    variant_figures: dict[str, dict[str, float]] = field(default_factory=dict)
+    """Each measured variant's figures (`run.measure_variant`), for the verdicts."""
     guard: dict[str, float] = field(default_factory=dict)
     elapsed_s: float = 0.0
 
@@ -224,7 +226,21 @@ def check(run: Run) -> list[str]:
     if run.workers:
         scale = run.workers["two"] / run.workers["one"]
         rows.append(["2 workers ≥ 1.6 × one", f"{scale:.2f}×", _verdict(scale >= 1.6)])
+    for name, figure in run.variant_figures.items():
+        bound = VARIANT_BOUNDS.get(name.partition(" (")[0])
+        if bound is not None and "ratio" in figure:
+            kept = min(figure["ratio"], figure["sustained_cpu_ratio"])
+            rows.append([f"{name}: within {1 - bound:.0%} of off",
+                         f"req/s {figure['ratio']:.1%}, CPU per request with its backlog "
+                         f"{figure['sustained_cpu_ratio']:.1%} of off; p99 at 8 conn {figure['p99_8c_off_ms']:.2f} → "
+                         f"{figure['p99_8c_on_ms']:.2f} ms", _verdict(kept >= bound)])
     return table(["target (issue 3)", "measured", "verdict"], rows)
+
+
+VARIANT_BOUNDS = {"request log on": 0.95, "tracing on": 0.90}
+"""Issue 3: the frontier with the request log on within 5 % of off, with tracing on (live Phoenix) within 10 %.
+Judged on the lower of the two paired ratios: req/s with both loaded at once, and CPU per request counting what
+the feature's helper process did after the runs."""
 
 
 def _verdict(passed: bool) -> str:

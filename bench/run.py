@@ -85,15 +85,16 @@ def scale_workers(session: Session, plan: measure.Plan) -> dict[str, float]:
     return {"one": best[0], "two": best[1], "rounds": rounds}
 
 
-def measure_variants(session: Session) -> dict[str, str]:
-    """The report's variant rows: each built variant against everything off, both loaded at once (`pairs`)."""
+def measure_variants(session: Session, figures: dict[str, dict[str, float]]) -> dict[str, str]:
+    """The report's variant rows: each built variant against everything off, both loaded at once (`pairs`); each
+    variant's figures go into `figures`."""
     out = {}
     for variant in VARIANTS:
         if not variant.built:
             out[variant.name] = "n/a (feature not built yet)"
             continue
         try:
-            figure = measure_variant(session, variant, 8, 4.0)
+            figure = figures[variant.name] = measure_variant(session, variant, 8, 4.0)
         except (logdb.Unavailable, RuntimeError, OSError) as exc:
             out[variant.name] = f"n/a ({str(exc).splitlines()[0][:160]})"
             continue
@@ -320,7 +321,7 @@ def main(argv: list[str] | None = None) -> int:
         if not args.quick and sluice and sluice.status == "ok":
             measure.log("measuring Sluice with 1 and 2 workers")
             run.workers = scale_workers(session, plan)
-        run.variants = measure_variants(session) if not args.quick else {}
+        run.variants = measure_variants(session, run.variant_figures) if not args.quick else {}
         if sluice and sluice.status == "ok":
             run.guard = measure.guard_ratio(session, targets["direct"], targets["sluice"])
     finally:
