@@ -26,10 +26,10 @@ from typing import Any
 from prometheus_client import CollectorRegistry
 
 from sluice.exchange import Exchange
+from sluice.exchange_values import LOG_FIELDS, AnyExchange, ExchangeValues, logged
 from sluice.frame_pipe import FrameDecoder, FramePipe, frame
 from sluice.pricing import PriceTable
 from sluice.store.lines import console_lines, stdout_lines, write_stdout
-from sluice.store.logged import LOG_FIELDS, Loggable, LoggedExchange
 from sluice.store.options import RequestLogConfig
 from sluice.store.recorder import RecorderMetrics, RecorderStats
 from sluice.store.records import RecordBuilder
@@ -51,18 +51,15 @@ _COUNTERS = tuple(field.name for field in fields(RecorderStats))
 _values_of = operator.attrgetter(*LOG_FIELDS[:-1])
 
 
-def packed(exchange: Loggable) -> bytes:
+def packed(exchange: AnyExchange) -> bytes:
     """One exchange as a frame of plain values, in `LOG_FIELDS` order (the headers carry the key, which the writer
     hashes)."""
     return frame((*_values_of(exchange), tuple(exchange.request_headers)))
 
 
-def unpacked(values: Sequence[Any]) -> LoggedExchange:
+def unpacked(values: Sequence[Any]) -> ExchangeValues:
     """The exchange a frame's values (`packed`) carry."""
-    return _logged(values)
-
-
-_logged = LoggedExchange._make
+    return logged(values)
 
 
 def worker_settings(config: RequestLogConfig, database_url: str, spill_path: Path, console: bool,
@@ -92,7 +89,7 @@ class LogSender:
         self._prices = prices
         self._spill = SpillFile(Path(settings["spill_path"]))
         self._builder: RecordBuilder | None = None
-        self._queue: deque[Loggable] = deque()
+        self._queue: deque[AnyExchange] = deque()
         self._packed = bytearray()
         self._packed_count = 0
         self._pipe: FramePipe | None = None
@@ -259,7 +256,7 @@ class LogSender:
             logger.error("request log: cannot start a writer process (%s); entries wait in memory, then on disk",
                          exc)
 
-    async def _spill_overflow(self, exchanges: list[Loggable]) -> None:
+    async def _spill_overflow(self, exchanges: list[AnyExchange]) -> None:
         try:
             await self._spill_exchanges(exchanges)
             if self._pipe is not None:
@@ -267,7 +264,7 @@ class LogSender:
         finally:
             self._spilling = None
 
-    async def _spill_exchanges(self, exchanges: list[Loggable]) -> None:
+    async def _spill_exchanges(self, exchanges: list[AnyExchange]) -> None:
         """Build records for `exchanges` here and append them to the spill file (the writer could not take them)."""
         if self._builder is None:
             self._builder = RecordBuilder(self.config, self._prices)

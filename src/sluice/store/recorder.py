@@ -11,9 +11,9 @@ from dataclasses import dataclass
 
 from prometheus_client import CollectorRegistry, Counter, Gauge
 
+from sluice.exchange_values import AnyExchange
 from sluice.pricing import PriceTable
 from sluice.store.lines import console_lines, stdout_lines, write_stdout
-from sluice.store.logged import Loggable
 from sluice.store.options import RequestLogConfig
 from sluice.store.records import ID, Record, RecordBuilder
 from sluice.store.spill import SpillFile
@@ -60,10 +60,10 @@ class Recorder:
         """Write the stdout lines for people (`console_lines`) rather than as JSON."""
         self.stats = RecorderStats()
         self._metrics = RecorderMetrics(registry) if registry is not None else None
-        self._pending: deque[Loggable] = deque()
-        self._building: list[Loggable] = []
+        self._pending: deque[AnyExchange] = deque()
+        self._building: list[AnyExchange] = []
         self._in_flight: list[Record] = []
-        self._overflow: deque[Loggable] = deque()
+        self._overflow: deque[AnyExchange] = deque()
         self._wake = asyncio.Event()
         self._stop = asyncio.Event()
         self._overflow_ready = asyncio.Event()
@@ -75,7 +75,7 @@ class Recorder:
         self._unlogged_drops = 0
         self._last_drop_log = -_DROP_LOG_SECONDS
 
-    def observe(self, exchange: Loggable) -> None:
+    def observe(self, exchange: AnyExchange) -> None:
         """Enqueue `exchange`; never waits and never raises."""
         if self._closing:
             self._drop(1, "the request log is shut down")
@@ -158,7 +158,7 @@ class Recorder:
             if self._closing:
                 return
 
-    async def _build(self, exchanges: Sequence[Loggable]) -> list[Record]:
+    async def _build(self, exchanges: Sequence[AnyExchange]) -> list[Record]:
         """Records for `exchanges`; their stdout lines are written in one write."""
         if not exchanges:
             return []

@@ -16,11 +16,11 @@ from typing import Any
 import orjson
 
 from sluice.exchange import Exchange
+from sluice.exchange_values import AnyExchange
 from sluice.keys.presented import presented_key
 from sluice.pricing import PriceTable
 from sluice.store.assemble import assemble_stream, reply_text, sse_events
 from sluice.store.columns import COLUMNS, JSON_COLUMNS
-from sluice.store.logged import Loggable
 from sluice.store.options import RequestLogConfig
 from sluice.store.redaction import Redactor
 from sluice.store.stamps import iso_of, iso_utc, log_ids, parse
@@ -59,7 +59,7 @@ class RecordBuilder:
         """The decoded row for one exchange (for tools and tests; the writer keeps records)."""
         return row_of(self.record(exchange))
 
-    def record(self, exchange: Loggable, log_id: str | None = None) -> Record:
+    def record(self, exchange: AnyExchange, log_id: str | None = None) -> Record:
         started = exchange.started_at
         if not 0 < started < 1e11:
             raise ValueError(f"started_at {started!r} is not a Unix time")
@@ -123,7 +123,7 @@ class RecordBuilder:
             text = _text(raw.decode("utf-8", "replace"))
             return _dumps(text), text
 
-    def _headers(self, exchange: Loggable) -> tuple[str, str | None]:
+    def _headers(self, exchange: AnyExchange) -> tuple[str, str | None]:
         """The request headers without secrets, as JSON text, and the SHA-256 of the presented key."""
         kept: dict[str, str] = {}
         secret = self.redactor.secret_headers
@@ -170,7 +170,7 @@ class RecordBuilder:
                 self._key_hashes[source] = digest
         return digest
 
-    def _cost(self, exchange: Loggable, prompt: int | None, completion: int | None) -> float | None:
+    def _cost(self, exchange: AnyExchange, prompt: int | None, completion: int | None) -> float | None:
         if self.prices is None or (prompt is None and completion is None):
             return None
         return self.prices.cost(exchange.model, exchange.upstream_model, prompt or 0, completion or 0)

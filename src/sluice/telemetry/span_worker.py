@@ -21,6 +21,7 @@ from typing import Any
 from opentelemetry.sdk.resources import Resource
 from opentelemetry.util.re import parse_env_headers
 
+from sluice.exchange_values import ExchangeValues, traced
 from sluice.frame_pipe import detach, lower_priority, read_frames
 from sluice.store.options import redaction_config
 from sluice.store.redaction import Redactor
@@ -28,7 +29,6 @@ from sluice.telemetry.logs import configure_logging
 from sluice.telemetry.otlp_sender import OtlpSender
 from sluice.telemetry.spans import SpanOptions, SpanWriter
 from sluice.telemetry.trace_context import TraceIds
-from sluice.telemetry.traced import RECORD_FIELDS, TracedExchange
 
 logger = logging.getLogger("sluice.telemetry.span_worker")
 PROJECT_ATTRIBUTE = "openinference.project.name"
@@ -60,12 +60,10 @@ def traces_url(endpoint: str) -> str:
     return endpoint if endpoint.endswith("/v1/traces") else f"{endpoint}/v1/traces"
 
 
-def exchange_of(record: tuple[Any, ...]) -> tuple[TracedExchange, dict[str, str]]:
+def exchange_of(record: tuple[Any, ...]) -> tuple[ExchangeValues, dict[str, str]]:
     """The exchange a record (`tracing.record_of`) carries, and its `session.id`/`user.id` attributes."""
     *values, trace, identity = record
-    if len(values) != len(RECORD_FIELDS):
-        raise ValueError(f"a record of {len(values)} fields, not {len(RECORD_FIELDS)}")
-    return TracedExchange._make((*values, TraceIds(*trace) if trace is not None else None)), identity
+    return traced(values, TraceIds(*trace) if trace is not None else None), identity
 
 
 def main() -> None:

@@ -15,10 +15,10 @@ from typing import Any
 import orjson
 from openinference.semconv.trace import OpenInferenceSpanKindValues, SpanAttributes
 
+from sluice.exchange_values import AnyExchange
 from sluice.store.redaction import Redactor
 from sluice.telemetry import openinference as oi
 from sluice.telemetry import otlp_wire
-from sluice.telemetry.traced import Traced
 
 FIRST_TOKEN_EVENT = "first_token"
 
@@ -64,7 +64,7 @@ class SpanWriter:
         self.emit = emit
         self.options = options
 
-    def write(self, exchange: Traced, identity: dict[str, str]) -> None:
+    def write(self, exchange: AnyExchange, identity: dict[str, str]) -> None:
         """Emit the spans of `exchange`; `identity` holds `session.id`/`user.id` taken from its headers."""
         ids = exchange.trace
         if ids is None:
@@ -90,7 +90,7 @@ class SpanWriter:
             attributes_=_server_attributes(exchange, contents), shared=common,
             error=(error or "") if exchange.status >= 500 else None))
 
-    def _contents(self, exchange: Traced) -> _Contents:
+    def _contents(self, exchange: AnyExchange) -> _Contents:
         request, reply, output = _decoded(exchange)
         variables = exchange.prompt_variables
         if exchange.prompt_template is not None and isinstance(request, dict):
@@ -111,7 +111,7 @@ class SpanWriter:
         redactor = self.options.redactor
         return redactor.text(text) if redactor is not None and text is not None else text
 
-    def _llm_attributes(self, exchange: Traced, contents: _Contents) -> oi.Attributes:
+    def _llm_attributes(self, exchange: AnyExchange, contents: _Contents) -> oi.Attributes:
         operation = exchange.operation
         attributes: oi.Attributes = {SpanAttributes.OPENINFERENCE_SPAN_KIND: oi.span_kind(operation)}
         provider_type = self.options.provider_types.get(exchange.provider or "", "")
@@ -132,7 +132,7 @@ class SpanWriter:
         return attributes
 
 
-def _server_attributes(exchange: Traced, contents: _Contents) -> oi.Attributes:
+def _server_attributes(exchange: AnyExchange, contents: _Contents) -> oi.Attributes:
     attributes: oi.Attributes = {
         SpanAttributes.OPENINFERENCE_SPAN_KIND: OpenInferenceSpanKindValues.CHAIN.value,
         "http.request.method": exchange.method,
@@ -144,7 +144,7 @@ def _server_attributes(exchange: Traced, contents: _Contents) -> oi.Attributes:
     return attributes
 
 
-def _decoded(exchange: Traced) -> tuple[Any, Any, str | None]:
+def _decoded(exchange: AnyExchange) -> tuple[Any, Any, str | None]:
     """The request body, the reply (streams assembled) and the output text to show."""
     request = oi.load_json(exchange.request_body)
     if exchange.stream:
@@ -159,7 +159,7 @@ def _decoded(exchange: Traced) -> tuple[Any, Any, str | None]:
     return request, reply, output
 
 
-def _sluice_attributes(exchange: Traced) -> oi.Attributes:
+def _sluice_attributes(exchange: AnyExchange) -> oi.Attributes:
     found = {"sluice.request_id": exchange.request_id, "sluice.key_id": exchange.key_id,
              "sluice.project": exchange.project, "sluice.model": exchange.model,
              "sluice.provider": exchange.provider}
@@ -171,13 +171,13 @@ def _sluice_attributes(exchange: Traced) -> oi.Attributes:
     return attributes
 
 
-def _upstream_name(exchange: Traced) -> str:
+def _upstream_name(exchange: AnyExchange) -> str:
     if exchange.operation in ("chat", "completions", "embeddings"):
         return f"{exchange.operation} {exchange.upstream_model or exchange.model or ''}".strip()
     return f"{exchange.operation or 'upstream'} {exchange.provider or ''}".strip()
 
 
-def _times(exchange: Traced) -> _Times:
+def _times(exchange: AnyExchange) -> _Times:
     """Nanosecond timestamps of the spans, from the exchange's wall-clock start and offsets."""
     start = int(exchange.started_at * 1e9)
     end = start + int((exchange.latency_total or 0.0) * 1e9)
