@@ -29,12 +29,13 @@ class ThreadedServer(uvicorn.Server):
 
 @contextlib.contextmanager
 def serve(app: Any, *, port: int | None = None, lifespan: Literal["auto", "on", "off"] = "on",
-          timeout: float = 10.0) -> Iterator[str]:
-    """Serve `app` on 127.0.0.1 and yield its base URL (``http://127.0.0.1:PORT``); stop it on exit."""
+          timeout: float = 10.0, tls: dict[str, Any] | None = None) -> Iterator[str]:
+    """Serve `app` on 127.0.0.1 and yield its base URL (``http://127.0.0.1:PORT``, ``https://`` with `tls`:
+    uvicorn's `ssl_*` options); stop it on exit."""
     port = port or free_port()
     config = uvicorn.Config(
         app, host="127.0.0.1", port=port, lifespan=lifespan, log_level="warning", loop="asyncio",
-        timeout_graceful_shutdown=2,
+        timeout_graceful_shutdown=2, **(tls or {}),
     )
     server = ThreadedServer(config)
     thread = threading.Thread(target=server.run, name=f"test-server-{port}", daemon=True)
@@ -45,7 +46,7 @@ def serve(app: Any, *, port: int | None = None, lifespan: Literal["auto", "on", 
             raise RuntimeError(f"test server on port {port} did not start")
         time.sleep(0.01)
     try:
-        yield f"http://127.0.0.1:{port}"
+        yield f"{'https' if tls else 'http'}://127.0.0.1:{port}"
     finally:
         server.should_exit = True
         thread.join(timeout)

@@ -8,6 +8,11 @@ import time
 from typing import Any
 
 import orjson
+from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import Route
 
 from sluice.exchange import Exchange
 from sluice.providers.mock import chat_chunks, chat_reply, embeddings_reply
@@ -70,3 +75,18 @@ TOOL_STREAM_BODY: dict[str, Any] = {
     "stream": True,
     "stream_options": {"include_usage": True},
 }
+
+
+class Collector:
+    """Records each export; answers 503 to the first `refuse` of them."""
+
+    def __init__(self, refuse: int = 0) -> None:
+        self.refuse = refuse
+        self.seen: list[tuple[str, dict[str, str], bytes]] = []
+        self.app = Starlette(routes=[Route("/{path:path}", self.receive, methods=["POST"])])
+
+    async def receive(self, request: Request) -> Response:
+        self.seen.append((request.url.path, dict(request.headers), await request.body()))
+        if len(self.seen) <= self.refuse:
+            return Response(b"busy", status_code=503)
+        return Response(ExportTraceServiceRequest().SerializeToString(), media_type="application/x-protobuf")

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Annotated, Literal
 
-from pydantic import AliasChoices, Field, SecretStr, field_validator
+from pydantic import AliasChoices, Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 
@@ -48,6 +48,18 @@ class Settings(BaseSettings):
     otel_exporter_otlp_traces_compression: Literal["gzip", "none"] | None = Field(
         None, validation_alias=_env("OTEL_EXPORTER_OTLP_TRACES_COMPRESSION"))
     """`gzip` compresses the span batches (for a remote collector); the traces setting wins."""
+    otel_exporter_otlp_certificate: str | None = Field(None, validation_alias=_env("OTEL_EXPORTER_OTLP_CERTIFICATE"))
+    otel_exporter_otlp_traces_certificate: str | None = Field(
+        None, validation_alias=_env("OTEL_EXPORTER_OTLP_TRACES_CERTIFICATE"))
+    """A PEM file of the CA certificates that verify an https collector (default: the system's); traces wins."""
+    otel_exporter_otlp_client_certificate: str | None = Field(
+        None, validation_alias=_env("OTEL_EXPORTER_OTLP_CLIENT_CERTIFICATE"))
+    otel_exporter_otlp_traces_client_certificate: str | None = Field(
+        None, validation_alias=_env("OTEL_EXPORTER_OTLP_TRACES_CLIENT_CERTIFICATE"))
+    otel_exporter_otlp_client_key: str | None = Field(None, validation_alias=_env("OTEL_EXPORTER_OTLP_CLIENT_KEY"))
+    otel_exporter_otlp_traces_client_key: str | None = Field(
+        None, validation_alias=_env("OTEL_EXPORTER_OTLP_TRACES_CLIENT_KEY"))
+    """The PEM certificate chain and key the exporter presents to a collector that asks for one (mutual TLS)."""
     openinference_hide_inputs: bool = Field(False, validation_alias=_env("OPENINFERENCE_HIDE_INPUTS"))
     openinference_hide_outputs: bool = Field(False, validation_alias=_env("OPENINFERENCE_HIDE_OUTPUTS"))
     log_format: Literal["json", "console"] = "json"
@@ -61,6 +73,27 @@ class Settings(BaseSettings):
     """SLUICE_REDIS_URL: Redis for limits shared by every instance (with `limits.backend` auto or redis)."""
     key_pepper: SecretStr | None = None
     """SLUICE_KEY_PEPPER: the secret managed keys are hashed with; default a file `<data_dir>/key-pepper`."""
+
+    @property
+    def otlp_tls(self) -> dict[str, str | None]:
+        """The span exporter's TLS files, as the OTLP exporter reads them: each traces setting wins."""
+        return {"ca": self.otel_exporter_otlp_traces_certificate or self.otel_exporter_otlp_certificate,
+                "cert": self.otel_exporter_otlp_traces_client_certificate or self.otel_exporter_otlp_client_certificate,
+                "key": self.otel_exporter_otlp_traces_client_key or self.otel_exporter_otlp_client_key}
+
+    @model_validator(mode="after")
+    def _tls_files_load(self) -> Settings:
+        """A missing or unreadable file stops the start with its name, not every export later."""
+        from sluice.telemetry.otlp_sender import tls_context
+
+        tls = self.otlp_tls
+        if any(tls.values()):
+            try:
+                tls_context(**tls)
+            except (OSError, ValueError) as exc:  # ssl.SSLError is an OSError
+                raise ValueError(f"the span exporter's TLS files (OTEL_EXPORTER_OTLP_*CERTIFICATE, "
+                                 f"OTEL_EXPORTER_OTLP_*CLIENT_KEY) cannot be used: {exc}") from exc
+        return self
 
     @property
     def database(self) -> str:

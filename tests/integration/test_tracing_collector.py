@@ -14,33 +14,14 @@ from typing import Any
 
 import pytest
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
-from starlette.applications import Starlette
-from starlette.requests import Request
-from starlette.responses import Response
-from starlette.routing import Route
 
 from sluice.telemetry import otlp_wire
 from sluice.telemetry.otlp_sender import OtlpSender
 from sluice.telemetry.tracing import TracingObserver
 from tests.servers import serve
-from tests.telemetry_support import CHAT_BODY, exchange
+from tests.telemetry_support import CHAT_BODY, Collector, exchange
 
 pytestmark = pytest.mark.anyio
-
-
-class Collector:
-    """Records each export; answers 503 to the first `refuse` of them."""
-
-    def __init__(self, refuse: int = 0) -> None:
-        self.refuse = refuse
-        self.seen: list[tuple[str, dict[str, str], bytes]] = []
-        self.app = Starlette(routes=[Route("/{path:path}", self.receive, methods=["POST"])])
-
-    async def receive(self, request: Request) -> Response:
-        self.seen.append((request.url.path, dict(request.headers), await request.body()))
-        if len(self.seen) <= self.refuse:
-            return Response(b"busy", status_code=503)
-        return Response(ExportTraceServiceRequest().SerializeToString(), media_type="application/x-protobuf")
 
 
 async def export(collector: Collector, kind: str, headers: dict[str, Any], count: int, gzip: bool = False) -> None:

@@ -66,4 +66,5 @@ def worker_settings(config: SluiceConfig, settings: Settings, export: TraceExpor
                     "otlp": settings.otel_exporter_otlp_headers,
                     "otlp_traces": settings.otel_exporter_otlp_traces_headers},
         "gzip": (settings.otel_exporter_otlp_traces_compression or settings.otel_exporter_otlp_compression) == "gzip",
+        "tls": settings.otlp_tls,
     }

@@ -15,6 +15,7 @@ from __future__ import annotations
 import gzip
 import http.client
 import logging
+import ssl
 import threading
 import time
 from collections.abc import Mapping
@@ -34,9 +35,11 @@ class OtlpSender:
 
     def __init__(self, url: str, headers: Mapping[str, str], resource: Mapping[str, Any], *, scope: str = "sluice",
                  batch_size: int = 512, delay: float = 1.0, timeout: float = 10.0, max_queued: int = 4096,
-                 compress: bool = False) -> None:
+                 compress: bool = False, tls: Mapping[str, str | None] | None = None) -> None:
+        """`tls`: the `tls_context` files for an https collector (`Settings.otlp_tls`)."""
         parts = urlsplit(url)
         self.https = parts.scheme == "https"
+        self.context = tls_context(**tls) if self.https and tls and any(tls.values()) else None
         self.host = parts.hostname or "localhost"
         self.port = parts.port or (443 if self.https else 80)
         self.path = parts.path + (f"?{parts.query}" if parts.query else "")
@@ -122,8 +125,11 @@ class OtlpSender:
 
     def _post(self, body: bytes) -> tuple[int, bytes]:
         if self._connection is None:
-            kind = http.client.HTTPSConnection if self.https else http.client.HTTPConnection
-            self._connection = kind(self.host, self.port, timeout=self.timeout)
+            if self.https:
+                self._connection = http.client.HTTPSConnection(self.host, self.port, timeout=self.timeout,
+                                                               context=self.context)
+            else:
+                self._connection = http.client.HTTPConnection(self.host, self.port, timeout=self.timeout)
         self._connection.request("POST", self.path, body, self.headers)
         response = self._connection.getresponse()
         reply = response.read()
@@ -135,3 +141,15 @@ class OtlpSender:
         if self._connection is not None:
             self._connection.close()
             self._connection = None
+
+
+def tls_context(ca: str | None = None, cert: str | None = None, key: str | None = None) -> ssl.SSLContext:
+    """The TLS settings of an https export, as the OTLP exporter's environment gives them: `ca` verifies the
+    collector (else the system's CAs), `cert` (and `key`, unless it is in the same file) is presented to it."""
+    if key and not cert:
+        raise ValueError("a client key needs its client certificate (OTEL_EXPORTER_OTLP_CLIENT_CERTIFICATE)")
+    context = ssl.create_default_context(cafile=ca)
+    if cert:
+        context.load_cert_chain(cert, key)
+    return context
+

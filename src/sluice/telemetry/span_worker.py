@@ -73,7 +73,7 @@ def main() -> None:
     configure_logging("json", level=logging.WARNING, stream=sys.stderr)
     lower_priority(settings.get("priority", 0))
     sender = OtlpSender(traces_url(settings["endpoint"]), export_headers(settings["kind"], settings.get("headers", {})),
-                        resource_attributes(settings), compress=bool(settings.get("gzip")))
+                        resource_attributes(settings), compress=bool(settings.get("gzip")), tls=settings.get("tls"))
     writer = SpanWriter(sender.add, SpanOptions(
         provider_types=settings.get("provider_types", {}), hide_inputs=bool(settings.get("hide_inputs")),
         hide_outputs=bool(settings.get("hide_outputs")),
