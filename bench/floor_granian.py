@@ -69,7 +69,7 @@ if __name__ == "__main__":
     parser.add_argument("--port", type=int, required=True)
     parser.add_argument("--workers", type=int, default=1)
     args = parser.parse_args()
-    # Sluice's listen queue and per-worker concurrency (sluice/server_limits.py): granian's default, 1,024 each,
+    # Sluice's listen queue and per-worker concurrency (sluice/serve/limits.py): granian's default, 1,024 each,
     # leaves half of the slow scenario's 2,000 connections waiting.
     Server("floor_granian:app", address="127.0.0.1", port=args.port, workers=args.workers, factory=True,
            interface=Interfaces.ASGI, loop=Loops.uvloop, log_access=False, working_dir=Path(__file__).parent,

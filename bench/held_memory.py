@@ -32,7 +32,7 @@ ROOT = BENCH.parent
 BODY = json.dumps({"model": "gpt-bench", "messages": [{"role": "user", "content": "Hello there, how are you?"}]},
                   separators=(",", ":")).encode()
 HEADERS = {"Content-Type": "application/json"}
-# What `sluice serve` puts in the environment (src/sluice/allocators.py), so the Rust parts allocate as in Sluice.
+# What `sluice serve` puts in the environment (src/sluice/serve/allocators.py), so the Rust parts allocate as in Sluice.
 ALLOCATORS = {"MIMALLOC_ALLOW_THP": "0", "MIMALLOC_ARENA_EAGER_COMMIT": "0", "MIMALLOC_PURGE_DELAY": "50",
               "_RJEM_MALLOC_CONF": "dirty_decay_ms:1000,muzzy_decay_ms:0"}
 
@@ -52,7 +52,7 @@ async def held_app(scope: dict[str, Any], receive: Any, send: Any) -> None:
 
 def server_command(server: str, port: int) -> list[str]:
     venv = ROOT / ".venv/bin"
-    if server == "granian":  # the options src/sluice/granian_serve.py gives it
+    if server == "granian":  # the options src/sluice/serve/granian_entry.py gives it
         return [str(venv / "granian"), "--interface", "asgi", "--loop", "uvloop", "--port", str(port), "--backlog",
                 "4096", "--backpressure", "4096", "--no-ws", "--log-level", "warning", "held_memory:held_app"]
     return [str(venv / "uvicorn"), "--loop", "uvloop", "--http", "httptools", "--port", str(port), "--backlog",

@@ -14,7 +14,7 @@ from sluice.http.light import light_route_for, light_routes
 from sluice.http.openai import hot_routes
 from sluice.http.passthrough import PREFIX, passthrough_route
 from sluice.projects import any_to_mount
-from sluice.sched_slice import shorten_slices
+from sluice.serve.sched_slice import shorten_slices
 from sluice.settings import Settings
 from sluice.telemetry.logs import configure_logging
 

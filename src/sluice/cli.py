@@ -13,7 +13,7 @@ from pydantic import ValidationError
 from sluice import prompts_cli
 from sluice.config import ConfigError, load_config
 from sluice.keys import cli as keys_cli
-from sluice.server_limits import BACKLOG, raise_open_files_limit
+from sluice.serve.limits import BACKLOG, raise_open_files_limit
 from sluice.settings import Settings
 from sluice.store import arguments as store_arguments
 
@@ -117,7 +117,7 @@ def serve(args: argparse.Namespace, settings: Settings, path: str | None, *, has
     if path is not None:
         os.environ["SLUICE_CONFIG"] = str(Path(path).resolve())
     os.environ["SLUICE_ALLOW_NO_AUTH"] = "true" if allow_no_auth else "false"
-    from sluice.allocators import apply_allocator_defaults
+    from sluice.serve.allocators import apply_allocator_defaults
 
     apply_allocator_defaults(os.environ)  # before granian and pyreqwest load (workers inherit the environment)
     host = args.host or settings.host
@@ -139,7 +139,7 @@ def serve(args: argparse.Namespace, settings: Settings, path: str | None, *, has
                     loop="uvloop", http="httptools", access_log=False, timeout_graceful_shutdown=30, log_config=None,
                     backlog=BACKLOG)
         return 0
-    from sluice.granian_serve import command
+    from sluice.serve.granian_entry import command
 
     # Become granian's supervisor in a fresh interpreter: what was loaded to check the config stays behind.
     sys.stdout.flush()

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from sluice.allocators import ALLOCATOR_DEFAULTS, apply_allocator_defaults
+from sluice.serve.allocators import ALLOCATOR_DEFAULTS, apply_allocator_defaults
 
 
 def test_defaults_fill_an_empty_environment() -> None:

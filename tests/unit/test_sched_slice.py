@@ -10,7 +10,7 @@ import pytest
 
 SCRIPT = """
 import os, threading, time
-from sluice.sched_slice import shorten_slices
+from sluice.serve.sched_slice import shorten_slices
 
 def slice_of(tid):
     for line in open(f"/proc/self/task/{tid}/sched"):

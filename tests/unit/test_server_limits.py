@@ -7,7 +7,7 @@ import sys
 
 SCRIPT = """
 import resource, sys
-from sluice.server_limits import raise_open_files_limit
+from sluice.serve.limits import raise_open_files_limit
 _, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
 resource.setrlimit(resource.RLIMIT_NOFILE, (256, hard))
 print(raise_open_files_limit(int(sys.argv[1])), resource.getrlimit(resource.RLIMIT_NOFILE)[0], hard)

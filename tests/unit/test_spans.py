@@ -14,7 +14,7 @@ from opentelemetry.proto.trace.v1.trace_pb2 import Span, Status
 
 from sluice.config import parse_config
 from sluice.exchange import Exchange
-from sluice.frame_pipe import frame, read_frames
+from sluice.serve.frame_pipe import frame, read_frames
 from sluice.settings import Settings
 from sluice.telemetry import otlp_wire
 from sluice.telemetry.observers import worker_settings

@@ -37,7 +37,7 @@ def test_the_same_keys_and_values_as_a_workers_line() -> None:
 
 
 def test_the_supervisor_module_loads_no_structlog() -> None:
-    done = subprocess.run([sys.executable, "-c", "import sys, sluice.granian_serve; "
+    done = subprocess.run([sys.executable, "-c", "import sys, sluice.serve.granian_entry; "
                            "print(sorted(m for m in ('structlog', 'orjson', 'pydantic') if m in sys.modules))"],
                           capture_output=True, text=True, check=True)
     assert done.stdout.strip() == "[]"

@@ -26,9 +26,9 @@ from typing import Any
 from prometheus_client import CollectorRegistry
 
 from sluice.exchange import Exchange
-from sluice.exchange_values import LOG_FIELDS, AnyExchange, ExchangeValues, logged
-from sluice.frame_pipe import FrameDecoder, FramePipe, frame
 from sluice.pricing import PriceTable
+from sluice.serve.exchange_values import LOG_FIELDS, AnyExchange, ExchangeValues, logged
+from sluice.serve.frame_pipe import FrameDecoder, FramePipe, frame
 from sluice.store.lines import console_lines, stdout_lines, write_stdout
 from sluice.store.options import RequestLogConfig
 from sluice.store.recorder import RecorderMetrics, RecorderStats

@@ -22,8 +22,8 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
-from sluice.frame_pipe import FrameDecoder, detach, lower_priority
 from sluice.pricing import Price, PriceTable
+from sluice.serve.frame_pipe import FrameDecoder, detach, lower_priority
 from sluice.store.log_sender import unpacked
 from sluice.store.log_writer import LogWriter
 from sluice.store.options import request_log_config

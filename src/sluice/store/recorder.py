@@ -11,8 +11,8 @@ from dataclasses import dataclass
 
 from prometheus_client import CollectorRegistry, Counter, Gauge
 
-from sluice.exchange_values import AnyExchange
 from sluice.pricing import PriceTable
+from sluice.serve.exchange_values import AnyExchange
 from sluice.store.lines import console_lines, stdout_lines, write_stdout
 from sluice.store.options import RequestLogConfig
 from sluice.store.records import ID, Record, RecordBuilder

@@ -16,9 +16,9 @@ from typing import Any
 import orjson
 
 from sluice.exchange import Exchange
-from sluice.exchange_values import AnyExchange
 from sluice.keys.presented import presented_key
 from sluice.pricing import PriceTable
+from sluice.serve.exchange_values import AnyExchange
 from sluice.store.assemble import assemble_stream, reply_text, sse_events
 from sluice.store.columns import COLUMNS, JSON_COLUMNS
 from sluice.store.options import RequestLogConfig

@@ -21,8 +21,8 @@ from typing import Any
 from opentelemetry.sdk.resources import Resource
 from opentelemetry.util.re import parse_env_headers
 
-from sluice.exchange_values import ExchangeValues, traced
-from sluice.frame_pipe import detach, lower_priority, read_frames
+from sluice.serve.exchange_values import ExchangeValues, traced
+from sluice.serve.frame_pipe import detach, lower_priority, read_frames
 from sluice.store.options import redaction_config
 from sluice.store.redaction import Redactor
 from sluice.telemetry.logs import configure_logging

@@ -15,7 +15,7 @@ from typing import Any
 import orjson
 from openinference.semconv.trace import OpenInferenceSpanKindValues, SpanAttributes
 
-from sluice.exchange_values import AnyExchange
+from sluice.serve.exchange_values import AnyExchange
 from sluice.store.redaction import Redactor
 from sluice.telemetry import openinference as oi
 from sluice.telemetry import otlp_wire

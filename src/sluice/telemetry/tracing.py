@@ -21,8 +21,8 @@ from dataclasses import dataclass
 from typing import Any, Literal
 
 from sluice.exchange import Exchange
-from sluice.exchange_values import RECORD_FIELDS
-from sluice.frame_pipe import FramePipe, frame
+from sluice.serve.exchange_values import RECORD_FIELDS
+from sluice.serve.frame_pipe import FramePipe, frame
 
 logger = logging.getLogger("sluice.telemetry")
 

@@ -13,13 +13,13 @@ import sys
 from collections.abc import Sequence
 from typing import cast
 
-from sluice.server_limits import BACKLOG
+from sluice.serve.limits import BACKLOG
 from sluice.telemetry.supervisor_logs import GRANIAN_LOGGING, LogFormat, configure_supervisor_logging
 
 
 def command(host: str, port: int, workers: int, log_format: str, max_concurrency: int) -> list[str]:
     """The argv that execs this module with these settings."""
-    return [sys.executable, "-m", "sluice.granian_serve", host, str(port), str(workers), log_format,
+    return [sys.executable, "-m", "sluice.serve.granian_entry", host, str(port), str(workers), log_format,
             str(max_concurrency)]
 
 

@@ -18,7 +18,7 @@ import sys
 from collections.abc import Iterator, Sequence
 from typing import Any, BinaryIO
 
-logger = logging.getLogger("sluice.frame_pipe")
+logger = logging.getLogger("sluice.serve.frame_pipe")
 
 HEADER_BYTES = 4
 PIPE_BYTES = 1024 * 1024
