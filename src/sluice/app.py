@@ -13,6 +13,8 @@ from sluice.http.asgi import JSON_TYPE, ASGIApp, Receive, Scope, Send, send_erro
 from sluice.http.light import light_route_for, light_routes
 from sluice.http.openai import hot_routes
 from sluice.http.passthrough import PREFIX, passthrough_route
+from sluice.pipeline.flow import Flow
+from sluice.pipeline.wrapped import serve_wrapped, stamped
 from sluice.projects import any_to_mount
 from sluice.serve.sched_slice import shorten_slices
 from sluice.settings import Settings
@@ -57,7 +59,7 @@ class SluiceApp:
                 if scope["method"] == "POST":
                     await handler(scope, receive, send)
                 else:
-                    await _method_not_allowed(scope, send)
+                    await _method_not_allowed(scope, stamped(self._plain_flow(scope), send))
                 return
             if path.startswith(PREFIX):
                 await self.passthrough(scope, receive, send)
@@ -67,12 +69,20 @@ class SluiceApp:
                 await handler(scope, receive, send)
                 return
             if not path.startswith(API_PREFIXES):
-                await _unknown_route(scope, send)
+                await _unknown_route(scope, stamped(self._plain_flow(scope), send))
                 return
+            project_route = path.startswith("/projects/")  # counted in flight, so a graceful stop waits for it
+            flow = Flow.begin(self.gateway, scope, None, observers=(), counted=project_route)
+            await serve_wrapped(flow, self.api, scope, receive, send)
+            return
         elif scope["type"] == "lifespan":
             await self._lifespan(receive, send)
             return
         await self.api(scope, receive, send)
+
+    def _plain_flow(self, scope: Scope) -> Flow:
+        """The flow of a request answered before any route takes it (no exchange to observe)."""
+        return Flow.begin(self.gateway, scope, None, observers=(), counted=False)
 
     async def _lifespan(self, receive: Receive, send: Send) -> None:
         while True:
@@ -112,9 +122,9 @@ async def _method_not_allowed(scope: Scope, send: Send) -> None:
 
 
 async def _unknown_route(scope: Scope, send: Send) -> None:
-    error = GatewayError(f"Unknown route: {scope['method']} {scope['path']}", status=404,
-                         type="invalid_request_error", code="not_found")
-    await send_error(send, error, [])
+    from sluice.http.unsupported import unknown_route
+
+    await unknown_route(scope, send)
 
 
 def create_app(config: SluiceConfig, settings: Settings) -> SluiceApp:

@@ -34,6 +34,8 @@ class Exchange:
     operation: str | None = None
     """`chat`, `completions`, `embeddings`, `passthrough` or a project step."""
     key_id: str | None = None
+    key_hash: str | None = None
+    """The caller's key identifier, derived with the pepper at authentication (never the key or its plain hash)."""
     principal: Principal | None = None
     """The authenticated caller (its limits and budget are charged with the usage once the exchange ends)."""
     provider: str | None = None

@@ -58,6 +58,8 @@ class Gateway:
         self.observers.append(self.admission.tokens)
         self.telemetry = Telemetry(config, settings, self.metrics, self.version, self.prices)
         self.observers.extend(self.telemetry.observers)
+        self.request_observers: list[Observer] = [self.telemetry.tracing] if self.telemetry.tracing is not None else []
+        """Who sees a request that makes its upstream calls through child flows (a project route): its server span."""
         self.tracing = self.telemetry.tracing is not None
         """Whether the request path should choose trace ids (`TraceIds`) and send them upstream."""
         self.in_flight = 0

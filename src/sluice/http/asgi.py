@@ -29,7 +29,7 @@ async def read_body(receive: Receive, headers: dict[bytes, bytes], limit: int) -
     """The whole request body, refusing more than `limit` bytes before reading them where it can."""
     declared = headers.get(b"content-length")
     if declared is not None and declared.isdigit() and int(declared) > limit:
-        raise _too_large(limit)
+        raise too_large(limit)
     chunks: list[bytes] = []
     size = 0
     while True:
@@ -40,13 +40,13 @@ async def read_body(receive: Receive, headers: dict[bytes, bytes], limit: int) -
         if chunk:
             size += len(chunk)
             if size > limit:
-                raise _too_large(limit)
+                raise too_large(limit)
             chunks.append(chunk)
         if not message.get("more_body", False):
             return chunks[0] if len(chunks) == 1 else b"".join(chunks)
 
 
-def _too_large(limit: int) -> PayloadTooLarge:
+def too_large(limit: int) -> PayloadTooLarge:
     return PayloadTooLarge(f"The request body is larger than this gateway accepts ({limit} bytes).")
 
 

@@ -7,28 +7,25 @@ the models routes, the caller's key and its limits; errors leave OpenAI-shaped, 
 
 from __future__ import annotations
 
-import logging
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from functools import partial
 
 from prometheus_client import CONTENT_TYPE_LATEST
 
-from sluice.errors import GatewayError, internal_error
+from sluice.errors import GatewayError
 from sluice.gateway import Gateway
-from sluice.http.asgi import JSON_TYPE, ASGIApp, Receive, Scope, Send, request_headers, send_error
+from sluice.http.asgi import JSON_TYPE, ASGIApp, Receive, Scope, Send
 from sluice.http.health import health
 from sluice.http.metrics import metrics
 from sluice.http.models import MODEL_PREFIX, get_model, list_models
-from sluice.http.openai import authenticate
 from sluice.keys.principal import Principal
-from sluice.limits.admission import Grant
-
-logger = logging.getLogger("sluice.http")
+from sluice.pipeline.answer import serve as serve_flow
+from sluice.pipeline.flow import Flow
 
 Answer = Callable[[Gateway, Scope, dict[bytes, bytes], Principal | None], Awaitable[bytes]]
 """A route's body for an admitted request (`principal` is the caller on keyed routes, else None)."""
-ALLOWED = (b"allow", b"GET, HEAD")
+ALLOWED_HEADER = {"Allow": "GET, HEAD"}
 
 
 @dataclass(frozen=True, slots=True)
@@ -63,36 +60,25 @@ def light_route_for(routes: dict[str, ASGIApp], path: str) -> ASGIApp | None:
 
 
 async def serve(gateway: Gateway, route: LightRoute, scope: Scope, receive: Receive, send: Send) -> None:
-    """One GET or HEAD request to `route`."""
+    """One GET or HEAD request to `route` (a flow that is not an exchange: nothing is observed or counted)."""
+    flow = Flow.begin(gateway, scope, None, observers=(), counted=False)
+    await serve_flow(flow, send, partial(_answer, flow, route, scope, send))
+
+
+async def _answer(flow: Flow, route: LightRoute, scope: Scope, send: Send) -> None:
     method = scope["method"]
     if method not in ("GET", "HEAD"):
         error = GatewayError(f"Method {method} is not allowed on {scope['path']}; use GET.", status=405,
                              type="invalid_request_error", code="method_not_allowed")
-        await send_error(send, error, [ALLOWED])
-        return
-    headers = request_headers(scope)
-    admission = gateway.admission
-    grant: Grant | None = None
-    response_headers: list[tuple[bytes, bytes]] = []
-    try:
-        if route.address_limited and admission.per_ip:
-            grant = await admission.admit_ip(scope)
-        principal = None
-        if route.keyed:
-            principal = await authenticate(gateway, headers)
-            if admission.needed(principal):
-                grant = await admission.admit(principal, grant)
-        if grant is not None:
-            response_headers += grant.headers()
-        body = await route.answer(gateway, scope, headers, principal)
-        await send({"type": "http.response.start", "status": 200, "headers": [
-            route.content_type, (b"content-length", str(len(body)).encode()), *response_headers]})
-        await send({"type": "http.response.body", "body": b"" if method == "HEAD" else body})
-    except GatewayError as exc:
-        await send_error(send, exc, response_headers)
-    except Exception:
-        logger.exception("unhandled error on %s", scope["path"])
-        await send_error(send, internal_error(), response_headers)
-    finally:
-        if grant is not None:
-            grant.release()
+        error.headers = ALLOWED_HEADER
+        raise error
+    if route.address_limited:
+        await flow.admit_address(scope)
+    principal = None
+    if route.keyed:
+        principal = await flow.authenticate()
+        await flow.admit()
+    body = await route.answer(flow.gateway, scope, flow.headers, principal)
+    await send({"type": "http.response.start", "status": 200, "headers": [
+        route.content_type, (b"content-length", str(len(body)).encode()), *flow.response_headers()]})
+    await send({"type": "http.response.body", "body": b"" if method == "HEAD" else body})

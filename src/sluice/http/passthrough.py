@@ -7,23 +7,16 @@ the response (the client sees a truncated body, as from any proxy) instead of ap
 
 from __future__ import annotations
 
-import logging
 from functools import partial
-from time import perf_counter, time
 from urllib.parse import quote
 
-from sluice.errors import GatewayError, InvalidRequest, NotFound, internal_error
-from sluice.exchange import Exchange, notify, tap_stream
+from sluice.errors import InvalidRequest, NotFound
 from sluice.gateway import Gateway
-from sluice.http.asgi import ASGIApp, ClientDisconnected, Receive, Scope, Send, read_body, send_error
-from sluice.http.openai import authenticate, relay, request_id_of
-from sluice.limits.admission import Grant
+from sluice.http.asgi import ASGIApp, Receive, Scope, Send, read_body
+from sluice.pipeline.answer import relay, serve
+from sluice.pipeline.flow import Flow
 from sluice.providers.passthrough import Forwarded, PassthroughTarget, reply_headers
 from sluice.providers.upstream import OpenStream
-from sluice.routing.breaker import CircuitOpen
-from sluice.telemetry.trace_context import TraceIds
-
-logger = logging.getLogger("sluice.http")
 
 PREFIX = "/provider/"
 WHOLE_BODY_LIMIT = 256 * 1024
@@ -71,100 +64,41 @@ def forwarded_of(scope: Scope, headers: dict[bytes, bytes], request_id: bytes) -
 
 async def handle(gateway: Gateway, scope: Scope, receive: Receive, send: Send) -> None:
     """One passthrough request: auth, path checks, the upstream call, then the reply relayed unchanged."""
-    started = perf_counter()
-    headers = dict(scope["headers"])
-    request_id = request_id_of(headers)
-    exchange = Exchange(request_id=request_id.decode(), endpoint=scope["path"], method=scope["method"],
-                        started_at=time(), operation="passthrough", request_headers=scope["headers"])
-    if gateway.tracing:
-        exchange.trace = TraceIds.from_traceparent(headers.get(b"traceparent"))
-        exchange.trace_id = exchange.trace.trace_id
-    admission = gateway.admission
-    grant: Grant | None = None
-    gateway.request_started()
-    try:
-        try:
-            if admission.per_ip:
-                grant = await admission.admit_ip(scope)
-            principal = await authenticate(gateway, headers)
-            exchange.key_id, exchange.principal = principal.key_id, principal
-            name, suffix = split_target(scope)
-            target = find_target(gateway, name)
-            exchange.provider = name
-            principal.check_provider(name)
-            if admission.needed(principal):
-                grant = await admission.admit(principal, grant)
-            url = target.url(suffix, scope["query_string"])
-            body = exchange.request_body = await read_body(receive, headers, gateway.config.limits.max_body_bytes)
-            upstream_started = perf_counter()
-            exchange.upstream_offset = upstream_started - started
-            forwarded = forwarded_of(scope, headers, request_id)
-            upstream_headers = target.headers(scope["headers"], forwarded)
-            if exchange.trace is not None:
-                upstream_headers = [(k, v) for k, v in upstream_headers if k.lower() != "traceparent"]
-                upstream_headers.append(("traceparent", exchange.trace.traceparent_for_upstream()))
-            guard = gateway.guards[name]  # the provider's circuit breaker; no retries of raw requests
-            guard.admit()
-            try:
-                reply = await target.send(scope["method"], url, upstream_headers, body)
-            except BaseException as exc:
-                guard.judge(exc)
-                raise
-            guard.answered(reply.status)
-            waited = exchange.latency_upstream = perf_counter() - upstream_started
-        except GatewayError as exc:
-            exchange.status, exchange.error = exc.status, exc.message
-            exchange.error_type, exchange.error_code = exc.type, exc.code
-            if isinstance(exc, CircuitOpen):
-                exchange.upstream_offset = None  # refused by the breaker: no upstream call, so no upstream span
-            await send_error(send, exc, [(b"x-request-id", request_id)])
-            return
-        except ClientDisconnected:
-            exchange.client_disconnected = True
-            return
-        except Exception:
-            logger.exception("unhandled error on %s", scope["path"])
-            error = internal_error()
-            exchange.status, exchange.error = error.status, error.message
-            await send_error(send, error, [(b"x-request-id", request_id)])
-            return
-        exchange.status = reply.status
-        overhead = perf_counter() - started - waited
-        await respond(gateway, target, reply, scope, receive, send, request_id, overhead, exchange, started,
-                      grant.headers() if grant is not None else [])
-    finally:
-        if grant is not None:
-            grant.release()
-        exchange.latency_total = perf_counter() - started
-        gateway.request_finished()
-        notify(gateway.observers, exchange)
+    flow = Flow.begin(gateway, scope, "passthrough")
+    await serve(flow, send, partial(_answer, flow, scope, receive, send))
 
 
-async def respond(gateway: Gateway, target: PassthroughTarget, reply: OpenStream, scope: Scope,
-                  receive: Receive, send: Send, request_id: bytes, overhead: float, exchange: Exchange,
-                  started: float, limits: list[tuple[bytes, bytes]]) -> None:
-    """The upstream's status, headers and body, unchanged but for hop-by-hop headers (and Sluice's rate-limit
-    headers, `limits`)."""
-    gateway.metrics.overhead_by_operation["passthrough"].observe(overhead)
+async def _answer(flow: Flow, scope: Scope, receive: Receive, send: Send) -> None:
+    await flow.admit_address(scope)
+    principal = await flow.authenticate()
+    name, suffix = split_target(scope)
+    target = find_target(flow.gateway, name)
+    flow.exchange.provider = name
+    principal.check_provider(name)
+    await flow.admit()
+    url = target.url(suffix, scope["query_string"])
+    body = flow.exchange.request_body = await read_body(receive, flow.headers, flow.body_limit)
+    upstream_headers = target.headers(scope["headers"], forwarded_of(scope, flow.headers, flow.request_id))
+    reply = await flow.call_raw(target, scope["method"], url, upstream_headers, body)
+    await respond(flow, target, reply, scope, receive, send)
+
+
+async def respond(flow: Flow, target: PassthroughTarget, reply: OpenStream, scope: Scope, receive: Receive,
+                  send: Send) -> None:
+    """The upstream's status, headers and body, unchanged but for hop-by-hop headers (and Sluice's request id,
+    when the upstream sent none, its overhead and rate-limit headers)."""
     headers = reply_headers(reply)
-    if not any(name == b"x-request-id" for name, _ in headers):
-        headers.append((b"x-request-id", request_id))
-    headers.append((b"x-sluice-overhead-ms", f"{overhead * 1000:.2f}".encode()))
-    headers += limits
+    ours = flow.response_headers()
+    if any(name == b"x-request-id" for name, _ in headers):
+        ours = [header for header in ours if header[0] != b"x-request-id"]
+    headers += ours
     if _whole(scope, reply):
-        try:
-            body = exchange.response_body = await target.read(reply)
-        except GatewayError as exc:
-            exchange.status, exchange.error = exc.status, exc.message
-            await send_error(send, exc, [(b"x-request-id", request_id)])
-            return
+        body = flow.exchange.response_body = await target.read(reply)
         await send({"type": "http.response.start", "status": reply.status, "headers": headers})
         await send({"type": "http.response.body", "body": body})
         return
     await send({"type": "http.response.start", "status": reply.status, "headers": headers})
-    exchange.stream = True
-    await relay(tap_stream(target.chunks(reply), exchange, started), receive, send,
-                ending=None)
+    await relay(flow.relayed(target.chunks(reply)), receive, send, ending=None)
 
 
 def _whole(scope: Scope, reply: OpenStream) -> bool:

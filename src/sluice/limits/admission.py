@@ -88,14 +88,17 @@ class Admission:
         return grant
 
     async def admit(self, principal: Principal, grant: Grant | None = None, *, model: str | None = None,
-                    body: dict[str, Any] | None = None, size: int = 0, exchange: Exchange | None = None) -> Grant:
+                    body: dict[str, Any] | None = None, size: int = 0, exchange: Exchange | None = None,
+                    per_key: bool = True) -> Grant:
         """Check the budget, then charge the key's and the model's policies at once (the token policies with an
         estimate from `body` and its `size` in bytes, corrected after the call for `exchange`; without a body
-        they are only checked, not charged). Adds to `grant` (the address's) when given."""
+        they are only checked, not charged). Adds to `grant` (the address's) when given. `per_key=False`
+        charges the model's policies only (a call inside a request the key was already admitted for)."""
         grant = grant or Grant(self.limiter)
-        if principal.budget is not None and self.budgets is not None:
+        if per_key and principal.budget is not None and self.budgets is not None:
             await self.budgets.check(principal)
-        policies = self._key_policies(principal.key_id, principal.limits) + self.models.get(model or "", ())
+        models = self.models.get(model or "", ())
+        policies = self._key_policies(principal.key_id, principal.limits) + models if per_key else models
         if not policies:
             return grant
         estimate = estimate_tokens(body, size) if body is not None else 0

@@ -18,7 +18,6 @@ one exchange record per call for the request log, traces and metrics.
 
 from __future__ import annotations
 
-import time
 from collections.abc import AsyncGenerator, Callable, Collection
 from dataclasses import dataclass
 from typing import Annotated, Any
@@ -27,12 +26,12 @@ import orjson
 from fastapi import APIRouter, Depends, Request
 
 from sluice.errors import GatewayError, PermissionDenied, UpstreamError
-from sluice.exchange import Exchange, notify
-from sluice.gateway import Gateway
-from sluice.http.auth import CurrentGateway, CurrentPrincipal
-from sluice.http.openai import request_id_of, upstream_request
+from sluice.http.auth import CurrentPrincipal
+from sluice.http.openai import SCHEMAS, parse_body
 from sluice.json_bytes import dumps_to_size
 from sluice.keys.principal import Principal
+from sluice.pipeline.flow import Flow
+from sluice.pipeline.wrapped import FLOW_KEY
 from sluice.providers.base import JSONObject, Operation, Provider, UpstreamRequest
 from sluice.streaming import SSEDecoder
 
@@ -72,15 +71,17 @@ class MountedProject:
 
 
 class GatewayClient:
-    """Upstream calls for project code, made as the caller (key scopes apply) and recorded like outside calls."""
+    """Upstream calls for project code, made as the caller (key scopes apply) and recorded like outside calls: each
+    is a child flow of the project request's (pipeline/flow.py), its span a child of the request's server span."""
 
-    def __init__(self, gateway: Gateway, principal: Principal, project: MountedProject, request_id: str,
-                 endpoint: str) -> None:
-        self.gateway = gateway
-        self.principal = principal
+    def __init__(self, flow: Flow, project: MountedProject) -> None:
+        assert flow.principal is not None
+        self.flow = flow
+        self.gateway = flow.gateway
+        self.principal: Principal = flow.principal
         self.project = project
-        self.request_id = request_id
-        self.endpoint = endpoint
+        self.request_id = flow.exchange.request_id
+        self.endpoint = flow.exchange.endpoint
 
     async def chat(self, model: str, messages: list[JSONObject] | None = None, **params: Any) -> JSONObject:
         """A chat completion (`params` are any other OpenAI request fields, or `prompt={"name": …,
@@ -97,68 +98,47 @@ class GatewayClient:
 
     async def send(self, operation: Operation, body: JSONObject) -> JSONObject:
         """One complete call; GatewayError (with the upstream's status) if it fails."""
-        exchange = self._exchange(operation, body)
+        flow = self.flow.child(operation, str(body.get("model")))
         try:
-            request, provider = self._prepare(operation, body, exchange)
-            started = time.perf_counter()
-            reply = await self.gateway.guards[provider.name].send(request)  # breaker and retries
-            exchange.latency_upstream = time.perf_counter() - started
-            exchange.response_body, exchange.status = reply, 200
-            parsed: JSONObject = orjson.loads(reply)
+            request, provider = await self._prepare(flow, operation, body)
+            parsed: JSONObject = orjson.loads(await flow.call(request, provider))
             return parsed
         except GatewayError as exc:
-            self._failed(exchange, exc)
+            flow.failed(exc)
             raise
         finally:
-            self._finish(exchange)
+            flow.finish()
 
     async def stream(self, operation: Operation, body: JSONObject) -> AsyncGenerator[JSONObject, None]:
         """One streamed call: each event's JSON object; an error event from upstream raises UpstreamError."""
-        exchange = self._exchange(operation, {**body, "stream": True})
+        flow = self.flow.child(operation, str(body.get("model")))
         try:
-            request, provider = self._prepare(operation, {**body, "stream": True}, exchange)
-            chunks = await self.gateway.guards[provider.name].stream(request)
-            exchange.status = 200
+            request, provider = await self._prepare(flow, operation, {**body, "stream": True})
+            chunks = await flow.open_stream(request, provider)
             decoder = SSEDecoder()
             try:
                 async for chunk in chunks:
-                    exchange.chunks.append(chunk)
                     for event in decoder.feed(chunk):
                         if event.data and event.data != "[DONE]":
                             yield _event_object(event.data)
             finally:
                 await chunks.aclose()
         except GatewayError as exc:
-            self._failed(exchange, exc)
+            flow.failed(exc)
             raise
         finally:
-            self._finish(exchange)
+            flow.finish()
 
-    def _prepare(self, operation: Operation, body: JSONObject, exchange: Exchange
-                 ) -> tuple[UpstreamRequest, Provider]:
-        """The same validation, model routing and key scopes as `/v1`, plus the project's own declaration."""
+    async def _prepare(self, flow: Flow, operation: Operation, body: JSONObject
+                       ) -> tuple[UpstreamRequest, Provider]:
+        """The same validation, model routing, key scopes and model limits as `/v1`, plus the project's own
+        declaration."""
         self.project.check_model(str(body.get("model")))
-        raw = dumps_to_size(body)
-        exchange.request_body = raw
-        request, provider = upstream_request(self.gateway, operation, self.principal, raw, {},
-                                             self.request_id.encode(), exchange)
-        exchange.provider, exchange.upstream_model = provider.name, str(request.body.get("model"))
+        raw = flow.exchange.request_body = dumps_to_size(body)
+        request, provider = flow.route(operation, parse_body(raw, SCHEMAS[operation]), raw)
         self.project.check_provider(provider.name)
+        await flow.admit(model=flow.exchange.model, body=request.body, size=len(raw), per_key=False)
         return request, provider
-
-    def _exchange(self, operation: Operation, body: JSONObject) -> Exchange:
-        return Exchange(request_id=self.request_id, endpoint=self.endpoint, method="POST", started_at=time.time(),
-                        operation=operation, key_id=self.principal.key_id, principal=self.principal,
-                        model=str(body.get("model")),
-                        project=self.project.name, stream=bool(body.get("stream")))
-
-    @staticmethod
-    def _failed(exchange: Exchange, error: GatewayError) -> None:
-        exchange.status, exchange.error = error.status, error.message
-
-    def _finish(self, exchange: Exchange) -> None:
-        exchange.latency_total = time.time() - exchange.started_at
-        notify(self.gateway.observers, exchange)
 
 
 def _event_object(data: str) -> JSONObject:
@@ -173,22 +153,34 @@ def _event_object(data: str) -> JSONObject:
 
 
 def project_guard(mounted: MountedProject) -> Callable[[Request, Principal], None]:
-    """The dependency on every route of `mounted`: the key must allow the project; remembers the project."""
+    """The dependency on every route of `mounted`: the key must allow the project; the request's flow becomes the
+    project's (its server span names the project) and remembers it."""
 
     def guard(request: Request, principal: CurrentPrincipal) -> None:
         principal.check_project(mounted.name)
+        flow = flow_of(request)
+        flow.exchange.project = mounted.name
+        flow.observers = flow.gateway.request_observers
+        flow.identify(principal)
         request.state.sluice_project = mounted
 
     return guard
 
 
-def gateway_client(request: Request, gateway: CurrentGateway, principal: CurrentPrincipal) -> GatewayClient:
+def flow_of(request: Request) -> Flow:
+    """The flow the gateway opened for this request (pipeline/wrapped.py)."""
+    flow: Flow | None = request.scope.get(FLOW_KEY)
+    if flow is None:
+        raise GatewayError("This route is not served through the gateway's request path.")
+    return flow
+
+
+def gateway_client(request: Request) -> GatewayClient:
     """The `ProjectClient` of one request to a project route."""
     mounted: MountedProject | None = getattr(request.state, "sluice_project", None)
     if mounted is None:
         raise GatewayError("ProjectClient is only available on the routes of a mounted project.")
-    request_id = request_id_of(dict(request.scope["headers"])).decode()
-    return GatewayClient(gateway, principal, mounted, request_id, request.url.path)
+    return GatewayClient(flow_of(request), mounted)
 
 
 ProjectClient = Annotated[GatewayClient, Depends(gateway_client)]

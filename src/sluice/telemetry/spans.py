@@ -74,6 +74,8 @@ class SpanWriter:
         error = self._redact(exchange.error)
         common = otlp_wire.span_attributes({**identity, **_sluice_attributes(exchange)})
         trace_id, server_id = bytes.fromhex(ids.trace_id), bytes.fromhex(ids.server_span_id)
+        if ids.nested and ids.parent_span_id is not None:
+            server_id = bytes.fromhex(ids.parent_span_id)  # a step of another request: a child of its server span
         if times.upstream_start is not None and times.upstream_end is not None:
             self.emit(otlp_wire.span(
                 trace_id=trace_id, span_id=bytes.fromhex(ids.upstream_span_id), parent_span_id=server_id,
@@ -82,6 +84,8 @@ class SpanWriter:
                 attributes_=self._llm_attributes(exchange, contents), shared=common,
                 events=[(FIRST_TOKEN_EVENT, times.first_token)] if times.first_token is not None else (),
                 error=(error or "") if exchange.error is not None else None))
+        if ids.nested:
+            return
         caller = ids.parent_span_id
         self.emit(otlp_wire.span(
             trace_id=trace_id, span_id=server_id, parent_span_id=bytes.fromhex(caller) if caller else None,

@@ -27,6 +27,9 @@ class TraceIds:
     server_span_id: str
     upstream_span_id: str
     sampled: bool = True
+    nested: bool = False
+    """A call made inside another of the gateway's requests (a project's step): only its upstream span is
+    written, as a child of `parent_span_id`, that request's server span."""
 
     @classmethod
     def from_traceparent(cls, header: bytes | None) -> TraceIds:
@@ -39,12 +42,18 @@ class TraceIds:
                 return cls(match.group(2).decode(), match.group(3).decode(), fresh[32:48], fresh[48:], sampled)
         return cls(fresh[:32], None, fresh[32:48], fresh[48:])
 
+    def child(self) -> TraceIds:
+        """The ids of a call made on behalf of this request: same trace, parented on this server span."""
+        fresh = os.urandom(16).hex()
+        return TraceIds(self.trace_id, self.server_span_id, fresh[:16], fresh[16:], self.sampled, nested=True)
+
     def traceparent_for_upstream(self) -> str:
         """The `traceparent` header for the upstream call: this trace, the upstream span as parent."""
         return f"00-{self.trace_id}-{self.upstream_span_id}-{'01' if self.sampled else '00'}"
 
-    def as_tuple(self) -> tuple[str, str | None, str, str, bool]:
-        return self.trace_id, self.parent_span_id, self.server_span_id, self.upstream_span_id, self.sampled
+    def as_tuple(self) -> tuple[str, str | None, str, str, bool, bool]:
+        return self.trace_id, self.parent_span_id, self.server_span_id, self.upstream_span_id, self.sampled, \
+            self.nested
 
 
 def _valid(match: re.Match[bytes]) -> bool:

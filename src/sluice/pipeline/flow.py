@@ -1,0 +1,277 @@
+"""`Flow`: one exchange on the one request path, from admission to the last byte, whatever edge it came in by.
+
+Every edge (the OpenAI routes, provider passthrough, project calls, the light routes, the FastAPI routes) turns
+HTTP into calls on a `Flow`, in this order: `admit_address`, `authenticate`, `admit`, `route` (or the edge's own
+target), `call` / `open_stream` / `call_raw`, then `finish`, which releases what admission granted and hands
+the finished exchange to the observers. A capability written here is there for every edge.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import AsyncGenerator, Sequence
+from time import perf_counter, time
+from typing import TYPE_CHECKING
+
+from sluice.errors import GatewayError, NotFound
+from sluice.exchange import Exchange, Observer, notify, tap_stream
+from sluice.keys.credentials import presented_in
+from sluice.pipeline.prompts import apply_prompt
+from sluice.providers.base import JSONObject, Operation, Provider, UpstreamRequest
+from sluice.routing.breaker import CircuitOpen
+from sluice.telemetry.trace_context import TraceIds
+
+if TYPE_CHECKING:
+    from sluice.gateway import Gateway
+    from sluice.http.asgi import Scope
+    from sluice.keys.principal import Principal
+    from sluice.limits.admission import Grant
+    from sluice.providers.passthrough import PassthroughTarget
+    from sluice.providers.upstream import OpenStream
+    from sluice.routing.guard import UpstreamGuard
+
+Headers = list[tuple[bytes, bytes]]
+_SAFE_REQUEST_ID = re.compile(rb"[A-Za-z0-9._:/+=@-]{1,128}")
+PROPAGATED_HEADERS = (b"traceparent", b"tracestate")
+
+
+def request_id_of(headers: dict[bytes, bytes]) -> bytes:
+    """The caller's `X-Request-ID` when it is sane, else a new one."""
+    given = headers.get(b"x-request-id")
+    if given and _SAFE_REQUEST_ID.fullmatch(given):
+        return given
+    return os.urandom(16).hex().encode()
+
+
+class Flow:
+    """One exchange and what it holds while it runs: its clock, request id, caller, grant and response headers.
+
+    `observers` are who `finish` hands the exchange to: all of the gateway's for an upstream call, fewer for a
+    request that makes its calls through child flows (a project route), none for the routes that are not
+    exchanges (admin, docs, health)."""
+
+    __slots__ = ("gateway", "started", "headers", "request_id", "exchange", "principal", "grant", "observers",
+                 "counted", "upstream_seconds", "parent", "stream_guard")
+
+    def __init__(self, gateway: Gateway, headers: dict[bytes, bytes], exchange: Exchange, request_id: bytes, *,
+                 observers: Sequence[Observer] = (), counted: bool = True, parent: Flow | None = None) -> None:
+        self.gateway = gateway
+        self.started = perf_counter()
+        self.headers = headers
+        self.request_id = request_id
+        self.exchange = exchange
+        self.principal: Principal | None = None
+        self.grant: Grant | None = None
+        self.observers = observers
+        self.counted = counted
+        self.upstream_seconds = 0.0
+        """Time spent waiting on upstreams so far (this flow's call, or its children's): not the gateway's own."""
+        self.parent = parent
+        self.stream_guard: UpstreamGuard | None = None
+        """The guard of a stream the upstream opened: told if the stream breaks midway."""
+        if counted:
+            gateway.request_started()
+
+    @classmethod
+    def begin(cls, gateway: Gateway, scope: Scope, operation: str | None, *,
+              observers: Sequence[Observer] | None = None, counted: bool = True) -> Flow:
+        """The flow of a request that arrives at an edge: its request id, its trace ids when tracing is on."""
+        headers = dict(scope["headers"])
+        request_id = request_id_of(headers)
+        exchange = Exchange(request_id=request_id.decode(), endpoint=scope["path"], method=scope["method"],
+                            started_at=time(), operation=operation, request_headers=scope["headers"])
+        if gateway.tracing:
+            exchange.trace = TraceIds.from_traceparent(headers.get(b"traceparent"))
+            exchange.trace_id = exchange.trace.trace_id
+        return cls(gateway, headers, exchange, request_id,
+                   observers=gateway.observers if observers is None else observers, counted=counted)
+
+    def child(self, operation: Operation, model: str) -> Flow:
+        """A call made on behalf of this request (a project's step): same caller, request id and project; its
+        span is a child of this request's server span; it is recorded, limited and charged as an upstream call."""
+        parent = self.exchange
+        exchange = Exchange(request_id=parent.request_id, endpoint=parent.endpoint, method="POST", started_at=time(),
+                            operation=operation, key_id=parent.key_id, principal=self.principal, model=model,
+                            project=parent.project)
+        exchange.key_hash = parent.key_hash
+        if parent.trace is not None:
+            exchange.trace = parent.trace.child()
+            exchange.trace_id = parent.trace_id
+        flow = Flow(self.gateway, {}, exchange, self.request_id, observers=self.gateway.observers, counted=False,
+                    parent=self)
+        flow.principal = self.principal
+        return flow
+
+    @property
+    def body_limit(self) -> int:
+        """The most bytes a request body may have (`limits.max_body_bytes`)."""
+        return self.gateway.config.limits.max_body_bytes
+
+    async def admit_address(self, scope: Scope) -> None:
+        """`limits.per_ip`, charged before the key is known (Throttled, 429, past them)."""
+        admission = self.gateway.admission
+        if admission.per_ip:
+            self.grant = await admission.admit_ip(scope)
+
+    async def authenticate(self) -> Principal:
+        """The caller, from the request's credentials (AuthenticationFailed, 401, without a valid one)."""
+        principal = await self.gateway.keys.authenticate(presented_in(self.headers))
+        self.identify(principal)
+        return principal
+
+    def identify(self, principal: Principal) -> None:
+        """Note the caller (authenticated here, or by a FastAPI dependency) on the exchange."""
+        self.principal = principal
+        exchange = self.exchange
+        exchange.key_id, exchange.key_hash = principal.key_id, getattr(principal, "key_hash", None)  # TODO(B)
+        if self.observers is self.gateway.observers:
+            exchange.principal = principal  # charged its usage by the limits and budget observers
+
+    async def admit(self, *, model: str | None = None, body: JSONObject | None = None, size: int = 0,
+                    per_key: bool = True) -> None:
+        """The caller's budget, rate and concurrency limits and the model's (`per_key=False`: the model's only,
+        for a call inside a request the key was already admitted for)."""
+        principal = self.principal
+        assert principal is not None
+        admission = self.gateway.admission
+        if not per_key:
+            if model in admission.models:
+                self.grant = await admission.admit(principal, self.grant, model=model, body=body, size=size,
+                                                   exchange=self.exchange, per_key=False)
+            return
+        if admission.needed(principal, model):
+            self.grant = await admission.admit(principal, self.grant, model=model, body=body, size=size,
+                                               exchange=self.exchange if body is not None else None)
+
+    def route(self, operation: Operation, body: JSONObject, raw: bytes | None) -> tuple[UpstreamRequest, Provider]:
+        """The call to make for a validated OpenAI-format `body` (`raw`: its bytes, sent as they are when nothing
+        needs rewriting): the key's scopes, the model's deployment, the prompt template rendered."""
+        principal = self.principal
+        assert principal is not None
+        model = body["model"]
+        if not principal.may_use(model):
+            raise NotFound(f"The model '{model}' does not exist or you do not have access to it.", param="model",
+                           code="model_not_found")
+        deployment = self.gateway.routes.resolve(model)
+        if principal.providers is not None:
+            principal.check_provider(deployment.provider.name)
+        exchange = self.exchange
+        if operation == "chat" and "prompt" in body:
+            apply_prompt(self.gateway.prompts, body, exchange)
+            raw = None
+        if deployment.upstream_model != model:
+            body["model"] = deployment.upstream_model
+            raw = None
+        exchange.model, exchange.upstream_model = model, deployment.upstream_model
+        exchange.provider = deployment.provider.name
+        forwarded = {"x-request-id": self.request_id.decode()}
+        headers = self.headers
+        for name in PROPAGATED_HEADERS:
+            if name in headers:
+                forwarded[name.decode()] = headers[name].decode("latin-1")
+        request = UpstreamRequest(operation, body, raw, forwarded)
+        return request, deployment.provider
+
+    async def call(self, request: UpstreamRequest, provider: Provider) -> bytes:
+        """The upstream's complete reply, through the provider's breaker and retries."""
+        self._trace_upstream(request)
+        guard = self.gateway.guards[provider.name]
+        upstream_started = self._upstream_started()
+        reply = self.exchange.response_body = await guard.send(request)
+        self._upstream_done(upstream_started)
+        self.exchange.status = 200
+        return reply
+
+    async def open_stream(self, request: UpstreamRequest, provider: Provider) -> AsyncGenerator[bytes, None]:
+        """The upstream's stream once it answered 200 (breaker and retries until then); the exchange keeps its
+        chunks, time to first chunk and a break midway, which the breaker counts as a failure."""
+        self._trace_upstream(request)
+        guard = self.gateway.guards[provider.name]
+        upstream_started = self._upstream_started()
+        chunks = await guard.stream(request)
+        self._upstream_done(upstream_started)
+        exchange = self.exchange
+        exchange.stream, exchange.status = True, 200
+        self.stream_guard = guard
+        return tap_stream(chunks, exchange, self.started)
+
+    async def call_raw(self, target: PassthroughTarget, method: str, url: str, headers: list[tuple[str, str]],
+                       body: bytes) -> OpenStream:
+        """A passthrough request, as the caller sent it, through the provider's breaker (never retried)."""
+        exchange = self.exchange
+        if exchange.trace is not None:
+            headers = [(k, v) for k, v in headers if k.lower() != "traceparent"]
+            headers.append(("traceparent", exchange.trace.traceparent_for_upstream()))
+        guard = self.gateway.guards[target.name]
+        guard.admit()
+        upstream_started = self._upstream_started()
+        try:
+            reply = await target.send(method, url, headers, body)
+        except BaseException as exc:
+            guard.judge(exc)
+            raise
+        guard.answered(reply.status)
+        self._upstream_done(upstream_started)
+        exchange.status = reply.status
+        return reply
+
+    def relayed(self, chunks: AsyncGenerator[bytes, None]) -> AsyncGenerator[bytes, None]:
+        """A reply body relayed chunk by chunk, kept on the exchange as it goes."""
+        self.exchange.stream = True
+        return tap_stream(chunks, self.exchange, self.started)
+
+    def response_headers(self, *extra: tuple[bytes, bytes], error: GatewayError | None = None) -> Headers:
+        """The headers every response of this request carries: its request id, the limits' state (unless `error`
+        brings its own), and the time the gateway itself spent on it so far (upstream time excluded)."""
+        overhead = perf_counter() - self.started - self.upstream_seconds
+        operation = self.exchange.operation
+        if operation is not None and error is None:
+            observed = self.gateway.metrics.overhead_by_operation.get(operation)
+            if observed is not None:
+                observed.observe(overhead)
+        headers = [(b"x-request-id", self.request_id), (b"x-sluice-overhead-ms", f"{overhead * 1000:.2f}".encode()),
+                   *extra]
+        if self.grant is not None and not (error is not None and error.headers):
+            headers += self.grant.headers()
+        return headers
+
+    def failed(self, error: GatewayError) -> None:
+        """Note the error the request is answered with."""
+        exchange = self.exchange
+        exchange.status, exchange.error = error.status, error.message
+        exchange.error_type, exchange.error_code = error.type, error.code
+        if isinstance(error, CircuitOpen):
+            exchange.upstream_offset = None  # refused by the breaker: no upstream call, so no upstream span
+
+    def finish(self) -> None:
+        """Release what admission granted and hand the finished exchange to the observers (once)."""
+        if self.grant is not None:
+            self.grant.release()
+        exchange = self.exchange
+        exchange.latency_total = perf_counter() - self.started
+        if self.stream_guard is not None and exchange.error is not None:
+            self.stream_guard.broke()  # the upstream broke the stream after its 200: a failure, never retried
+            self.stream_guard = None
+        if self.counted:
+            self.counted = False
+            self.gateway.request_finished()
+        if self.observers:
+            notify(self.observers, exchange)
+            self.observers = ()
+
+    def _trace_upstream(self, request: UpstreamRequest) -> None:
+        trace = self.exchange.trace
+        if trace is not None:
+            request.headers["traceparent"] = trace.traceparent_for_upstream()
+
+    def _upstream_started(self) -> float:
+        now = perf_counter()
+        self.exchange.upstream_offset = now - self.started
+        return now
+
+    def _upstream_done(self, upstream_started: float) -> None:
+        waited = self.exchange.latency_upstream = perf_counter() - upstream_started
+        self.upstream_seconds += waited
+        if self.parent is not None:
+            self.parent.upstream_seconds += waited
