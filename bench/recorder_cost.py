@@ -31,13 +31,13 @@ import asyncpg
 from sqlalchemy import func, select, text
 from sqlalchemy.engine import make_url
 
+from sluice.db.engine import Database
+from sluice.db.migrate import upgrade
+from sluice.db.tables import REQUEST_LOGS
 from sluice.exchange import Exchange
-from sluice.store.db import Database
-from sluice.store.migrate import upgrade
 from sluice.store.options import RequestLogConfig
 from sluice.store.recorder import Recorder
 from sluice.store.spill import SpillFile
-from sluice.store.tables import REQUEST_LOGS
 
 POSTGRES_DEFAULT = "postgresql://postgres@127.0.0.1:5432/test"
 BURST = 32

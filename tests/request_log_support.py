@@ -12,15 +12,15 @@ import orjson
 from pydantic import TypeAdapter
 from sqlalchemy import func, select
 
+from sluice.db.engine import Database
+from sluice.db.tables import REQUEST_LOGS
 from sluice.exchange import Exchange
 from sluice.pricing import Price, PriceTable
 from sluice.providers.mock import chat_chunks, chat_reply
-from sluice.store.db import Database
 from sluice.store.options import RequestLogConfig
 from sluice.store.recorder import Recorder
 from sluice.store.records import RecordBuilder
 from sluice.store.spill import SpillFile
-from sluice.store.tables import REQUEST_LOGS
 
 KEY = "sk-test-key"
 

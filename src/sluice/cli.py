@@ -12,6 +12,7 @@ from pydantic import ValidationError
 
 from sluice import prompts_cli
 from sluice.config import ConfigError, load_config
+from sluice.db import arguments as db_arguments
 from sluice.keys import cli as keys_cli
 from sluice.serve.limits import BACKLOG, raise_open_files_limit
 from sluice.settings import Settings
@@ -43,6 +44,7 @@ def build_parser() -> argparse.ArgumentParser:
                                 description="Validate the config file and exit 0, or print what is wrong and exit 2.")
     _config_option(check)
     commands.add_parser("version", help="print the version")
+    db_arguments.add_commands(commands, _config_option)
     store_arguments.add_commands(commands, _config_option)
     prompts_cli.add_commands(commands, _config_option)
     keys_cli.add_commands(commands, _config_option)
@@ -82,8 +84,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     except ConfigError as exc:
         print(f"sluice: invalid config: {exc}", file=sys.stderr)
         return 2
+    if args.command in db_arguments.COMMANDS:
+        from sluice.db import commands as db_commands  # SQLAlchemy only when a db/logs command runs
+
+        return db_commands.run(args, settings, config)
     if args.command in store_arguments.COMMANDS:
-        from sluice.store import commands as store_commands  # SQLAlchemy only when a db/logs command runs
+        from sluice.store import commands as store_commands
 
         return store_commands.run(args, settings, config)
     if args.command in (*prompts_cli.COMMANDS, "check-config"):

@@ -12,10 +12,10 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 
+from sluice.db.engine import Database
+from sluice.db.tables import PROMPT_TEMPLATES
 from sluice.errors import GatewayError
 from sluice.prompts import PromptConfig, PromptMessage, PromptRegistry, Template
-from sluice.store.db import Database
-from sluice.store.tables import PROMPT_TEMPLATES
 
 logger = logging.getLogger("sluice.prompts")
 

@@ -15,8 +15,8 @@ import httpx
 import pytest
 from sqlalchemy import select
 
-from sluice.store.db import Database
-from sluice.store.tables import KEY_SPEND
+from sluice.db.engine import Database
+from sluice.db.tables import KEY_SPEND
 from tests.e2e.test_serve import stop_group
 from tests.integration.conftest import fresh_postgres_database, needs_postgres
 from tests.servers import free_port

@@ -10,8 +10,8 @@ from pathlib import Path
 import httpx
 import pytest
 
-from sluice.store.db import Database
-from sluice.store.migrate import upgrade
+from sluice.db.engine import Database
+from sluice.db.migrate import upgrade
 from tests.conftest import run_gateway
 from tests.request_log_support import make_exchange, seed
 

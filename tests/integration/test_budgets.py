@@ -15,10 +15,10 @@ import pytest
 from sqlalchemy import insert, select
 from starlette.applications import Starlette
 
+from sluice.db.engine import Database
+from sluice.db.tables import KEY_SPEND, REQUEST_LOGS
 from sluice.limits.options import BudgetPeriod
 from sluice.limits.periods import period_key
-from sluice.store.db import Database
-from sluice.store.tables import KEY_SPEND, REQUEST_LOGS
 from tests.conftest import DEV_KEY, run_gateway
 from tests.fakes.openai import create_fake_openai
 from tests.servers import serve

@@ -12,15 +12,15 @@ import orjson
 import pytest
 from sqlalchemy import event, select
 
+from sluice.db.engine import Database
+from sluice.db.migrate import upgrade
+from sluice.db.tables import KEY_SPEND
 from sluice.errors import QuotaExceeded, ServiceUnavailable
 from sluice.keys.principal import Principal
 from sluice.limits.budgets import BudgetLedger
 from sluice.limits.options import Budget
 from sluice.pricing import Price, PriceTable
 from sluice.providers.mock import chat_chunks, chat_reply
-from sluice.store.db import Database
-from sluice.store.migrate import upgrade
-from sluice.store.tables import KEY_SPEND
 from sluice.telemetry.metrics import Metrics
 from sluice.telemetry.usage import usage_of
 from tests.request_log_support import make_exchange

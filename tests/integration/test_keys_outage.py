@@ -10,11 +10,11 @@ import httpx
 import pytest
 from sqlalchemy.engine import make_url
 
+from sluice.db.engine import Database
+from sluice.db.migrate import upgrade
 from sluice.keys.hashing import new_secret
 from sluice.keys.records import KeySettings
 from sluice.keys.store import KeyStore
-from sluice.store.db import Database
-from sluice.store.migrate import upgrade
 from tests.conftest import DEV_KEY, run_gateway
 from tests.fakes.tcp_proxy import TcpProxy
 

@@ -11,10 +11,10 @@ import orjson
 import pytest
 from sqlalchemy import select
 
-from sluice.store.db import Database
-from sluice.store.migrate import upgrade
+from sluice.db.engine import Database
+from sluice.db.migrate import upgrade
+from sluice.db.tables import REQUEST_LOGS
 from sluice.store.queries import LogFilter, list_logs
-from sluice.store.tables import REQUEST_LOGS
 from tests.request_log_support import KEY, count_rows, make_exchange, make_recorder, request_ids, wait_until
 
 pytestmark = pytest.mark.anyio

@@ -11,9 +11,9 @@ from pathlib import Path
 import pytest
 from sqlalchemy.engine import make_url
 
+from sluice.db.engine import Database
+from sluice.db.migrate import upgrade
 from sluice.exchange import Exchange
-from sluice.store.db import Database
-from sluice.store.migrate import upgrade
 from tests.fakes.tcp_proxy import TcpProxy
 from tests.request_log_support import count_rows, make_exchange, make_recorder, request_ids, wait_until
 from tests.servers import free_port

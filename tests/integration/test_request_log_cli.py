@@ -10,8 +10,8 @@ import orjson
 import pytest
 
 from sluice.cli import main
-from sluice.store.db import Database
-from sluice.store.migrate import head_revision
+from sluice.db.engine import Database
+from sluice.db.migrate import head_revision
 from tests.request_log_support import count_rows, make_exchange, seed
 
 

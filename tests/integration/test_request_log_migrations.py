@@ -10,9 +10,9 @@ from alembic.runtime.migration import MigrationContext
 from sqlalchemy import inspect, text
 from sqlalchemy.engine import Connection
 
-from sluice.store.db import Database
-from sluice.store.migrate import current_revision, head_revision, upgrade
-from sluice.store.tables import Base
+from sluice.db.engine import Database
+from sluice.db.migrate import current_revision, head_revision, upgrade
+from sluice.db.tables import Base
 
 pytestmark = pytest.mark.anyio
 

@@ -6,8 +6,8 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from sluice.store.db import Database
-from sluice.store.migrate import upgrade
+from sluice.db.engine import Database
+from sluice.db.migrate import upgrade
 from sluice.store.queries import BadCursor, LogFilter, get_log, iter_logs, list_logs, usage
 from sluice.store.records import document
 from sluice.store.retention import cutoff, prune

@@ -17,9 +17,9 @@ import httpx
 import orjson
 import pytest
 
+from sluice.db.engine import Database
+from sluice.db.migrate import upgrade
 from sluice.store import log_sender
-from sluice.store.db import Database
-from sluice.store.migrate import upgrade
 from tests.conftest import DEV_KEY, run_gateway
 from tests.request_log_support import make_exchange, recorder_config, seed
 

@@ -11,8 +11,8 @@ import asyncpg
 import pytest
 from sqlalchemy.engine import make_url
 
-from sluice.store.db import Database
-from sluice.store.migrate import upgrade
+from sluice.db.engine import Database
+from sluice.db.migrate import upgrade
 from sluice.store.queries import LogFilter, get_log, list_logs
 from sluice.store.recorder import Recorder
 from sluice.store.records import RecordBuilder, row_of

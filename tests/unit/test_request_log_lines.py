@@ -12,13 +12,13 @@ import orjson
 import pytest
 from pydantic import TypeAdapter
 
+from sluice.db.tables import COLUMNS
 from sluice.pricing import Price, PriceTable
 from sluice.store.lines import console_lines, spill_lines, spilled_record, stdout_lines
 from sluice.store.options import RedactionConfig
 from sluice.store.records import RecordBuilder, document, record_of, row_of
 from sluice.store.redaction import Redactor
 from sluice.store.stamps import iso_of, iso_utc, log_ids, sqlite_text
-from sluice.store.tables import COLUMNS
 from tests.request_log_support import make_exchange, recorder_config
 
 

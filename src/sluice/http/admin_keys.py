@@ -11,6 +11,7 @@ from typing import Annotated, Any, Literal
 from fastapi import APIRouter, Body
 from pydantic import BaseModel, ConfigDict, Field
 
+from sluice.db.errors import database_errors
 from sluice.errors import InvalidRequest, ServiceUnavailable
 from sluice.http.admin_auth import AdminAccess
 from sluice.http.auth import CurrentGateway
@@ -18,7 +19,6 @@ from sluice.http.limits import AddressLimit
 from sluice.keys.records import CreatedKey, KeyRecord, KeySettings
 from sluice.keys.scopes import check_settings, expiry
 from sluice.limits.options import Budget, RateLimit
-from sluice.store.errors import database_errors
 
 logger = logging.getLogger("sluice.http")
 router = APIRouter(prefix="/admin/keys", tags=["admin: keys"], dependencies=[AddressLimit, AdminAccess])

@@ -11,15 +11,15 @@ from typing import TYPE_CHECKING, Annotated, Any, Literal
 from fastapi import APIRouter, Query
 from pydantic import BaseModel
 
+from sluice.db.errors import database_errors
 from sluice.errors import GatewayError, InvalidRequest, NotFound
 from sluice.gateway import Gateway
 from sluice.http.admin_auth import AdminAccess
 from sluice.http.auth import CurrentGateway
 from sluice.http.limits import AddressLimit
-from sluice.store.errors import database_errors
 
 if TYPE_CHECKING:
-    from sluice.store.db import Database
+    from sluice.db.engine import Database
     from sluice.store.queries import LogFilter
 
 logger = logging.getLogger("sluice.http")

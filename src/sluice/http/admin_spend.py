@@ -9,11 +9,11 @@ from typing import Annotated, Literal
 from fastapi import APIRouter, Query
 from pydantic import BaseModel
 
+from sluice.db.errors import database_errors
 from sluice.errors import GatewayError
 from sluice.http.admin_auth import AdminAccess
 from sluice.http.auth import CurrentGateway
 from sluice.http.limits import AddressLimit
-from sluice.store.errors import database_errors
 
 logger = logging.getLogger("sluice.http")
 router = APIRouter(prefix="/admin", tags=["admin"], dependencies=[AddressLimit, AdminAccess])

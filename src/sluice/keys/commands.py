@@ -10,6 +10,9 @@ import orjson
 from sqlalchemy.exc import SQLAlchemyError
 
 from sluice.config import SluiceConfig
+from sluice.db.engine import Database
+from sluice.db.migrate import upgrade
+from sluice.db.urls import DatabaseError, database_url
 from sluice.errors import GatewayError
 from sluice.keys.hashing import load_pepper
 from sluice.keys.records import CreatedKey, KeyRecord, KeySettings
@@ -17,9 +20,6 @@ from sluice.keys.scopes import check_settings, expiry
 from sluice.keys.store import KeyStore
 from sluice.limits.options import Budget, RateLimit
 from sluice.settings import Settings
-from sluice.store.db import Database
-from sluice.store.migrate import upgrade
-from sluice.store.urls import DatabaseError, database_url
 
 
 def run(args: argparse.Namespace, settings: Settings, config: SluiceConfig) -> int:

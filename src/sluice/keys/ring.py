@@ -8,6 +8,8 @@ import time
 from typing import TYPE_CHECKING
 
 from sluice.config import SluiceConfig
+from sluice.db.errors import database_errors
+from sluice.db.urls import check_url, database_url
 from sluice.errors import AuthenticationFailed, GatewayError, ServiceUnavailable
 from sluice.keys.cache import TTLCache
 from sluice.keys.hashing import load_pepper, looks_managed
@@ -15,8 +17,6 @@ from sluice.keys.principal import Principal
 from sluice.keys.records import KeyRecord, principal_of
 from sluice.keys.static import StaticKeyRing, scoped_keys
 from sluice.settings import Settings
-from sluice.store.errors import database_errors
-from sluice.store.urls import check_url, database_url
 
 if TYPE_CHECKING:
     from sluice.keys.store import KeyStore
@@ -104,9 +104,9 @@ class ManagedKeys:
 
     async def _open(self) -> KeyStore:
         # Imported here: SQLAlchemy (~16 MB per worker) loads only once a managed key or the admin API needs it.
+        from sluice.db.engine import Database
+        from sluice.db.migrate import upgrade
         from sluice.keys.store import KeyStore
-        from sluice.store.db import Database
-        from sluice.store.migrate import upgrade
 
         pepper = await asyncio.to_thread(load_pepper, self._pepper, self._data_dir)
         db = Database(self.url, timeout=self._timeout)

@@ -7,11 +7,11 @@ from typing import Any
 
 from sqlalchemy import select, update
 
+from sluice.db.engine import Database
+from sluice.db.tables import API_KEYS
 from sluice.errors import InvalidRequest, NotFound
 from sluice.keys.hashing import key_hash, new_key_id, new_secret, shown_prefix
 from sluice.keys.records import CreatedKey, KeyRecord, KeySettings, record_of, settings_columns
-from sluice.store.db import Database
-from sluice.store.tables import API_KEYS
 
 
 class KeyStore:

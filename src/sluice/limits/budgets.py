@@ -21,6 +21,8 @@ from typing import TYPE_CHECKING
 import orjson
 
 from sluice.config import SluiceConfig
+from sluice.db.errors import database_errors
+from sluice.db.urls import check_url, database_url, is_sqlite
 from sluice.errors import QuotaExceeded, ServiceUnavailable
 from sluice.exchange import Exchange
 from sluice.keys.principal import Principal
@@ -30,14 +32,12 @@ from sluice.limits.spend import Charge, SpendKey
 from sluice.pricing import PriceTable
 from sluice.settings import Settings
 from sluice.store.assemble import assemble_stream, reply_text, sse_events
-from sluice.store.errors import database_errors
-from sluice.store.urls import check_url, database_url, is_sqlite
 from sluice.telemetry.metrics import Metrics
 from sluice.telemetry.usage import Usage, usage_of
 
 if TYPE_CHECKING:
+    from sluice.db.engine import Database
     from sluice.limits.spend_ledger import SpendStore
-    from sluice.store.db import Database
 
 logger = logging.getLogger("sluice.budgets")
 FLUSH_SECONDS = 1.0
@@ -231,7 +231,7 @@ class BudgetLedger:
 
     async def start(self) -> None:
         if self.migrate:
-            from sluice.store.migrate import upgrade
+            from sluice.db.migrate import upgrade
 
             await upgrade(self.db)
         self._task = asyncio.create_task(self._run(), name="sluice-spend-ledger")
@@ -271,7 +271,7 @@ def build_ledger(config: SluiceConfig, settings: Settings, metrics: Metrics, pri
     check_url(url)  # an unusable URL fails start-up, not the first budget check
 
     def open_db() -> Database:
-        from sluice.store.db import Database
+        from sluice.db.engine import Database
 
         return Database(url, timeout=log.write_timeout_seconds)
 

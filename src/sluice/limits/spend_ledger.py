@@ -9,9 +9,9 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.dialects import postgresql, sqlite
 
+from sluice.db.engine import Database
+from sluice.db.tables import KEY_SPEND
 from sluice.limits.spend import Charge, SpendKey
-from sluice.store.db import Database
-from sluice.store.tables import KEY_SPEND
 
 
 class SpendStore:

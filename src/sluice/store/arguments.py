@@ -1,4 +1,4 @@
-"""The `db` and `logs` subcommands' arguments: light imports only, so `sluice serve` stays small."""
+"""The `logs` subcommand's arguments: light imports only, so `sluice serve` stays small."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import re
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-COMMANDS = ("db", "logs")
+COMMANDS = ("logs",)
 _RELATIVE = re.compile(r"^(\d+(?:\.\d+)?)([smhdw])$")
 _UNITS = {"s": "seconds", "m": "minutes", "h": "hours", "d": "days", "w": "weeks"}
 
@@ -25,12 +25,7 @@ def when(text: str) -> datetime:
 
 
 def add_commands(commands: Any, config_option: Any) -> None:
-    """Add `db` and `logs` to the `sluice` parser's subcommands."""
-    db = commands.add_parser("db", help="manage the request log database").add_subparsers(
-        dest="action", required=True, metavar="ACTION")
-    for name, text in (("upgrade", "apply the migrations (SLUICE_DATABASE_URL or request_log.database_url)"),
-                       ("current", "print the schema revision of the database and the newest one")):
-        config_option(db.add_parser(name, help=text, description=text.capitalize() + "."))
+    """Add `logs` to the `sluice` parser's subcommands."""
     logs = commands.add_parser("logs", help="prune or export the request log").add_subparsers(
         dest="action", required=True, metavar="ACTION")
     pruning = logs.add_parser("prune", help="delete entries older than the retention period now")

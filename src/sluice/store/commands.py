@@ -1,4 +1,4 @@
-"""`sluice db upgrade|current` and `sluice logs prune|export`: the request log from the command line."""
+"""`sluice logs prune|export`: the request log from the command line."""
 
 from __future__ import annotations
 
@@ -10,14 +10,13 @@ import orjson
 from sqlalchemy.exc import SQLAlchemyError
 
 from sluice.config import SluiceConfig
+from sluice.db.engine import Database
+from sluice.db.urls import DatabaseError, database_url
 from sluice.settings import Settings
 from sluice.store.arguments import COMMANDS as COMMANDS
-from sluice.store.db import Database
-from sluice.store.migrate import current_revision, head_revision, upgrade
 from sluice.store.queries import LogFilter, iter_logs
 from sluice.store.records import document
 from sluice.store.retention import cutoff, prune
-from sluice.store.urls import DatabaseError, database_url
 
 
 def run(args: argparse.Namespace, settings: Settings, config: SluiceConfig) -> int:
@@ -31,12 +30,7 @@ def run(args: argparse.Namespace, settings: Settings, config: SluiceConfig) -> i
 
 async def _run(args: argparse.Namespace, db: Database, config: SluiceConfig) -> int:
     try:
-        if args.command == "db" and args.action == "upgrade":
-            await upgrade(db)
-            print(f"{db!r}: at revision {head_revision()}", file=sys.stderr)
-        elif args.command == "db":
-            print(f"current: {await current_revision(db)}\nnewest: {head_revision()}")
-        elif args.action == "prune":
+        if args.action == "prune":
             return await _prune(args, db, config)
         else:
             await _export(args, db)

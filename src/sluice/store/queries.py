@@ -12,9 +12,9 @@ from typing import Any, Literal
 import orjson
 from sqlalchemy import ColumnElement, Select, and_, case, func, literal_column, or_, select
 
-from sluice.store.db import Database
+from sluice.db.engine import Database
+from sluice.db.tables import REQUEST_LOGS
 from sluice.store.records import Row
-from sluice.store.tables import REQUEST_LOGS
 
 Bucket = Literal["hour", "day"]
 _BODY_COLUMNS = ("request_body", "response_body", "response_text")

@@ -5,12 +5,12 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Protocol
 
+from sluice.db.engine import Database
+from sluice.db.urls import database_url
 from sluice.exchange import Exchange
 from sluice.pricing import PriceTable
 from sluice.settings import Settings
-from sluice.store.db import Database
 from sluice.store.options import RequestLogConfig
-from sluice.store.urls import database_url
 from sluice.telemetry.logs import effective_format
 from sluice.telemetry.metrics import Metrics
 
@@ -64,7 +64,7 @@ class RequestLog:
 
     async def start(self) -> None:
         """Migrate in this process (so start-up fails here if the database is unusable), then start the writer."""
-        from sluice.store.migrate import migrate_at_start
+        from sluice.db.migrate import migrate_at_start
 
         await migrate_at_start(self.config, self.db)
         await self.writer.start()

@@ -1,4 +1,4 @@
-"""The request log's database: an async SQLAlchemy engine for SQLite (aiosqlite) or PostgreSQL (asyncpg)."""
+"""The application database: an async SQLAlchemy engine for SQLite (aiosqlite) or PostgreSQL (asyncpg)."""
 
 from __future__ import annotations
 
@@ -6,18 +6,18 @@ from collections.abc import Mapping, Sequence
 from contextlib import AbstractAsyncContextManager
 from datetime import datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import delete, event, select
+from sqlalchemy import event
 from sqlalchemy.engine import URL, make_url
-from sqlalchemy.exc import DataError, IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 from sqlalchemy.pool import ConnectionPoolEntry
 
-from sluice.store.records import Record, record_of
-from sluice.store.tables import REQUEST_LOGS
-from sluice.store.urls import DRIVERS, DatabaseError
-from sluice.store.writers import RowWriter, WriteRejected, failed, open_writer, sqlite_insert, sqlite_params
+from sluice.db.urls import DRIVERS, DatabaseError
+
+if TYPE_CHECKING:
+    from sluice.store.records import Record
+    from sluice.store.writers import RowWriter
 
 
 def normalise_url(url: str) -> URL:
@@ -35,6 +35,7 @@ class Database:
 
     def __init__(self, url: str, *, timeout: float = 10.0) -> None:
         self.url = normalise_url(url)
+        self.timeout = timeout
         self.dialect = self.url.get_backend_name()
         self.is_sqlite = self.dialect == "sqlite"
         if self.is_sqlite:
@@ -47,10 +48,17 @@ class Database:
         self.engine: AsyncEngine = create_async_engine(self.url, pool_pre_ping=True, **engine_options)
         if self.is_sqlite:
             event.listen(self.engine.sync_engine, "connect", _sqlite_pragmas)
-        in_memory = self.is_sqlite and self.url.database in (None, "", ":memory:")
-        self.writer: RowWriter = PooledSqliteWriter(self.engine) if in_memory else \
-            open_writer(self.url.render_as_string(hide_password=False), timeout)
-        """The request log's inserts and retention's deletes, through the raw driver (`writers.py`)."""
+        self._writer: RowWriter | None = None
+
+    @property
+    def writer(self) -> RowWriter:
+        """The request log's inserts and retention's deletes, through the raw driver (`store/writers.py`); made on
+        first use, so a database used for keys, spend or prompts only never opens one."""
+        if self._writer is None:
+            from sluice.store.db_writer import row_writer
+
+            self._writer = row_writer(self)
+        return self._writer
 
     def __repr__(self) -> str:
         return f"Database({self.url.render_as_string(hide_password=True)!r})"
@@ -68,6 +76,8 @@ class Database:
 
     async def insert_new(self, rows: Sequence[Mapping[str, Any]]) -> None:
         """`insert` for decoded rows (as queries return them)."""
+        from sluice.store.records import record_of
+
         await self.insert([record_of(row) for row in rows])
 
     def connect(self) -> AsyncConnection:
@@ -79,35 +89,9 @@ class Database:
         return self.engine.begin()
 
     async def aclose(self) -> None:
-        await self.writer.aclose()
+        if self._writer is not None:
+            await self._writer.aclose()
         await self.engine.dispose()
-
-
-class PooledSqliteWriter:
-    """The writer of an in-memory SQLite database, which only the engine's own connection can see."""
-
-    def __init__(self, engine: AsyncEngine) -> None:
-        self.engine = engine
-
-    async def insert(self, records: Sequence[Record]) -> None:
-        try:
-            async with self.engine.begin() as connection:
-                await connection.exec_driver_sql(sqlite_insert(1), [tuple(sqlite_params([record]))
-                                                                    for record in records])
-        except (DataError, IntegrityError) as exc:
-            raise WriteRejected(str(exc.orig)) from exc
-        except Exception as exc:
-            raise failed(exc) from exc
-
-    async def delete_older(self, older_than: datetime, limit: int) -> int:
-        table = REQUEST_LOGS
-        oldest = select(table.c.id).where(table.c.timestamp < older_than).limit(limit)
-        async with self.engine.begin() as connection:
-            result = await connection.execute(delete(table).where(table.c.id.in_(oldest.scalar_subquery())))
-        return max(result.rowcount, 0)
-
-    async def aclose(self) -> None:
-        return None
 
 
 def _sqlite_path(url: URL) -> Path | None:

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
 from urllib.parse import urlsplit
 
-from sluice.settings import Settings
-from sluice.store.options import RequestLogConfig
+if TYPE_CHECKING:
+    from sluice.settings import Settings
+    from sluice.store.options import RequestLogConfig
 
 DRIVERS = {"sqlite": "sqlite+aiosqlite", "postgresql": "postgresql+asyncpg", "postgres": "postgresql+asyncpg"}
 """Driver names accepted, with the async driver each stands for."""
@@ -18,13 +20,14 @@ class DatabaseError(Exception):
 
 
 def database_url(config: RequestLogConfig, settings: Settings) -> str:
+    """`request_log.database_url`, else SLUICE_DATABASE_URL (or its default): one database for every feature."""
     return config.database_url or settings.database
 
 
 def check_url(url: str) -> None:
-    """Raise what `db.normalise_url` raises for an unusable URL; SQLAlchemy is imported only for a doubtful one."""
+    """Raise what `engine.normalise_url` raises for an unusable URL; SQLAlchemy is imported only for a doubtful one."""
     if not _plainly_usable(url):
-        from sluice.store.db import normalise_url
+        from sluice.db.engine import normalise_url
 
         normalise_url(url)
 

@@ -8,7 +8,7 @@ from alembic import context
 from sqlalchemy.engine import Connection
 from sqlalchemy.ext.asyncio import create_async_engine
 
-from sluice.store.tables import Base
+from sluice.db.tables import Base
 
 
 def _run(connection: Connection) -> None:

@@ -13,7 +13,7 @@ import sqlalchemy as sa
 from alembic import op
 from sqlalchemy.dialects import postgresql
 
-from sluice.store.tables import UTCDateTime
+from sluice.db.tables import UTCDateTime
 
 revision: str = "0001_request_logs"
 down_revision: str | None = None

@@ -12,7 +12,7 @@ from collections.abc import Sequence
 import sqlalchemy as sa
 from alembic import op
 
-from sluice.store.tables import UTCDateTime
+from sluice.db.tables import UTCDateTime
 
 revision: str = "0003_prompt_templates"
 down_revision: str | None = "0002_keys_and_spend"

@@ -16,11 +16,12 @@ from typing import TYPE_CHECKING
 from sqlalchemy import text
 from sqlalchemy.engine import Connection
 
-from sluice.store.db import Database
-from sluice.store.options import RequestLogConfig
+from sluice.db.engine import Database
 
 if TYPE_CHECKING:
     from alembic.config import Config
+
+    from sluice.store.options import RequestLogConfig
 
 MIGRATIONS = Path(__file__).with_name("migrations")
 _ADVISORY_LOCK = 0x51CE_0001

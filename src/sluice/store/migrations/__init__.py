@@ -1,1 +1,0 @@
-"""Alembic migrations of the request log, shipped inside the package."""
