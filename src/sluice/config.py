@@ -157,6 +157,9 @@ class StaticKeyConfig(_Strict):
     """Projects this key may call (`/projects/{name}/…`); None means every project."""
     providers: list[str] | None = None
     """Providers this key may reach, through models, `/provider/{name}/…` or projects; None means every one."""
+    projects_only: bool = False
+    """True: only `/projects/…` (the projects' own calls still obey `models` and `providers`); `/v1` lists and
+    serves no model, `/provider/…` is 403."""
     admin: bool = False
     """May use the /admin API."""
     limits: RateLimit | None = None

@@ -155,7 +155,7 @@ def test_openapi_documents_hot_routes_and_key_schemes(client: httpx.Client) -> N
         document["paths"])
     schema = document["paths"]["/v1/chat/completions"]["post"]["requestBody"]["content"]["application/json"]
     assert schema["schema"]["$ref"].endswith("ChatCompletionRequest")
-    assert {"HTTPBearer", "APIKeyHeader"} <= set(document["components"]["securitySchemes"])
+    assert set(document["components"]["securitySchemes"]) == {"HTTPBearer", "AdminBearer"}
 
 
 def test_official_sdk_streams_from_mock(gateway_url: str) -> None:

@@ -32,12 +32,17 @@ class ModelList(BaseModel):
 
 
 def visible_models(gateway: Gateway, principal: Principal) -> list[dict[str, Any]]:
-    return [
-        {"id": deployment.name, "object": "model", "created": gateway.started_at,
-         "owned_by": deployment.provider.name}
-        for deployment in gateway.routes.public
-        if principal.may_use(deployment.name)
-    ]
+    """Exactly the models a chat call with this key is let through to: its `models` and `providers` scopes both
+    (a projects-only key: none). A key limited to some models also sees the aliases it names."""
+    providers = principal.providers
+    visible: list[dict[str, Any]] = []
+    for model in gateway.config.models:
+        if providers is not None and model.provider not in providers:
+            continue
+        names = (model.name,) if principal.models is None else (model.name, *model.aliases)
+        visible.extend({"id": name, "object": "model", "created": gateway.started_at, "owned_by": model.provider}
+                       for name in names if principal.may_use(name))
+    return visible
 
 
 async def list_models(gateway: Gateway, scope: Scope, headers: dict[bytes, bytes], principal: Principal | None

@@ -48,12 +48,17 @@ def _operation(schema_ref: str, summary: str) -> dict[str, Any]:
     }
 
 
-KEY_SECURITY: list[dict[str, list[str]]] = [{"HTTPBearer": []}, {"APIKeyHeader": []}]
+KEY_SECURITY: list[dict[str, list[str]]] = [{"HTTPBearer": []}]
 KEY_SCHEMES: dict[str, dict[str, str]] = {
-    "HTTPBearer": {"type": "http", "description": "Authorization: Bearer <Sluice API key>", "scheme": "bearer"},
-    "APIKeyHeader": {"type": "apiKey", "description": "X-API-Key: <Sluice API key>", "in": "header",
-                     "name": "X-API-Key"},
+    "HTTPBearer": {"type": "http", "scheme": "bearer",
+                   "description": "A Sluice API key, sent as `Authorization: Bearer <key>` (clients may send "
+                                  "`X-API-Key: <key>` instead)."},
+    "AdminBearer": {"type": "http", "scheme": "bearer",
+                    "description": "SLUICE_ADMIN_KEY, or an API key with the admin scope, for /admin (sent as "
+                                   "`Authorization: Bearer <key>`; `X-API-Key` works too)."},
 }
+"""The two schemes of the "Authorize" dialog: callers and admins. The X-API-Key header the routes also accept is
+left out of the document, so the dialog asks for each key once."""
 
 
 def _light_operations(refs: dict[str, str]) -> dict[str, dict[str, Any]]:
@@ -109,6 +114,16 @@ def _passthrough_operation(method: str) -> dict[str, Any]:
     }
 
 
+def _only_known_schemes(paths: dict[str, Any]) -> None:
+    """Drop the alternatives FastAPI derived from the routes' X-API-Key dependencies (`APIKeyHeader`,
+    `AdminAPIKey`): every operation keeps the `KEY_SCHEMES` entries it names."""
+    for operations in paths.values():
+        for operation in operations.values():
+            if isinstance(operation, dict) and "security" in operation:
+                operation["security"] = [requirement for requirement in operation["security"]
+                                         if set(requirement) <= set(KEY_SCHEMES)]
+
+
 def install_openapi(app: FastAPI) -> None:
     """Replace `app.openapi` with one that also lists the hot routes."""
 
@@ -123,13 +138,14 @@ def install_openapi(app: FastAPI) -> None:
         refs, definitions = models_json_schema(models, ref_template="#/components/schemas/{model}")
         components = document.setdefault("components", {})
         components.setdefault("schemas", {}).update(definitions.get("$defs", {}))
-        components.setdefault("securitySchemes", {}).update(KEY_SCHEMES)
+        components["securitySchemes"] = dict(KEY_SCHEMES)
         paths = document.setdefault("paths", {})
         for path, (model, summary) in HOT_ROUTE_DOCS.items():
             paths[path] = {"post": _operation(refs[(model, "validation")]["$ref"], summary)}
         paths.update(_light_operations({m.__name__: refs[(m, "validation")]["$ref"] for m in light}))
         paths[PASSTHROUGH_PATH] = {method: _passthrough_operation(method)
                                    for method in ("get", "post", "put", "patch", "delete")}
+        _only_known_schemes(paths)
         app.openapi_schema = document
         return document
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from sluice.errors import PermissionDenied
@@ -22,17 +22,27 @@ class Principal:
     projects: frozenset[str] | None = None
     providers: frozenset[str] | None = None
     admin: bool = False
+    projects_only: bool = False
+    """True: the key reaches models and providers only through its projects (no `/v1` model, no `/provider/…`);
+    a project's calls see the principal of `in_project()`, where the other scopes still apply."""
     limits: RateLimit = NO_LIMIT
     budget: Budget | None = None
     metadata: dict[str, Any] = field(default_factory=dict, hash=False, compare=False)
 
     def may_use(self, model: str) -> bool:
-        return self.models is None or model in self.models
+        return not self.projects_only and (self.models is None or model in self.models)
 
     def check_provider(self, provider: str) -> None:
         """PermissionDenied (403) unless this key may reach `provider`."""
+        if self.projects_only:
+            raise PermissionDenied("This API key may only call projects (/projects/{name}/...), not providers "
+                                   "directly.")
         if self.providers is not None and provider not in self.providers:
             raise PermissionDenied(f"This API key may not use provider {provider!r}.")
+
+    def in_project(self) -> Principal:
+        """The caller as the upstream calls of its project see it: `projects_only` lifted, other scopes kept."""
+        return replace(self, projects_only=False) if self.projects_only else self
 
     def check_project(self, project: str) -> None:
         """PermissionDenied (403) unless this key may call project `project`."""

@@ -77,6 +77,7 @@ def scoped_keys(entries: Iterable[StaticKeyConfig], defaults: Limits) -> list[tu
             projects=None if entry.projects is None else frozenset(entry.projects),
             providers=None if entry.providers is None else frozenset(entry.providers),
             admin=entry.admin,
+            projects_only=entry.projects_only,
             limits=entry.limits or defaults.default_key,
             budget=entry.budget or defaults.default_budget,
         )))
