@@ -1,9 +1,10 @@
-"""A flow around an ASGI app that answers by itself (FastAPI's routes): the flow's headers on its response, the
-body limit on its reads, and, for a route whose exchange is observed, what it received and sent."""
+"""A flow around an ASGI app that answers by itself (FastAPI's routes): the body read within the limit first, the
+flow's headers on the app's response, and, for a route whose exchange is observed, what it received and sent."""
 
 from __future__ import annotations
 
-from sluice.http.asgi import ASGIApp, Message, Receive, Scope, Send, send_error, too_large
+from sluice.errors import PayloadTooLarge
+from sluice.http.asgi import ASGIApp, ClientDisconnected, Message, Receive, Scope, Send, read_body, send_error
 from sluice.pipeline.flow import Flow
 
 FLOW_KEY = "sluice.flow"
@@ -11,39 +12,34 @@ FLOW_KEY = "sluice.flow"
 
 
 async def serve_wrapped(flow: Flow, app: ASGIApp, scope: Scope, receive: Receive, send: Send) -> None:
-    """Let `app` answer the request of `flow`; a body declared or sent past the limit gets 413 (PayloadTooLarge
-    raised from `receive`, which the app's error handlers answer)."""
+    """Let `app` answer the request of `flow`, once its body is read within the limit (413 past it, declared or
+    sent: the app's own body parsing would turn a refusal raised mid-read into a 400)."""
     scope[FLOW_KEY] = flow
     try:
-        declared = flow.headers.get(b"content-length")
-        if declared is not None and declared.isdigit() and int(declared) > flow.body_limit:
-            error = too_large(flow.body_limit)
+        try:
+            body = await read_body(receive, flow.headers, flow.body_limit)
+        except PayloadTooLarge as error:
             flow.failed(error)
             await send_error(send, error, flow.response_headers(error=error))
             return
-        await app(scope, _bounded(flow, receive), stamped(flow, send))
+        except ClientDisconnected:
+            flow.exchange.client_disconnected = True
+            return
+        flow.exchange.request_body = body
+        await app(scope, _replaying(body, receive), stamped(flow, send))
     finally:
         flow.finish()
 
 
-def _bounded(flow: Flow, receive: Receive) -> Receive:
-    limit = flow.body_limit
-    size = 0
+def _replaying(body: bytes, receive: Receive) -> Receive:
+    """`receive` for an app whose request body was read already: the body first, then the client's messages
+    (a disconnect)."""
+    pending: list[Message] = [{"type": "http.request", "body": body, "more_body": False}]
 
-    async def receive_bounded() -> Message:
-        nonlocal size
-        message = await receive()
-        body = message.get("body")
-        if body:
-            size += len(body)
-            if size > limit:
-                raise too_large(limit)
-            if flow.observers:
-                exchange = flow.exchange
-                exchange.request_body = body if exchange.request_body is None else exchange.request_body + body
-        return message
+    async def receive_replayed() -> Message:
+        return pending.pop() if pending else await receive()
 
-    return receive_bounded
+    return receive_replayed
 
 
 def stamped(flow: Flow, send: Send) -> Send:
