@@ -189,12 +189,8 @@ def test_projects_only_key_reaches_no_model_or_provider_directly(sluice_url: str
     assert httpx.get(sluice_url + "/v1/models", headers=headers).json() == {"object": "list", "data": []}
 
 
-PROJECT_STEPS_LIFT = pytest.mark.xfail(
-    strict=True, reason="the pipeline must hand a project's steps `principal.in_project()` (pipeline/flow.py, "
-                        "Flow.child): the lead's file")
 
 
-@PROJECT_STEPS_LIFT
 def test_projects_only_key_calls_its_project(sluice_url: str) -> None:
     reply = httpx.post(sluice_url + "/projects/demo/summary", headers={"Authorization": "Bearer sk-demo-only"},
                        json={"text": "Sluice is a gateway. It routes requests."})

@@ -87,12 +87,13 @@ class Flow:
         return cls(gateway, headers, exchange, request_id,
                    observers=gateway.observers if observers is None else observers, counted=counted)
 
-    def child(self, operation: Operation, model: str) -> Flow:
-        """A call made on behalf of this request (a project's step): same caller, request id and project; its
-        span is a child of this request's server span; it is recorded, limited and charged as an upstream call."""
+    def child(self, operation: Operation, model: str, principal: Principal) -> Flow:
+        """A call made on behalf of this request (a project's step) as `principal` (the caller, seen from inside
+        the project): same request id and project; its span is a child of this request's server span; it is
+        recorded, limited and charged as an upstream call."""
         parent = self.exchange
         exchange = Exchange(request_id=parent.request_id, endpoint=parent.endpoint, method="POST", started_at=time(),
-                            operation=operation, key_id=parent.key_id, principal=self.principal, model=model,
+                            operation=operation, key_id=parent.key_id, principal=principal, model=model,
                             project=parent.project)
         exchange.key_hash = parent.key_hash
         if parent.trace is not None:
@@ -100,7 +101,7 @@ class Flow:
             exchange.trace_id = parent.trace_id
         flow = Flow(self.gateway, {}, exchange, self.request_id, observers=self.gateway.observers, counted=False,
                     parent=self)
-        flow.principal = self.principal
+        flow.principal = principal
         return flow
 
     @property

@@ -78,7 +78,7 @@ class GatewayClient:
         assert flow.principal is not None
         self.flow = flow
         self.gateway = flow.gateway
-        self.principal: Principal = flow.principal
+        self.principal: Principal = flow.principal.in_project()
         self.project = project
         self.request_id = flow.exchange.request_id
         self.endpoint = flow.exchange.endpoint
@@ -98,7 +98,7 @@ class GatewayClient:
 
     async def send(self, operation: Operation, body: JSONObject) -> JSONObject:
         """One complete call; GatewayError (with the upstream's status) if it fails."""
-        flow = self.flow.child(operation, str(body.get("model")))
+        flow = self.flow.child(operation, str(body.get("model")), self.principal)
         try:
             request, provider = await self._prepare(flow, operation, body)
             parsed: JSONObject = orjson.loads(await flow.call(request, provider))
@@ -111,7 +111,7 @@ class GatewayClient:
 
     async def stream(self, operation: Operation, body: JSONObject) -> AsyncGenerator[JSONObject, None]:
         """One streamed call: each event's JSON object; an error event from upstream raises UpstreamError."""
-        flow = self.flow.child(operation, str(body.get("model")))
+        flow = self.flow.child(operation, str(body.get("model")), self.principal)
         try:
             request, provider = await self._prepare(flow, operation, {**body, "stream": True})
             chunks = await flow.open_stream(request, provider)
