@@ -37,7 +37,7 @@ def unsupported_endpoint(method: str, path: str, providers: Mapping[str, Provide
         hint = ("/provider/{name}/… reaches a provider's own API, once the config has one with an upstream "
                 "(type openai, azure or anthropic; mock has none).")
     else:
-        hint = "/provider/{name}/… reaches the own API of a provider from the config."
+        hint = "/provider/{name}/… reaches a configured provider's own API."
     return GatewayError(f"{method} {path} is not supported by this gateway: Sluice serves {SERVED}. {hint}",
                         status=404, type="invalid_request_error", code="unsupported_endpoint")
 
