@@ -13,6 +13,7 @@ from sluice.http.asgi import JSON_TYPE, ASGIApp, Receive, Scope, Send, send_erro
 from sluice.http.light import light_route_for, light_routes
 from sluice.http.openai import hot_routes
 from sluice.http.passthrough import PREFIX, passthrough_route
+from sluice.http.unsupported import unknown_route
 from sluice.pipeline.flow import Flow
 from sluice.pipeline.wrapped import serve_wrapped, stamped
 from sluice.projects import any_to_mount
@@ -69,7 +70,7 @@ class SluiceApp:
                 await handler(scope, receive, send)
                 return
             if not path.startswith(API_PREFIXES):
-                await _unknown_route(scope, stamped(self._plain_flow(scope), send))
+                await unknown_route(scope, stamped(self._plain_flow(scope), send), self.gateway.config.providers)
                 return
             project_route = path.startswith("/projects/")  # counted in flight, so a graceful stop waits for it
             flow = Flow.begin(self.gateway, scope, None, observers=(), counted=project_route)
@@ -119,12 +120,6 @@ async def _method_not_allowed(scope: Scope, send: Send) -> None:
     error = GatewayError(f"Method {scope['method']} is not allowed on {scope['path']}; use POST.", status=405,
                          type="invalid_request_error", code="method_not_allowed")
     await send_error(send, error, [(b"allow", b"POST")])
-
-
-async def _unknown_route(scope: Scope, send: Send) -> None:
-    from sluice.http.unsupported import unknown_route
-
-    await unknown_route(scope, send)
 
 
 def create_app(config: SluiceConfig, settings: Settings) -> SluiceApp:

@@ -14,7 +14,7 @@ from sluice.keys.options import KeysConfig
 from sluice.limits.options import Budget, Limits, RateLimit
 from sluice.pricing import Price
 from sluice.prompts import PromptConfig
-from sluice.routing.options import BreakerOptions, RetryOptions
+from sluice.routing.options import BreakerOptions, RetryOptions, Strategy
 from sluice.store.options import RequestLogConfig
 from sluice.telemetry.options import TelemetryConfig
 
@@ -94,15 +94,53 @@ ProviderConfig = Annotated[
 ]
 
 
-class ModelConfig(_Strict):
-    """A public model name, the provider that serves it and the upstream's own name for it."""
+class DeploymentConfig(_Strict):
+    """One place a public model is served: a provider, its name for the model, a weight and limits of its own."""
 
-    name: str = Field(min_length=1)
     provider: str
     model: str = Field(min_length=1)
+    weight: float = Field(1.0, gt=0)
+    """Its share of the traffic under the `weighted` strategy."""
+    limits: RateLimit | None = None
+    """This deployment's own quota upstream (requests and tokens per minute): the `usage` strategy sends traffic
+    elsewhere before it is reached, and no strategy sends it more."""
+
+
+class ModelConfig(_Strict):
+    """A public model name and where it is served: one deployment (`provider:` + `model:`) or several, with the
+    strategy that picks one per request and the models to fall back to when all of them failed."""
+
+    name: str = Field(min_length=1)
+    provider: str | None = None
+    """The one-deployment shorthand, with `model:`."""
+    model: str | None = Field(None, min_length=1)
+    deployments: list[DeploymentConfig] = []
+    strategy: Strategy = "weighted"
+    """round_robin | weighted (smooth, by `weight`; equal weights take turns) | least_busy | latency | usage."""
+    fallbacks: list[str] | None = None
+    """Other public models, tried in order once every deployment failed (None: `default_fallbacks`)."""
+    context_window_fallback: str | None = None
+    """A larger model for a request the upstream refuses as too long for this one's context window."""
     aliases: list[str] = []
     limits: RateLimit | None = None
     """Limits on this model across all keys (requests and tokens per minute, concurrent requests)."""
+
+    @model_validator(mode="before")
+    @classmethod
+    def _shorthand(cls, data: Any) -> Any:
+        """`provider:` + `model:` stand for one deployment; a model names one or the other form."""
+        if not isinstance(data, dict):
+            return data
+        shorthand = "provider" in data or "model" in data
+        if shorthand and data.get("deployments"):
+            raise ValueError("give either provider: and model: or deployments:, not both")
+        if shorthand:
+            if "provider" not in data or "model" not in data:
+                raise ValueError("provider: and model: go together (or list deployments:)")
+            return {**data, "deployments": [{"provider": data["provider"], "model": data["model"]}]}
+        if not data.get("deployments"):
+            raise ValueError("a model needs provider: and model:, or deployments:")
+        return data
 
 
 class ServerConfig(_Strict):
@@ -173,6 +211,8 @@ class SluiceConfig(_Strict):
 
     providers: dict[str, ProviderConfig]
     models: list[ModelConfig] = []
+    default_fallbacks: list[str] = []
+    """Fallback models for every model that names none of its own."""
     limits: Limits = Limits()
     server: ServerConfig = ServerConfig()
     metrics: MetricsConfig = MetricsConfig()
@@ -203,15 +243,25 @@ class SluiceConfig(_Strict):
     def _check_references(self) -> SluiceConfig:
         seen: dict[str, str] = {}
         for index, model in enumerate(self.models):
-            if model.provider not in self.providers:
-                known = ", ".join(sorted(self.providers)) or "none"
-                raise ValueError(f"models[{index}].provider: unknown provider {model.provider!r} (known: {known})")
+            for number, deployment in enumerate(model.deployments):
+                where = f"models[{index}].provider" if model.provider is not None else \
+                    f"models[{index}].deployments[{number}].provider"
+                self._check_providers(where, [deployment.provider])
             for public in (model.name, *model.aliases):
                 if public in seen:
                     raise ValueError(f"models[{index}]: name {public!r} is already used by {seen[public]!r}")
                 seen[public] = model.name
+        self._check_fallbacks(set(seen))
         self._check_projects_and_keys(set(seen))
         return self
+
+    def _check_fallbacks(self, models: set[str]) -> None:
+        for where, names in [("default_fallbacks", self.default_fallbacks)] + [
+                (f"models[{index}]", [*(model.fallbacks or []), *filter(None, [model.context_window_fallback])])
+                for index, model in enumerate(self.models)]:
+            for name in names:
+                if name not in models:
+                    raise ValueError(f"{where}: fallback {name!r} is not a model of this config")
 
     def _check_projects_and_keys(self, models: set[str]) -> None:
         names = [project.name for project in self.projects]

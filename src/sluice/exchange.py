@@ -67,6 +67,9 @@ class Exchange:
     """The ids of this request's spans, set only when tracing is on (the upstream got its traceparent)."""
     upstream_offset: float | None = None
     """Seconds from arrival to the start of the upstream call; None when no upstream call was made."""
+    hops: list[dict[str, str]] | None = None
+    """How routing got to the deployment that answered: each failed try (`deployment`, `error`: the reason) and
+    each switch to a fallback model (`from`, `fallback`, `reason`), in order; None when the first try answered."""
     prompt_name: str | None = None
     """The prompt template the request named (`"prompt"` on chat), if any; then the version used, the
     template's messages as JSON (`Template.template_json`) and the variables it was rendered with."""

@@ -36,15 +36,16 @@ class Gateway:
         self.version = version("sluice")
         self.started_at = int(time.time())
         self.providers = build_providers(config)
-        self.routes = RouteTable(config, self.providers)
+        self.metrics = Metrics(settings.prometheus_multiproc_dir)
+        self.routes = RouteTable(config, self.providers, self.metrics)
+        """Each public model's pool of deployments and its fallbacks (routing/table.py)."""
         self.prompts = PromptRegistry.load(config.prompts, config.prompts_dir)
         self.prompt_store: PromptStore | None = None
         """Templates added through /admin/prompts; set once the request log's database is open."""
         self.passthrough = build_targets(config)
         self.keys = build_key_ring(config, settings)
-        self.metrics = Metrics(settings.prometheus_multiproc_dir)
         self.guards = build_guards(config, self.providers, self.metrics)
-        """Each provider's circuit breaker and retry policy (routing/guard.py), by provider name."""
+        """Each provider's circuit breaker and retry policy for its passthrough requests, by provider name."""
         self.prices = PriceTable(config.prices)
         """USD per million tokens (defaults + `prices:`): the request log's cost, the cost metric, budgets."""
         self.request_log = _request_log(config, settings, self.metrics, self.prices)

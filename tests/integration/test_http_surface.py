@@ -156,8 +156,6 @@ def test_other_unknown_paths_stay_unknown_routes(sluice_url: str) -> None:
                                      "param": None, "code": "not_found"}
 
 
-@pytest.mark.xfail(strict=True, reason="app.py (the lead's): SluiceApp must hand unknown_route its gateway's "
-                                       "config.providers; _unknown_route(scope, send) has no way to reach them")
 def test_the_gateway_names_its_own_provider(sluice_url: str) -> None:
     with pytest.raises(openai.NotFoundError) as raised:
         sdk(sluice_url).moderations.create(input="hi")

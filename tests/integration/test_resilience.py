@@ -69,12 +69,13 @@ def metrics(client: httpx.Client) -> dict[tuple[str, Labels], float]:
             for family in text_string_to_metric_families(reply.text) for sample in family.samples}
 
 
-def state(client: httpx.Client, provider: str = "up") -> float:
-    return metrics(client)[("sluice_circuit_breaker_state", (("provider", provider),))]
+def state(client: httpx.Client, provider: str = "up", deployment: str = "up/gpt-test") -> float:
+    return metrics(client)[("sluice_circuit_breaker_state", (("deployment", deployment), ("provider", provider)))]
 
 
-def transitions(client: httpx.Client, to: str, provider: str = "up") -> float:
-    return metrics(client).get(("sluice_circuit_breaker_transitions_total", (("provider", provider), ("to", to))), 0)
+def transitions(client: httpx.Client, to: str, provider: str = "up", deployment: str = "up/gpt-test") -> float:
+    labels = (("deployment", deployment), ("provider", provider), ("to", to))
+    return metrics(client).get(("sluice_circuit_breaker_transitions_total", labels), 0)
 
 
 def retries(client: httpx.Client, reason: str, provider: str = "retrying") -> float:
@@ -98,7 +99,7 @@ def test_consecutive_500s_open_the_breaker_and_a_probe_closes_it(upstream: Starl
     assert refused.status_code == 503 and elapsed < 0.05
     error = refused.json()["error"]
     assert error["code"] == "upstream_circuit_open" and error["type"] == "server_error"
-    assert "'up'" in error["message"] and "try it again in" in error["message"]
+    assert "'up/gpt-test'" in error["message"] and "try it again in" in error["message"]
     assert refused.headers["retry-after"] == "1"
     assert len(upstream.state.requests) == reached  # the upstream never saw it
     assert state(sluice) == 2 and transitions(sluice, "open") == 1
@@ -191,8 +192,8 @@ def test_a_stream_that_fails_after_its_first_chunk_is_not_retried(upstream: Star
 
 
 def test_the_openai_sdk_sees_a_503_for_an_open_circuit(upstream: Starlette, sluice: httpx.Client) -> None:
-    open_breaker(upstream, sluice)
     sdk = openai.OpenAI(base_url=str(sluice.base_url).rstrip("/") + "/v1", api_key=DEV_KEY, max_retries=0)
+    open_breaker(upstream, sluice)  # after the client is built: the breaker stays open for OPEN_SECONDS only
     with pytest.raises(openai.InternalServerError) as raised:
         sdk.chat.completions.create(model="gpt-test", messages=HELLO)  # type: ignore[arg-type]
     assert isinstance(raised.value, openai.APIStatusError) and raised.value.status_code == 503
@@ -207,8 +208,11 @@ def test_passthrough_counts_5xx_and_is_refused_while_open(upstream: Starlette, s
     reached = len(upstream.state.requests)
     refused = sluice.post(path, json=body)
     assert refused.status_code == 503 and refused.json()["error"]["code"] == "upstream_circuit_open"
-    assert chat(sluice).json()["error"]["code"] == "upstream_circuit_open"  # one breaker per provider
+    assert "'up'" in refused.json()["error"]["message"]
     assert len(upstream.state.requests) == reached
+    assert state(sluice, deployment="") == 2 and state(sluice) == 0
+    assert chat(sluice).status_code == 500  # the model's deployment has a breaker of its own, still closed
+    assert len(upstream.state.requests) == reached + 1
 
 
 @pytest.mark.anyio

@@ -24,7 +24,7 @@ def breaker(probes: int = 1) -> tuple[CircuitBreaker, Clock, Metrics]:
 
 
 def gauge(metrics: Metrics) -> float | None:
-    return metrics.registry.get_sample_value("sluice_circuit_breaker_state", {"provider": "up"})
+    return metrics.registry.get_sample_value("sluice_circuit_breaker_state", {"provider": "up", "deployment": ""})
 
 
 def test_opens_at_the_threshold_and_refuses_until_open_seconds_passed() -> None:
@@ -44,7 +44,7 @@ def test_opens_at_the_threshold_and_refuses_until_open_seconds_passed() -> None:
     cb.succeeded()
     assert cb.state == CLOSED and gauge(metrics) == CLOSED
     assert metrics.registry.get_sample_value("sluice_circuit_breaker_transitions_total",
-                                             {"provider": "up", "to": "open"}) == 1
+                                             {"provider": "up", "deployment": "", "to": "open"}) == 1
 
 
 def test_a_probe_without_a_verdict_frees_its_slot_and_a_failed_probe_reopens() -> None:

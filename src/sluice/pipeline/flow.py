@@ -17,8 +17,9 @@ from typing import TYPE_CHECKING
 from sluice.errors import GatewayError, NotFound
 from sluice.exchange import Exchange, Observer, notify, tap_stream
 from sluice.keys.credentials import presented_in
+from sluice.pipeline.failover import Failover
 from sluice.pipeline.prompts import apply_prompt
-from sluice.providers.base import JSONObject, Operation, Provider, UpstreamRequest
+from sluice.providers.base import JSONObject, Operation, UpstreamRequest
 from sluice.routing.breaker import CircuitOpen
 from sluice.telemetry.trace_context import TraceIds
 
@@ -29,7 +30,8 @@ if TYPE_CHECKING:
     from sluice.limits.admission import Grant
     from sluice.providers.passthrough import PassthroughTarget
     from sluice.providers.upstream import OpenStream
-    from sluice.routing.guard import UpstreamGuard
+    from sluice.routing.endpoint import Endpoint
+    from sluice.routing.table import ModelRoute
 
 Headers = list[tuple[bytes, bytes]]
 _SAFE_REQUEST_ID = re.compile(rb"[A-Za-z0-9._:/+=@-]{1,128}")
@@ -52,7 +54,7 @@ class Flow:
     exchanges (admin, docs, health)."""
 
     __slots__ = ("gateway", "started", "headers", "request_id", "exchange", "principal", "grant", "observers",
-                 "counted", "upstream_seconds", "parent", "stream_guard")
+                 "counted", "upstream_seconds", "parent", "endpoint")
 
     def __init__(self, gateway: Gateway, headers: dict[bytes, bytes], exchange: Exchange, request_id: bytes, *,
                  observers: Sequence[Observer] = (), counted: bool = True, parent: Flow | None = None) -> None:
@@ -68,8 +70,8 @@ class Flow:
         self.upstream_seconds = 0.0
         """Time spent waiting on upstreams so far (this flow's call, or its children's): not the gateway's own."""
         self.parent = parent
-        self.stream_guard: UpstreamGuard | None = None
-        """The guard of a stream the upstream opened: told if the stream breaks midway."""
+        self.endpoint: Endpoint | None = None
+        """The deployment that answered: told at `finish` how the call went (latency, a stream broken midway)."""
         if counted:
             gateway.request_started()
 
@@ -145,56 +147,44 @@ class Flow:
             self.grant = await admission.admit(principal, self.grant, model=model, body=body, size=size,
                                                exchange=self.exchange if body is not None else None)
 
-    def route(self, operation: Operation, body: JSONObject, raw: bytes | None) -> tuple[UpstreamRequest, Provider]:
+    def route(self, operation: Operation, body: JSONObject, raw: bytes | None) -> tuple[UpstreamRequest, ModelRoute]:
         """The call to make for a validated OpenAI-format `body` (`raw`: its bytes, sent as they are when nothing
-        needs rewriting): the key's scopes, the model's deployment, the prompt template rendered."""
+        needs rewriting) and the model's route: the key's scopes, the prompt template rendered."""
         principal = self.principal
         assert principal is not None
         model = body["model"]
         if not principal.may_use(model):
             raise NotFound(f"The model '{model}' does not exist or you do not have access to it.", param="model",
                            code="model_not_found")
-        deployment = self.gateway.routes.resolve(model)
-        if principal.providers is not None:
-            principal.check_provider(deployment.provider.name)
+        route = self.gateway.routes.resolve(model)
+        if not route.pool.reachable_by(principal.providers):
+            principal.check_provider(route.provider.name)
         exchange = self.exchange
         if operation == "chat" and "prompt" in body:
             apply_prompt(self.gateway.prompts, body, exchange)
             raw = None
-        if deployment.upstream_model != model:
-            body["model"] = deployment.upstream_model
-            raw = None
-        exchange.model, exchange.upstream_model = model, deployment.upstream_model
-        exchange.provider = deployment.provider.name
+        exchange.model = model
         forwarded = {"x-request-id": self.request_id.decode()}
         headers = self.headers
         for name in PROPAGATED_HEADERS:
             if name in headers:
                 forwarded[name.decode()] = headers[name].decode("latin-1")
-        request = UpstreamRequest(operation, body, raw, forwarded)
-        return request, deployment.provider
+        return UpstreamRequest(operation, body, raw, forwarded), route
 
-    async def call(self, request: UpstreamRequest, provider: Provider) -> bytes:
-        """The upstream's complete reply, through the provider's breaker and retries."""
-        self._trace_upstream(request)
-        guard = self.gateway.guards[provider.name]
-        upstream_started = self._upstream_started()
-        reply = self.exchange.response_body = await guard.send(request)
-        self._upstream_done(upstream_started)
+    async def call(self, request: UpstreamRequest, route: ModelRoute) -> bytes:
+        """The complete reply of the first deployment that answers (see `Failover`)."""
+        reply: bytes = await Failover(self, request, route).run(streamed=False)
+        self.exchange.response_body = reply
         self.exchange.status = 200
         return reply
 
-    async def open_stream(self, request: UpstreamRequest, provider: Provider) -> AsyncGenerator[bytes, None]:
-        """The upstream's stream once it answered 200 (breaker and retries until then); the exchange keeps its
-        chunks, time to first chunk and a break midway, which the breaker counts as a failure."""
-        self._trace_upstream(request)
-        guard = self.gateway.guards[provider.name]
-        upstream_started = self._upstream_started()
-        chunks = await guard.stream(request)
-        self._upstream_done(upstream_started)
+    async def open_stream(self, request: UpstreamRequest, route: ModelRoute) -> AsyncGenerator[bytes, None]:
+        """The stream of the first deployment that answers 200 (see `Failover`: nothing is tried elsewhere once
+        a stream is open); the exchange keeps its chunks, time to first chunk and a break midway, which the
+        deployment's breaker counts as a failure."""
+        chunks: AsyncGenerator[bytes, None] = await Failover(self, request, route).run(streamed=True)
         exchange = self.exchange
         exchange.stream, exchange.status = True, 200
-        self.stream_guard = guard
         return tap_stream(chunks, exchange, self.started)
 
     async def call_raw(self, target: PassthroughTarget, method: str, url: str, headers: list[tuple[str, str]],
@@ -206,14 +196,14 @@ class Flow:
             headers.append(("traceparent", exchange.trace.traceparent_for_upstream()))
         guard = self.gateway.guards[target.name]
         guard.admit()
-        upstream_started = self._upstream_started()
+        upstream_started = self.upstream_started()
         try:
             reply = await target.send(method, url, headers, body)
         except BaseException as exc:
             guard.judge(exc)
             raise
         guard.answered(reply.status)
-        self._upstream_done(upstream_started)
+        self.upstream_done(upstream_started)
         exchange.status = reply.status
         return reply
 
@@ -233,9 +223,31 @@ class Flow:
                 observed.observe(overhead)
         headers = [(b"x-request-id", self.request_id), (b"x-sluice-overhead-ms", f"{overhead * 1000:.2f}".encode()),
                    *extra]
+        endpoint = self.endpoint
+        if endpoint is not None:
+            headers += endpoint.headers
+        elif self.exchange.provider is not None:
+            headers.append((b"x-sluice-provider", self.exchange.provider.encode()))
         if self.grant is not None and not (error is not None and error.headers):
             headers += self.grant.headers()
         return headers
+
+    def failed_over(self, model: str, endpoint: Endpoint, reason: str) -> None:
+        """A deployment failed for `reason`; the call goes to the next one."""
+        self.gateway.metrics.failovers.labels(model, endpoint.id, reason).inc()
+        self._hop({"deployment": endpoint.id, "error": reason})
+
+    def fell_back(self, model: str, fallback: str, reason: str) -> None:
+        """Every deployment of `model` failed (the last for `reason`); the call goes to `fallback`."""
+        self.gateway.metrics.fallbacks.labels(model, fallback, reason).inc()
+        self._hop({"from": model, "fallback": fallback, "reason": reason})
+
+    def _hop(self, hop: dict[str, str]) -> None:
+        exchange = self.exchange
+        if exchange.hops is None:
+            exchange.hops = [hop]
+        else:
+            exchange.hops.append(hop)
 
     def failed(self, error: GatewayError) -> None:
         """Note the error the request is answered with."""
@@ -251,9 +263,12 @@ class Flow:
             self.grant.release()
         exchange = self.exchange
         exchange.latency_total = perf_counter() - self.started
-        if self.stream_guard is not None and exchange.error is not None:
-            self.stream_guard.broke()  # the upstream broke the stream after its 200: a failure, never retried
-            self.stream_guard = None
+        endpoint = self.endpoint
+        if endpoint is not None:
+            self.endpoint = None
+            if exchange.stream and exchange.error is not None:
+                endpoint.guard.broke()  # the upstream broke the stream after its 200: a failure, never retried
+            endpoint.finished(exchange.latency_upstream, exchange.error)
         if self.counted:
             self.counted = False
             self.gateway.request_finished()
@@ -261,17 +276,17 @@ class Flow:
             notify(self.observers, exchange)
             self.observers = ()
 
-    def _trace_upstream(self, request: UpstreamRequest) -> None:
+    def trace_upstream(self, request: UpstreamRequest) -> None:
         trace = self.exchange.trace
         if trace is not None:
             request.headers["traceparent"] = trace.traceparent_for_upstream()
 
-    def _upstream_started(self) -> float:
+    def upstream_started(self) -> float:
         now = perf_counter()
         self.exchange.upstream_offset = now - self.started
         return now
 
-    def _upstream_done(self, upstream_started: float) -> None:
+    def upstream_done(self, upstream_started: float) -> None:
         waited = self.exchange.latency_upstream = perf_counter() - upstream_started
         self.upstream_seconds += waited
         if self.parent is not None:

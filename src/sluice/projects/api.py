@@ -19,7 +19,7 @@ one exchange record per call for the request log, traces and metrics.
 from __future__ import annotations
 
 from collections.abc import AsyncGenerator, Callable, Collection
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Annotated, Any
 
 import orjson
@@ -32,7 +32,8 @@ from sluice.json_bytes import dumps_to_size
 from sluice.keys.principal import Principal
 from sluice.pipeline.flow import Flow
 from sluice.pipeline.wrapped import FLOW_KEY
-from sluice.providers.base import JSONObject, Operation, Provider, UpstreamRequest
+from sluice.providers.base import JSONObject, Operation, UpstreamRequest
+from sluice.routing.table import ModelRoute
 from sluice.streaming import SSEDecoder
 
 
@@ -75,10 +76,9 @@ class GatewayClient:
     is a child flow of the project request's (pipeline/flow.py), its span a child of the request's server span."""
 
     def __init__(self, flow: Flow, project: MountedProject) -> None:
-        assert flow.principal is not None
         self.flow = flow
         self.gateway = flow.gateway
-        self.principal: Principal = flow.principal.in_project()
+        self.principal: Principal = _as_project_sees(flow.principal, project)
         self.project = project
         self.request_id = flow.exchange.request_id
         self.endpoint = flow.exchange.endpoint
@@ -100,8 +100,8 @@ class GatewayClient:
         """One complete call; GatewayError (with the upstream's status) if it fails."""
         flow = self.flow.child(operation, str(body.get("model")), self.principal)
         try:
-            request, provider = await self._prepare(flow, operation, body)
-            parsed: JSONObject = orjson.loads(await flow.call(request, provider))
+            request, route = await self._prepare(flow, operation, body)
+            parsed: JSONObject = orjson.loads(await flow.call(request, route))
             return parsed
         except GatewayError as exc:
             flow.failed(exc)
@@ -113,8 +113,8 @@ class GatewayClient:
         """One streamed call: each event's JSON object; an error event from upstream raises UpstreamError."""
         flow = self.flow.child(operation, str(body.get("model")), self.principal)
         try:
-            request, provider = await self._prepare(flow, operation, {**body, "stream": True})
-            chunks = await flow.open_stream(request, provider)
+            request, route = await self._prepare(flow, operation, {**body, "stream": True})
+            chunks = await flow.open_stream(request, route)
             decoder = SSEDecoder()
             try:
                 async for chunk in chunks:
@@ -130,15 +130,29 @@ class GatewayClient:
             flow.finish()
 
     async def _prepare(self, flow: Flow, operation: Operation, body: JSONObject
-                       ) -> tuple[UpstreamRequest, Provider]:
+                       ) -> tuple[UpstreamRequest, ModelRoute]:
         """The same validation, model routing, key scopes and model limits as `/v1`, plus the project's own
-        declaration."""
-        self.project.check_model(str(body.get("model")))
+        declaration (its providers: only those deployments are tried)."""
+        model = str(body.get("model"))
+        self.project.check_model(model)
         raw = flow.exchange.request_body = dumps_to_size(body)
-        request, provider = flow.route(operation, parse_body(raw, SCHEMAS[operation]), raw)
-        self.project.check_provider(provider.name)
+        parsed = parse_body(raw, SCHEMAS[operation])
+        route = self.gateway.routes.resolve(model)
+        if not route.pool.reachable_by(self.project.providers):
+            self.project.check_provider(route.provider.name)
+        request, route = flow.route(operation, parsed, raw)
         await flow.admit(model=flow.exchange.model, body=request.body, size=len(raw), per_key=False)
-        return request, provider
+        return request, route
+
+
+def _as_project_sees(principal: Principal | None, project: MountedProject) -> Principal:
+    """The caller as its project's calls run: `projects_only` lifted, providers narrowed to the project's."""
+    assert principal is not None
+    seen = principal.in_project()
+    if project.providers is None:
+        return seen
+    allowed = project.providers if seen.providers is None else seen.providers & project.providers
+    return replace(seen, providers=frozenset(allowed))
 
 
 def _event_object(data: str) -> JSONObject:

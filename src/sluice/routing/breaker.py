@@ -1,4 +1,5 @@
-"""A circuit breaker per provider: closed → open after consecutive failures → half-open probes → closed.
+"""A circuit breaker per deployment (and one per provider for passthrough): closed → open after consecutive
+failures → half-open probes → closed.
 
 State lives in this process only (each worker keeps its own breakers); see docs/reliability.md.
 """
@@ -32,11 +33,14 @@ class CircuitBreaker:
     On the happy path, closed and no failures counted, each of these is one or two attribute checks.
     """
 
-    __slots__ = ("provider", "options", "state", "failures", "retry_at", "probes", "_metrics", "_clock")
+    __slots__ = ("provider", "deployment", "options", "state", "failures", "retry_at", "probes", "_metrics",
+                 "_clock")
 
     def __init__(self, provider: str, options: BreakerOptions, metrics: Metrics,
-                 clock: Callable[[], float] = monotonic) -> None:
+                 clock: Callable[[], float] = monotonic, deployment: str = "") -> None:
         self.provider = provider
+        self.deployment = deployment
+        """`provider/upstream model` for a model's deployment; empty for the provider's passthrough breaker."""
         self.options = options
         self.state = CLOSED
         self.failures = 0
@@ -47,7 +51,7 @@ class CircuitBreaker:
         """While half-open: probes admitted and not yet finished."""
         self._metrics = metrics
         self._clock = clock
-        metrics.breaker_state.labels(provider).set(CLOSED)
+        metrics.breaker_state.labels(provider, deployment).set(CLOSED)
 
     def admit(self) -> None:
         """Let a call through, or raise CircuitOpen (503) while the breaker is open or its probes are taken."""
@@ -93,15 +97,16 @@ class CircuitBreaker:
 
     def _move(self, state: int) -> None:
         self.state = state
-        self._metrics.breaker_state.labels(self.provider).set(state)
-        self._metrics.breaker_transitions.labels(self.provider, STATE_NAMES[state]).inc()
+        self._metrics.breaker_state.labels(self.provider, self.deployment).set(state)
+        self._metrics.breaker_transitions.labels(self.provider, self.deployment, STATE_NAMES[state]).inc()
 
     def _refusal(self, wait: float) -> CircuitOpen:
         if wait > 0:
             when = f"Sluice will try it again in {wait:.1f} s."
         else:
             when = "Sluice is probing it now; retry shortly."
-        error = CircuitOpen(f"Upstream provider {self.provider!r} is failing and its circuit breaker is open, so "
-                            f"this request was not sent. {when}")
+        what = f"Deployment {self.deployment!r}" if self.deployment else f"Upstream provider {self.provider!r}"
+        error = CircuitOpen(f"{what} is failing and its circuit breaker is open, so this request was not sent. "
+                            f"{when}")
         error.headers = {"Retry-After": str(max(1, math.ceil(wait)))}
         return error

@@ -121,14 +121,27 @@ class UpstreamGuard:
 
 def build_guards(config: SluiceConfig, providers: Mapping[str, Provider], metrics: Metrics
                  ) -> dict[str, UpstreamGuard]:
-    """A guard per provider, from its `breaker:` and `retries:` settings (the mock provider has neither)."""
-    guards: dict[str, UpstreamGuard] = {}
-    for name, provider in providers.items():
-        entry = config.providers[name]
-        breaker_options = getattr(entry, "breaker", None)
-        retry_options = getattr(entry, "retries", None)
-        breaker = CircuitBreaker(name, breaker_options, metrics) \
-            if breaker_options is not None and breaker_options.enabled else None
-        retry = RetryPolicy(retry_options) if retry_options is not None else None
-        guards[name] = UpstreamGuard(provider, breaker, retry, metrics)
-    return guards
+    """A guard per provider for its passthrough requests, from its `breaker:` and `retries:` settings (the mock
+    provider has neither); each model's deployments have guards of their own (`deployment_guard`)."""
+    return {name: _guard(config, provider, metrics) for name, provider in providers.items()}
+
+
+def deployment_guard(config: SluiceConfig, provider: Provider, upstream_model: str, metrics: Metrics, *,
+                     cool_down_at_once: bool = False) -> UpstreamGuard:
+    """The guard of one deployment: its provider's settings, its own breaker (opened by one failure when
+    `cool_down_at_once`: traffic then goes where the model can fall back to)."""
+    return _guard(config, provider, metrics, f"{provider.name}/{upstream_model}", cool_down_at_once)
+
+
+def _guard(config: SluiceConfig, provider: Provider, metrics: Metrics, deployment: str = "",
+           cool_down_at_once: bool = False) -> UpstreamGuard:
+    entry = config.providers[provider.name]
+    breaker_options = getattr(entry, "breaker", None)
+    retry_options = getattr(entry, "retries", None)
+    breaker = None
+    if breaker_options is not None and breaker_options.enabled:
+        if cool_down_at_once:
+            breaker_options = breaker_options.model_copy(update={"failure_threshold": 1})
+        breaker = CircuitBreaker(provider.name, breaker_options, metrics, deployment=deployment)
+    retry = RetryPolicy(retry_options) if retry_options is not None else None
+    return UpstreamGuard(provider, breaker, retry, metrics)

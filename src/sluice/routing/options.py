@@ -2,7 +2,12 @@
 
 from __future__ import annotations
 
+from typing import Literal
+
 from pydantic import BaseModel, ConfigDict, Field
+
+Strategy = Literal["round_robin", "weighted", "least_busy", "latency", "usage"]
+"""How a model's pool picks a deployment for each request (routing/balance.py)."""
 
 
 class _Strict(BaseModel):

@@ -14,7 +14,11 @@ from collections.abc import Callable
 from pathlib import Path
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest, values
+from prometheus_client.core import CounterMetricFamily
 from prometheus_client.multiprocess import MultiProcessCollector, mark_process_dead
+from prometheus_client.registry import Collector
+
+from sluice.serve.reloads import counts_file_from_env, read_counts
 
 OVERHEAD_BUCKETS = (0.0001, 0.00025, 0.0005, 0.00075, 0.001, 0.002, 0.005, 0.01, 0.025, 0.1)
 LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0)
@@ -42,6 +46,22 @@ def forget_dead_workers(multiprocess_dir: str) -> list[int]:
         except PermissionError:  # alive, another user's
             pass
     return forgotten
+
+
+class ConfigReloads(Collector):
+    """`sluice_config_reloads_total{result}`: the supervisor counts the reloads (serve/supervisor.py) in a file;
+    every worker shows that file's counts, whoever started when."""
+
+    def __init__(self, path: str) -> None:
+        self.path = path
+
+    def collect(self) -> list[CounterMetricFamily]:
+        counts = read_counts(self.path)
+        family = CounterMetricFamily("sluice_config_reloads", "Config reloads (SIGHUP, `sluice reload`): success, "
+                                     "or failure (refused or failed; the running config stayed)", labels=["result"])
+        family.add_metric(["success"], counts.success)
+        family.add_metric(["failure"], counts.failure)
+        return [family]
 
 
 class Metrics:
@@ -99,13 +119,22 @@ class Metrics:
         self.rate_limited = Counter("sluice_rate_limited", "Requests refused (429) by a rate or concurrency limit",
                                     ["subject"], registry=self.registry)
         self.breaker_state = Gauge(
-            "sluice_circuit_breaker_state", "Circuit breaker of each provider: 0 closed, 1 half-open, 2 open "
-            "(the highest of the live workers)", ["provider"], registry=self.registry, multiprocess_mode="livemax")
+            "sluice_circuit_breaker_state", "Circuit breaker of each deployment (`deployment` empty: the provider's "
+            "passthrough): 0 closed, 1 half-open, 2 open (the highest of the live workers)", ["provider", "deployment"],
+            registry=self.registry, multiprocess_mode="livemax")
         self.breaker_transitions = Counter("sluice_circuit_breaker_transitions", "Circuit breaker state changes",
-                                           ["provider", "to"], registry=self.registry)
+                                           ["provider", "deployment", "to"], registry=self.registry)
+        self.fallbacks = Counter("sluice_fallbacks", "Requests sent to a fallback model after every deployment of "
+                                 "the model asked for failed", ["from", "to", "reason"], registry=self.registry)
+        self.failovers = Counter("sluice_failovers", "Calls sent to another deployment of the same model after one "
+                                 "failed", ["model", "deployment", "reason"], registry=self.registry)
         self.upstream_retries = Counter("sluice_upstream_retries", "Upstream calls tried again after a failure "
                                         "before any reply byte reached the client", ["provider", "reason"],
                                         registry=self.registry)
+        reloads_path = counts_file_from_env()
+        self.config_reloads = None if reloads_path is None else ConfigReloads(reloads_path)
+        if self.config_reloads is not None:
+            self.registry.register(self.config_reloads)
 
     def close(self) -> None:
         """At a worker's exit: its live gauges (in-flight requests) stop counting in the other workers' scrapes."""
@@ -120,6 +149,8 @@ class Metrics:
             return generate_latest(self.registry)
         registry = CollectorRegistry()
         MultiProcessCollector(registry, path=self.multiprocess_dir)  # type: ignore[no-untyped-call]
+        if self.config_reloads is not None:
+            registry.register(self.config_reloads)
         return generate_latest(registry)
 
 

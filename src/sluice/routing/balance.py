@@ -1,0 +1,106 @@
+"""Load-balancing strategies: which of a pool's usable endpoints takes the next call."""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Sequence
+from typing import Protocol
+
+from sluice.routing.endpoint import Endpoint
+from sluice.routing.options import Strategy
+
+
+class Balancer(Protocol):
+    """Picks one of `endpoints` (never empty, every one usable)."""
+
+    def pick(self, endpoints: Sequence[Endpoint]) -> Endpoint: ...
+
+
+class RoundRobin:
+    """Each in turn."""
+
+    def __init__(self) -> None:
+        self._next = 0
+
+    def pick(self, endpoints: Sequence[Endpoint]) -> Endpoint:
+        self._next += 1
+        return endpoints[self._next % len(endpoints)]
+
+
+class SmoothWeighted:
+    """Nginx's smooth weighted round-robin: deterministic, each endpoint's share of any window of sum(weights)
+    picks equals its weight, spread out (weights 5, 1, 1 give a a b a c a a, not a a a a a b c)."""
+
+    def __init__(self) -> None:
+        self._current: dict[str, float] = {}
+
+    def pick(self, endpoints: Sequence[Endpoint]) -> Endpoint:
+        if len(endpoints) == 1:
+            return endpoints[0]
+        current = self._current
+        total = 0.0
+        best: Endpoint | None = None
+        for endpoint in endpoints:
+            weight = current.get(endpoint.id, 0.0) + endpoint.weight
+            current[endpoint.id] = weight
+            total += endpoint.weight
+            if best is None or weight > current[best.id]:
+                best = endpoint
+        assert best is not None
+        current[best.id] -= total
+        return best
+
+
+class LeastBusy:
+    """The endpoint with the fewest calls in flight; ties go round-robin."""
+
+    def __init__(self) -> None:
+        self._turn = RoundRobin()
+
+    def pick(self, endpoints: Sequence[Endpoint]) -> Endpoint:
+        fewest = min(endpoint.in_flight for endpoint in endpoints)
+        return self._turn.pick([endpoint for endpoint in endpoints if endpoint.in_flight == fewest])
+
+
+class FastestOfTwo:
+    """Power of two choices on latency: two endpoints at random, the one with the lower moving-average latency
+    times (calls in flight + 1) wins; an endpoint never measured scores 0, so each gets tried."""
+
+    def __init__(self, rng: random.Random | None = None) -> None:
+        self._random = rng or random.Random()
+
+    def pick(self, endpoints: Sequence[Endpoint]) -> Endpoint:
+        if len(endpoints) == 1:
+            return endpoints[0]
+        first, second = self._random.sample(endpoints, 2)
+        return first if _load(first) <= _load(second) else second
+
+
+class MostHeadroom:
+    """The endpoint with the largest share of its own per-minute quota left (those without limits count as
+    wholly free); ties go round-robin. Endpoints at their limit are not usable, so they are never offered."""
+
+    def __init__(self) -> None:
+        self._turn = RoundRobin()
+
+    def pick(self, endpoints: Sequence[Endpoint]) -> Endpoint:
+        room = [endpoint.headroom() for endpoint in endpoints]
+        most = max(room)
+        return self._turn.pick([endpoint for endpoint, left in zip(endpoints, room, strict=True) if left == most])
+
+
+def _load(endpoint: Endpoint) -> float:
+    return (endpoint.latency or 0.0) * (endpoint.in_flight + 1)
+
+
+def balancer(strategy: Strategy) -> Balancer:
+    """A new balancer of `strategy` (each pool keeps its own state)."""
+    if strategy == "round_robin":
+        return RoundRobin()
+    if strategy == "weighted":
+        return SmoothWeighted()
+    if strategy == "least_busy":
+        return LeastBusy()
+    if strategy == "latency":
+        return FastestOfTwo()
+    return MostHeadroom()

@@ -1,0 +1,86 @@
+"""`Endpoint`: one upstream a pool can send to (a model's deployment), with its health, load and breaker state."""
+
+from __future__ import annotations
+
+from time import monotonic
+
+from sluice.limits.options import RateLimit
+from sluice.providers.base import Provider
+from sluice.routing.breaker import OPEN
+from sluice.routing.guard import UpstreamGuard
+
+EWMA_WEIGHT = 0.3
+"""How much the newest latency counts in the moving average (the rest is the history)."""
+
+
+class Endpoint:
+    """A deployment: where to send (provider, upstream model), how much (weight, own limits), and what routing
+    knows of it: calls in flight, a moving average of its latency (time to the reply, or to a stream's first
+    bytes), its breaker (in `guard`) and its last error."""
+
+    __slots__ = ("id", "headers", "provider", "upstream_model", "weight", "guard", "limits", "in_flight", "latency",
+                 "last_error", "healthy", "_minute", "_requests", "_tokens")
+
+    def __init__(self, provider: Provider, upstream_model: str, weight: float, guard: UpstreamGuard,
+                 limits: RateLimit | None = None) -> None:
+        self.id = f"{provider.name}/{upstream_model}"
+        self.headers = ((b"x-sluice-provider", provider.name.encode()), (b"x-sluice-deployment", self.id.encode()))
+        """What every response this endpoint answered says of who answered."""
+        self.provider = provider
+        self.upstream_model = upstream_model
+        self.weight = weight
+        self.guard = guard
+        self.limits = limits
+        self.in_flight = 0
+        self.latency: float | None = None
+        """Seconds, moving average; None until a call finished."""
+        self.last_error: str | None = None
+        self.healthy = True
+        """False while active health checks fail."""
+        self._minute = 0
+        self._requests = 0
+        self._tokens = 0
+
+    @property
+    def usable(self) -> bool:
+        """Whether a call may be sent now: healthy, its breaker not refusing, under its own per-minute limits."""
+        if not self.healthy:
+            return False
+        breaker = self.guard.breaker
+        if breaker is not None and breaker.state == OPEN and monotonic() < breaker.retry_at:
+            return False
+        return self.limits is None or self.headroom() > 0
+
+    def headroom(self) -> float:
+        """The share of this minute's own quota left (1.0 without limits): the lowest of requests and tokens."""
+        limits = self.limits
+        if limits is None:
+            return 1.0
+        self._roll()
+        left = 1.0
+        if limits.requests_per_minute is not None:
+            left = min(left, 1 - self._requests / limits.requests_per_minute)
+        if limits.tokens_per_minute is not None:
+            left = min(left, 1 - self._tokens / limits.tokens_per_minute)
+        return left
+
+    def started(self, tokens: int = 0) -> None:
+        self.in_flight += 1
+        if self.limits is not None:
+            self._roll()
+            self._requests += 1
+            self._tokens += tokens
+
+    def finished(self, seconds: float | None, error: str | None = None) -> None:
+        """A call ended: `seconds` until the upstream answered (None if it did not), or `error`."""
+        self.in_flight -= 1
+        if seconds is not None:
+            self.latency = seconds if self.latency is None else \
+                EWMA_WEIGHT * seconds + (1 - EWMA_WEIGHT) * self.latency
+        if error is not None:
+            self.last_error = error
+
+    def _roll(self) -> None:
+        minute = int(monotonic() // 60)
+        if minute != self._minute:
+            self._minute, self._requests, self._tokens = minute, 0, 0
