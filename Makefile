@@ -30,9 +30,11 @@ $(PHOENIX):
 
 phoenix: $(PHOENIX)
 
-## Start the gateway on :8000 with the embedded defaults (mock provider) and the development key sk-sluice-dev.
+## Start the gateway on 127.0.0.1:8000 with the embedded defaults (mock provider) and the development key
+## sk-sluice-dev. `sluice serve` reads SLUICE_HOST and SLUICE_PORT: SLUICE_HOST=0.0.0.0 make run listens on every
+## interface (then set a key of your own: SLUICE_API_KEYS=… ; the development key is public).
 run: install
-	SLUICE_API_KEYS="$${SLUICE_API_KEYS:-sk-sluice-dev}" $(BIN)/sluice serve --host "$${SLUICE_HOST:-0.0.0.0}" --port "$${SLUICE_PORT:-8000}"
+	SLUICE_API_KEYS="$${SLUICE_API_KEYS:-sk-sluice-dev}" $(BIN)/sluice serve
 
 lint: install
 	$(BIN)/ruff check .

@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import signal
 import subprocess
 import sys
 import threading
 import time
-from collections.abc import Iterator
+from collections import Counter
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 import httpx
@@ -35,17 +37,20 @@ def served(tmp_path: Path) -> Iterator[tuple[str, subprocess.Popen[bytes]]]:
 
 
 @contextlib.contextmanager
-def run_serve(config_text: str, tmp_path: Path, env: dict[str, str] | None = None
-              ) -> Iterator[tuple[str, subprocess.Popen[bytes]]]:
-    """`sluice serve` with this config (key sk-e2e) on a free port, once /health answers; stopped on exit."""
+def run_serve(config_text: str, tmp_path: Path, env: dict[str, str] | None = None, *, args: Sequence[str] = (),
+              port: int | None = None, output: Path | None = None) -> Iterator[tuple[str, subprocess.Popen[bytes]]]:
+    """`sluice serve` with this config (key sk-e2e, data dir in tmp_path) on a free port (or `port`), once /health
+    answers; stopped on exit. Its stdout and stderr go to `output` (default tmp_path/serve.log)."""
     config = tmp_path / "sluice.yaml"
     config.write_text(config_text)
-    port = free_port()
-    process = subprocess.Popen(
-        [sys.executable, "-m", "sluice", "serve", "--config", str(config), "--port", str(port)],
-        env={**os.environ, "SLUICE_API_KEYS": "sk-e2e", **(env or {})},
-        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, start_new_session=True,
-    )
+    port = port or free_port()
+    output = output or tmp_path / "serve.log"
+    with output.open("ab") as sink:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "sluice", "serve", "--config", str(config), "--port", str(port), *args],
+            env={**os.environ, "SLUICE_API_KEYS": "sk-e2e", "SLUICE_DATA_DIR": str(tmp_path / "data"), **(env or {})},
+            stdout=sink, stderr=subprocess.STDOUT, start_new_session=True,
+        )
     url = f"http://127.0.0.1:{port}"
     deadline = time.monotonic() + 30
     while True:
@@ -55,8 +60,8 @@ def run_serve(config_text: str, tmp_path: Path, env: dict[str, str] | None = Non
         except httpx.TransportError:
             pass
         if process.poll() is not None or time.monotonic() > deadline:
-            output = process.stdout.read().decode() if process.stdout else ""
-            pytest.fail(f"sluice serve did not start: {output}")
+            stop_group(process)
+            pytest.fail(f"sluice serve did not start: {output.read_text()}")
         time.sleep(0.1)
     try:
         yield url, process
@@ -151,3 +156,103 @@ def test_the_workers_threads_ask_for_short_slices(served: tuple[str, subprocess.
             if line.startswith("se.slice"):
                 slices[task.name] = int(line.split(":")[1])
     assert len(slices) >= 3 and set(slices.values()) == {100_000}, slices
+
+
+QUIET_CONFIG = CONFIG + "request_log: {enabled: false}\n"  # its writer process logs on its own; one process here
+
+
+def test_each_log_event_is_one_line(tmp_path: Path) -> None:
+    """granian's supervisor handler, inherited by the worker, printed every worker line a second time."""
+    with run_serve(QUIET_CONFIG, tmp_path) as (url, _):
+        reply = httpx.post(url + "/v1/chat/completions", headers={"Authorization": "Bearer sk-e2e"}, timeout=10,
+                           json={"model": "mock", "messages": [{"role": "user", "content": "hi"}]})
+        assert reply.status_code == 200
+        time.sleep(0.5)
+    lines = [line for line in (tmp_path / "serve.log").read_text().splitlines() if line.strip()]
+    events = Counter(json.loads(line)["event"] for line in lines)
+    assert events["Started worker-1"] == 1, lines
+    assert sum(count for event, count in events.items() if event.startswith("no price for model 'mock'")) == 1, lines
+    assert [event for event, count in events.items() if count > 1] == [], lines
+
+
+SECOND_CONFIG = CONFIG.replace("models:\n", "models:\n  - {name: second, provider: mock, model: mock-2}\n")
+
+
+def _second_serve(tmp_path: Path, port: int, *args: str) -> subprocess.Popen[str]:
+    config = tmp_path / "second.yaml"
+    config.write_text(SECOND_CONFIG)
+    return subprocess.Popen(
+        [sys.executable, "-m", "sluice", "serve", "--config", str(config), "--port", str(port), *args],
+        env={**os.environ, "SLUICE_API_KEYS": "sk-e2e", "SLUICE_DATA_DIR": str(tmp_path / "data2")},
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True)
+
+
+def test_a_port_in_use_is_refused_in_one_line(tmp_path: Path) -> None:
+    port = free_port()
+    with run_serve(CONFIG, tmp_path, port=port) as (url, _):
+        second = _second_serve(tmp_path, port)
+        try:
+            output, _ = second.communicate(timeout=20)
+        except subprocess.TimeoutExpired:
+            stop_group(second)
+            pytest.fail("a second gateway started on a port already in use")
+        assert second.returncode != 0
+        assert output.strip().count("\n") == 0, output
+        assert "address already in use" in output and f"127.0.0.1:{port}" in output and "--reuse-port" in output
+        assert httpx.get(url + "/health", timeout=5).status_code == 200  # the first one is untouched
+
+
+def test_reuse_port_shares_the_port_on_purpose(tmp_path: Path) -> None:
+    port = free_port()
+    with run_serve(CONFIG, tmp_path, port=port, args=["--reuse-port"]) as (url, _):
+        second = _second_serve(tmp_path, port, "--reuse-port")
+        try:
+            seen: set[tuple[str, ...]] = set()
+            deadline = time.monotonic() + 30
+            while len(seen) < 2:  # each new connection goes to one of the two, as the kernel spreads them
+                assert second.poll() is None, second.stdout.read() if second.stdout else ""
+                assert time.monotonic() < deadline, f"only {seen} answered"
+                reply = httpx.get(url + "/v1/models", headers={"Authorization": "Bearer sk-e2e"}, timeout=5)
+                seen.add(tuple(sorted(model["id"] for model in reply.json()["data"])))
+            assert seen == {("mock",), ("mock", "second")}
+        finally:
+            stop_group(second)
+
+
+BROKEN_PROJECT = CONFIG + "projects:\n  - {name: broken, module: sluice_no_such_module}\n"
+
+
+def test_serve_stops_at_a_project_that_cannot_be_imported(tmp_path: Path) -> None:
+    config = tmp_path / "sluice.yaml"
+    config.write_text(BROKEN_PROJECT)
+    try:
+        done = subprocess.run(
+            [sys.executable, "-m", "sluice", "serve", "--config", str(config), "--port", str(free_port())],
+            env={**os.environ, "SLUICE_API_KEYS": "sk-e2e", "SLUICE_DATA_DIR": str(tmp_path / "data")},
+            capture_output=True, text=True, timeout=30, start_new_session=True)
+    except subprocess.TimeoutExpired:
+        pytest.fail("sluice serve kept running with a project that cannot be imported")
+    assert done.returncode == 2
+    assert done.stdout == ""
+    assert done.stderr.strip().count("\n") == 0, done.stderr
+    assert (f"{config}: projects[0].module (sluice_no_such_module): cannot be imported: ModuleNotFoundError: "
+            "No module named 'sluice_no_such_module'") in done.stderr
+
+
+def test_make_run_listens_on_loopback_only(tmp_path: Path) -> None:
+    port = free_port()
+    env = {key: value for key, value in os.environ.items() if key != "SLUICE_HOST"}
+    output = tmp_path / "make.log"
+    with output.open("wb") as sink:
+        process = subprocess.Popen(  # -o install: the venv is there already; run only the serve line
+            ["make", "--no-print-directory", "-o", "install", "run"], cwd=Path(__file__).parents[2], stdout=sink,
+            stderr=subprocess.STDOUT, start_new_session=True,
+            env={**env, "SLUICE_PORT": str(port), "SLUICE_DATA_DIR": str(tmp_path / "data")})
+    try:
+        deadline = time.monotonic() + 30
+        while "Listening at: http://" not in output.read_text():
+            assert process.poll() is None and time.monotonic() < deadline, output.read_text()
+            time.sleep(0.1)
+        assert f"Listening at: http://127.0.0.1:{port}" in output.read_text()
+    finally:
+        stop_group(process)

@@ -50,3 +50,38 @@ def test_empty_key_in_list_is_refused(capsys: pytest.CaptureFixture[str], monkey
 def test_version(capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["version"]) == 0
     assert capsys.readouterr().out.strip() == "0.1.0"
+
+
+def test_check_config_fails_on_a_project_that_cannot_be_imported(capsys: pytest.CaptureFixture[str],
+                                                                  tmp_path: Path) -> None:
+    """As `serve` would fail: one line naming the file, the key path and the import error."""
+    bad = tmp_path / "sluice.yaml"
+    bad.write_text("providers:\n  m: {type: mock}\nprojects:\n  - {name: broken, module: sluice_no_such_module}\n")
+    assert main(["check-config", "--config", str(bad)]) == 2
+    captured = capsys.readouterr()
+    assert captured.out == ""
+    assert captured.err == (f"sluice: invalid config: {bad}: projects[0].module (sluice_no_such_module): cannot be "
+                            "imported: ModuleNotFoundError: No module named 'sluice_no_such_module'\n")
+
+
+def test_check_config_fails_on_a_project_module_that_is_not_a_plugin(capsys: pytest.CaptureFixture[str],
+                                                                     tmp_path: Path) -> None:
+    bad = tmp_path / "sluice.yaml"
+    bad.write_text("providers:\n  m: {type: mock}\nprojects:\n  - {name: json, module: json}\n")
+    assert main(["check-config", "--config", str(bad)]) == 2
+    assert f"{bad}: projects[0].module (json): not a project plugin" in capsys.readouterr().err
+
+
+def test_serve_documents_reuse_port(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit):
+        main(["serve", "--help"])
+    assert "--reuse-port" in capsys.readouterr().out
+
+
+def test_reload_without_a_running_gateway_says_so(capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch,
+                                                  tmp_path: Path) -> None:
+    monkeypatch.setenv("SLUICE_DATA_DIR", str(tmp_path))
+    assert main(["reload", "--port", "18999"]) == 1
+    assert capsys.readouterr().err == (f"sluice: no gateway on port 18999 found: {tmp_path}/sluice-18999.pid does not "
+                                       "exist (is `sluice serve` running with this SLUICE_DATA_DIR? "
+                                       "--pid PID names the process)\n")

@@ -41,3 +41,19 @@ def test_the_supervisor_module_loads_no_structlog() -> None:
                            "print(sorted(m for m in ('structlog', 'orjson', 'pydantic') if m in sys.modules))"],
                           capture_output=True, text=True, check=True)
     assert done.stdout.strip() == "[]"
+
+
+def test_a_worker_forked_from_the_supervisor_logs_each_line_once() -> None:
+    """granian forks its workers: the app's logging replaces the supervisor's handler rather than adding to it."""
+    root = logging.getLogger()
+    handlers, level = list(root.handlers), root.level
+    supervisor, worker = io.StringIO(), io.StringIO()
+    try:
+        configure_supervisor_logging("json", stream=supervisor)
+        configure_logging("json", stream=worker)
+        logging.getLogger("sluice.test").warning("one event")
+    finally:
+        root.handlers[:] = handlers
+        root.setLevel(level)
+    assert supervisor.getvalue() == ""
+    assert [json.loads(line)["event"] for line in worker.getvalue().splitlines()] == ["one event"]

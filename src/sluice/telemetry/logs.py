@@ -58,7 +58,7 @@ def configure_logging(requested: LogFormat = "json", *, level: int = logging.INF
     handler = logging.StreamHandler(stream)
     handler.setFormatter(formatter)
     root = logging.getLogger()
-    for old in list(root.handlers):
+    for old in list(root.handlers):  # an earlier call's, or the supervisor's a granian worker inherits (forked)
         if getattr(old, "_sluice", False):
             root.removeHandler(old)
     handler._sluice = True  # type: ignore[attr-defined]

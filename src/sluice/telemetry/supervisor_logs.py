@@ -50,6 +50,7 @@ def configure_supervisor_logging(requested: LogFormat = "json", stream: TextIO |
     handler = logging.StreamHandler(stream)
     handler.setFormatter(JsonLineFormatter() if chosen == "json"
                          else logging.Formatter("%(asctime)s [%(levelname)-9s] %(message)s [%(name)s]"))
+    handler._sluice = True  # type: ignore[attr-defined]  # a forked worker's configure_logging replaces it
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(logging.INFO)
