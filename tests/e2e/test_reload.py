@@ -152,3 +152,31 @@ def test_reload_under_load_fails_no_request(tmp_path: Path, workers: int, trigge
             time.sleep(0.1)
         assert len(new_workers) == workers
         assert reloads(url) == {"success": 1, "failure": 0}
+
+
+FLAKY_PROJECT = '''
+"""Imports in `sluice check-config`, fails in a granian worker: a new config whose workers cannot start."""
+import multiprocessing
+
+from sluice.projects.demo import project  # noqa: F401
+
+if multiprocessing.current_process().name == "granian-worker":
+    raise RuntimeError("this project cannot start in a worker")
+'''
+
+
+def test_a_new_worker_that_cannot_start_leaves_the_old_one_serving(tmp_path: Path) -> None:
+    (tmp_path / "flaky_project.py").write_text(FLAKY_PROJECT)
+    port = free_port()
+    env = {"PYTHONPATH": os.pathsep.join(filter(None, [str(tmp_path), os.environ.get("PYTHONPATH")]))}
+    with run_serve(CONFIG, tmp_path, env, port=port) as (url, process):
+        workers = worker_pids(process.pid)
+        (tmp_path / "sluice.yaml").write_text(CONFIG + "projects:\n  - {name: flaky, module: flaky_project}\n")
+        done = reload_command(tmp_path, port)
+        assert done.returncode == 1
+        assert done.stderr.startswith("sluice: config reload failed, 1 of 1 workers keep the running configuration: "
+                                      "the new worker-1 exited while starting"), done.stderr
+        time.sleep(1.5)  # had its exit been taken for a crash, granian would have replaced the old worker by now
+        assert process.poll() is None and worker_pids(process.pid) == workers
+        assert model_ids(url) == ["mock"]
+        assert reloads(url) == {"success": 0, "failure": 1}

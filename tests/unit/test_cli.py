@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
@@ -85,3 +86,17 @@ def test_reload_without_a_running_gateway_says_so(capsys: pytest.CaptureFixture[
     assert capsys.readouterr().err == (f"sluice: no gateway on port 18999 found: {tmp_path}/sluice-18999.pid does not "
                                        "exist (is `sluice serve` running with this SLUICE_DATA_DIR? "
                                        "--pid PID names the process)\n")
+
+
+def test_check_config_json_reports_for_a_reload(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
+    """What the supervisor reads before a reload: the verdict and the shutdown grace it will drain with."""
+    good = tmp_path / "good.yaml"
+    good.write_text("providers:\n  m: {type: mock}\nserver: {shutdown_grace_seconds: 12}\n")
+    assert main(["check-config", "--json", "--config", str(good)]) == 0
+    assert json.loads(capsys.readouterr().out) == {"ok": True, "summary": f"{good}: OK (1 providers, 0 models)",
+                                                   "shutdown_grace_seconds": 12.0}
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("providers:\n  m: {type: mock}\nmodels:\n  - {name: a, provider: zz, model: b}\n")
+    assert main(["check-config", "--json", "--config", str(bad)]) == 2
+    report = json.loads(capsys.readouterr().out)
+    assert report["ok"] is False and report["error"].startswith(f"{bad}: models[0].provider: unknown provider 'zz'")
