@@ -24,6 +24,7 @@ from sluice.telemetry.observers import Telemetry
 
 if TYPE_CHECKING:
     from sluice.prompts_store import PromptStore
+    from sluice.routing.breaker_sync import BreakerSync
     from sluice.store.request_log import RequestLog
 
 
@@ -56,6 +57,8 @@ class Gateway:
         self.observers.append(self.budgets)
         self.admission = build_admission(config, settings.redis_url, self.metrics, self.budgets)
         """Rate, concurrency and budget limits checked before a request goes upstream (limits/admission.py)."""
+        self.breaker_sync = _breaker_sync(config, settings, self.routes)
+        """Shares the deployments' breakers through Redis when it is configured (routing/breaker_sync.py)."""
         self.observers.append(self.admission.tokens)
         self.telemetry = Telemetry(config, settings, self.metrics, self.version, self.prices)
         self.observers.extend(self.telemetry.observers)
@@ -83,6 +86,8 @@ class Gateway:
         await self.budgets.start()
         await self.admission.limiter.start()
         await self.telemetry.start()
+        if self.breaker_sync is not None:
+            await self.breaker_sync.start()
 
     async def aclose(self) -> None:
         """Wait (bounded by the grace period) for in-flight requests, then close every upstream pool."""
@@ -103,6 +108,8 @@ class Gateway:
             await self.request_log.aclose()
         await self.telemetry.aclose()
         await self.keys.aclose()
+        if self.breaker_sync is not None:
+            await self.breaker_sync.aclose()
 
     def request_started(self) -> None:
         self.in_flight += 1
@@ -125,3 +132,16 @@ def _request_log(config: SluiceConfig, settings: Settings, metrics: Metrics, pri
     from sluice.store.request_log import RequestLog
 
     return RequestLog(config.request_log, settings, metrics, prices)
+
+
+def _breaker_sync(config: SluiceConfig, settings: Settings, routes: RouteTable) -> BreakerSync | None:
+    """The Redis sync of the deployments' breakers, when Redis is configured for the limits too."""
+    if not settings.redis_url or config.limits.backend == "memory":
+        return None
+    breakers = [endpoint.guard.breaker for _, endpoint in routes.endpoints() if endpoint.guard.breaker is not None]
+    if not breakers:
+        return None
+    from sluice.routing.breaker_sync import BreakerSync
+
+    limits = config.limits
+    return BreakerSync(settings.redis_url, limits.redis_prefix, max(limits.redis_timeout_seconds, 0.5), breakers)

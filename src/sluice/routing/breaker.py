@@ -33,8 +33,8 @@ class CircuitBreaker:
     On the happy path, closed and no failures counted, each of these is one or two attribute checks.
     """
 
-    __slots__ = ("provider", "deployment", "options", "state", "failures", "retry_at", "probes", "_metrics",
-                 "_clock")
+    __slots__ = ("provider", "deployment", "options", "state", "failures", "retry_at", "probes", "on_open",
+                 "_metrics", "_clock")
 
     def __init__(self, provider: str, options: BreakerOptions, metrics: Metrics,
                  clock: Callable[[], float] = monotonic, deployment: str = "") -> None:
@@ -49,6 +49,8 @@ class CircuitBreaker:
         """While open: the `clock()` time at which the next request becomes a half-open probe."""
         self.probes = 0
         """While half-open: probes admitted and not yet finished."""
+        self.on_open: Callable[[CircuitBreaker], None] | None = None
+        """Told when this breaker opens on its own failures (the Redis sync shares it with other instances)."""
         self._metrics = metrics
         self._clock = clock
         metrics.breaker_state.labels(provider, deployment).set(CLOSED)
@@ -89,11 +91,22 @@ class CircuitBreaker:
         if self.state == HALF_OPEN and self.probes:
             self.probes -= 1
 
+    def open_for(self, seconds: float) -> None:
+        """Open now for `seconds` because another instance saw this upstream fail (no-op if already open)."""
+        if self.state == OPEN or seconds <= 0:
+            return
+        self.failures = 0
+        self.probes = 0
+        self.retry_at = self._clock() + seconds
+        self._move(OPEN)
+
     def _open(self) -> None:
         self.failures = 0
         self.probes = 0
         self.retry_at = self._clock() + self.options.open_seconds
         self._move(OPEN)
+        if self.on_open is not None:
+            self.on_open(self)
 
     def _move(self, state: int) -> None:
         self.state = state
