@@ -18,6 +18,7 @@ import os
 import socket
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -80,6 +81,7 @@ class SluiceServer(MPServer):
         self.counts_path = counts_path
         self.counts = ReloadCounts()
         self.shutdown_grace_seconds = shutdown_grace_seconds
+        self._shutting_down = False
         super().__init__(target, workers_kill_timeout=kill_timeout(shutdown_grace_seconds), **options)
         if counts_path is not None:
             write_counts(counts_path, self.counts)  # zeros: a file left by an earlier server on this port goes
@@ -98,6 +100,14 @@ class SluiceServer(MPServer):
         loader = target_loader or partial(load_app, listener_inode=os.fstat(self.listener.fileno()).st_ino)
         super().serve(spawn_target, loader, wrap_loader)
 
+    @property
+    def stopping(self) -> bool:
+        return self.interrupt_signal or self._shutting_down
+
+    def shutdown(self, exit_code: int = 0) -> None:
+        self._shutting_down = True  # a crash loop, too: the draining workers stop now, not after their grace
+        super().shutdown(exit_code)  # type: ignore[no-untyped-call]
+
     def _reload(self, spawn_target: Callable[..., None], target_loader: Callable[..., Any]) -> None:
         self.reload_signal = False
         self.main_loop_interrupt.clear()
@@ -114,7 +124,10 @@ class SluiceServer(MPServer):
                                 f"configuration: {problem}")
         else:
             self._record(True, f"config reloaded from {where}: {self.workers} new workers serve it")
-        self._retire(retiring)
+        # Off the main loop, which meanwhile replaces a worker that crashes or takes the next reload. Not a daemon:
+        # the supervisor's exit waits for the old workers.
+        threading.Thread(target=self._retire, args=(retiring, self.shutdown_grace_seconds, self.workers_kill_timeout),
+                         name="sluice-retire").start()
         if problem is None:
             self.shutdown_grace_seconds = check.shutdown_grace_seconds
             self.workers_kill_timeout = kill_timeout(check.shutdown_grace_seconds)
@@ -163,23 +176,22 @@ class SluiceServer(MPServer):
             time.sleep(0.02)
         return None
 
-    def _retire(self, retiring: list[Worker]) -> None:
+    def _retire(self, retiring: list[Worker], grace: float, kill_after: int | None) -> None:
         """Stop each draining worker once its clients closed their connections (or its grace ran out): SIGTERM
-        lets it finish what is still in flight, then it is killed past the kill timeout."""
-        grace_ends = time.monotonic() + self.shutdown_grace_seconds
+        lets it finish what is still in flight, then it is killed past `kill_after` seconds."""
+        grace_ends = time.monotonic() + grace
         waiting = list(retiring)
         while waiting:
             for old in list(waiting):
-                if (connections(old.inner.pid or 0, self.bind_port) == 0 or self.interrupt_signal
+                if (connections(old.inner.pid or 0, self.bind_port) == 0 or self.stopping
                         or time.monotonic() > grace_ends):
                     old.terminate()
                     waiting.remove(old)
             time.sleep(0.05)
-        deadline = time.monotonic() + (self.workers_kill_timeout or 0)
+        deadline = time.monotonic() + (kill_after or 0)
         for old in retiring:
             if not wait_for_processes([old.inner.sentinel], max(deadline - time.monotonic(), 0.001)):
-                logger.warning("killing worker PID %s: it did not stop within %s s", old.inner.pid,
-                               self.workers_kill_timeout)
+                logger.warning("killing worker PID %s: it did not stop within %s s", old.inner.pid, kill_after)
                 old.kill()
             old.join()
 
