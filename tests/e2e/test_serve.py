@@ -6,6 +6,7 @@ import contextlib
 import json
 import os
 import signal
+import socket
 import subprocess
 import sys
 import threading
@@ -200,6 +201,22 @@ def test_a_port_in_use_is_refused_in_one_line(tmp_path: Path) -> None:
         assert output.strip().count("\n") == 0, output
         assert "address already in use" in output and f"127.0.0.1:{port}" in output and "--reuse-port" in output
         assert httpx.get(url + "/health", timeout=5).status_code == 200  # the first one is untouched
+
+
+def test_uvicorn_is_refused_a_port_in_use_too(tmp_path: Path) -> None:
+    config = tmp_path / "sluice.yaml"
+    config.write_text(CONFIG)
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        done = subprocess.run(
+            [sys.executable, "-m", "sluice", "serve", "--server", "uvicorn", "--config", str(config), "--port",
+             str(port)], env={**os.environ, "SLUICE_API_KEYS": "sk-e2e", "SLUICE_DATA_DIR": str(tmp_path / "data")},
+            capture_output=True, text=True, timeout=30)
+    assert done.returncode == 1 and done.stdout == ""
+    assert done.stderr == (f"sluice: cannot listen on 127.0.0.1:{port}: address already in use (another server has "
+                           "this port: stop it or choose another --port)\n")
 
 
 def test_reuse_port_shares_the_port_on_purpose(tmp_path: Path) -> None:

@@ -16,7 +16,8 @@ class ListenError(Exception):
     """The address cannot be listened on; the message is one line for the operator."""
 
 
-def listen_socket(host: str, port: int, backlog: int, *, reuse_port: bool = False) -> socket.socket:
+def listen_socket(host: str, port: int, backlog: int, *, reuse_port: bool = False, shareable: bool = True
+                  ) -> socket.socket:
     """A TCP socket listening on host:port (IPv4 or IPv6), inheritable by the workers."""
     shown = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
     try:
@@ -34,9 +35,9 @@ def listen_socket(host: str, port: int, backlog: int, *, reuse_port: bool = Fals
     except OSError as exc:
         sock.close()
         if exc.errno == errno.EADDRINUSE:
+            share = ", or pass --reuse-port to both to share it on purpose" if shareable else ""
             raise ListenError(f"cannot listen on {shown}: address already in use (another server has this port: "
-                              "stop it, choose another --port, or pass --reuse-port to both to share it on "
-                              "purpose)") from None
+                              f"stop it or choose another --port{share})") from None
         raise ListenError(f"cannot listen on {shown}: {exc.strerror}") from None
     sock.set_inheritable(True)
     return sock
@@ -44,4 +45,4 @@ def listen_socket(host: str, port: int, backlog: int, *, reuse_port: bool = Fals
 
 def check_free(host: str, port: int) -> None:
     """Raise ListenError if host:port cannot be bound now (for servers that bind it themselves, e.g. uvicorn)."""
-    listen_socket(host, port, 1).close()
+    listen_socket(host, port, 1, shareable=False).close()
