@@ -6,6 +6,7 @@ import json
 
 import orjson
 
+from sluice.stream_reader import assemble_stream, sse_events
 from sluice.telemetry import openinference as oi
 from sluice.telemetry.request_metrics import route_of, upstream_error_kind
 from sluice.telemetry.usage import Usage, usage_of
@@ -15,7 +16,7 @@ from tests.telemetry_support import CHAT_BODY, TOOL_STREAM_BODY, exchange
 def test_a_stream_assembles_into_the_reply_it_streamed() -> None:
     item = exchange("chat", {**CHAT_BODY, "stream": True, "stream_options": {"include_usage": True}})
     split = b"".join(item.chunks)
-    reply = oi.assemble_stream([split[start:start + 5] for start in range(0, len(split), 5)])  # events cut anywhere
+    reply = assemble_stream(sse_events([split[start:start + 5] for start in range(0, len(split), 5)]))[0]  # mid-event
     assert reply is not None and reply["object"] == "chat.completion"
     assert reply["choices"][0]["message"] == {"role": "assistant", "content": "Say hello to Phoenix"}
     assert reply["choices"][0]["finish_reason"] == "stop"
@@ -23,7 +24,7 @@ def test_a_stream_assembles_into_the_reply_it_streamed() -> None:
 
 
 def test_streamed_tool_calls_are_joined() -> None:
-    reply = oi.assemble_stream(exchange("chat", TOOL_STREAM_BODY).chunks)
+    reply = assemble_stream(sse_events(exchange("chat", TOOL_STREAM_BODY).chunks))[0]
     assert reply is not None
     call = reply["choices"][0]["message"]["tool_calls"][0]
     assert call["function"]["name"] == "get_weather"
@@ -31,7 +32,7 @@ def test_streamed_tool_calls_are_joined() -> None:
 
 
 def test_a_broken_stream_keeps_its_error() -> None:
-    reply = oi.assemble_stream([b'data: {"error": {"message": "boom"}}\n\n'])
+    reply = assemble_stream(sse_events([b'data: {"error": {"message": "boom"}}\n\n']))[0]
     assert reply is not None and reply["error"] == {"message": "boom"}
 
 

@@ -10,8 +10,8 @@ import pytest
 from sluice.config import ConfigError, parse_config
 from sluice.pricing import Price, PriceTable
 from sluice.providers.mock import chat_chunks, completion_chunks
-from sluice.store.assemble import assemble_stream, reply_text, sse_events
 from sluice.store.records import RecordBuilder, document
+from sluice.stream_reader import assemble_stream, reply_text, sse_events
 from tests.request_log_support import KEY, chat_body, make_exchange, recorder_config
 
 

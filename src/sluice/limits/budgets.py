@@ -31,7 +31,7 @@ from sluice.limits.periods import period_end, period_key, period_key_at
 from sluice.limits.spend import Charge, SpendKey
 from sluice.pricing import PriceTable
 from sluice.settings import Settings
-from sluice.store.assemble import assemble_stream, reply_text, sse_events
+from sluice.stream_reader import assemble_stream, reply_text, sse_events
 from sluice.telemetry.metrics import Metrics
 from sluice.telemetry.usage import Usage, usage_of
 

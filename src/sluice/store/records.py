@@ -19,11 +19,11 @@ from sluice.exchange import Exchange
 from sluice.keys.presented import presented_key
 from sluice.pricing import PriceTable
 from sluice.serve.exchange_values import AnyExchange
-from sluice.store.assemble import assemble_stream, reply_text, sse_events
 from sluice.store.columns import COLUMNS, JSON_COLUMNS
 from sluice.store.options import RequestLogConfig
 from sluice.store.redaction import Redactor
 from sluice.store.stamps import iso_of, iso_utc, log_ids, parse
+from sluice.stream_reader import assemble_stream, reply_text, sse_events
 
 Row = dict[str, Any]
 Record = list[Any]

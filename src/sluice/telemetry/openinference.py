@@ -1,12 +1,12 @@
 """OpenInference attributes of one exchange, decoded from the bytes that crossed the wire.
 
 Runs in the span exporter process, never on the request path. Bodies are OpenAI-shaped (Sluice's
-normalised format): requests and replies as JSON, streams as SSE `chat.completion.chunk` events.
+normalised format): requests and replies as JSON, streams as SSE `chat.completion.chunk` events, which
+`stream_reader.py` assembles into the reply first.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable
 from typing import Any
 
 import orjson
@@ -23,7 +23,6 @@ from openinference.semconv.trace import (
 )
 
 from sluice.prompts import render_template_json
-from sluice.streaming import SSEDecoder
 
 Attributes = dict[str, Any]
 REDACTED = "__REDACTED__"
@@ -53,62 +52,6 @@ def load_json(raw: bytes | None) -> Any:
         return orjson.loads(raw)
     except orjson.JSONDecodeError:
         return None
-
-
-def assemble_stream(chunks: Iterable[bytes]) -> dict[str, Any] | None:
-    """The reply a stream of OpenAI chunks adds up to, as a non-streamed reply would carry it."""
-    decoder = SSEDecoder()
-    reply: dict[str, Any] = {}
-    choices: dict[int, dict[str, Any]] = {}
-    for chunk in chunks:
-        for event in decoder.feed(chunk):
-            if event.data == "[DONE]":
-                continue
-            data = load_json(event.data.encode())
-            if isinstance(data, dict):
-                _merge_chunk(reply, choices, data)
-    if not reply:
-        return None
-    reply["choices"] = [choices[index] for index in sorted(choices)]
-    if reply.get("object") == "chat.completion.chunk":
-        reply["object"] = "chat.completion"
-    return reply
-
-
-def _merge_chunk(reply: dict[str, Any], choices: dict[int, dict[str, Any]], data: dict[str, Any]) -> None:
-    if "error" in data:
-        reply["error"] = data["error"]
-        return
-    for key in ("id", "model", "object", "created"):
-        if key in data:
-            reply.setdefault(key, data[key])
-    if data.get("usage"):
-        reply["usage"] = data["usage"]
-    for choice in data.get("choices") or ():
-        index = int(choice.get("index", 0))
-        merged = choices.setdefault(index, {"index": index, "message": {"role": "assistant"}})
-        if choice.get("finish_reason"):
-            merged["finish_reason"] = choice["finish_reason"]
-        if "text" in choice:  # legacy completions
-            merged["text"] = merged.get("text", "") + (choice["text"] or "")
-        _merge_delta(merged["message"], choice.get("delta") or {})
-
-
-def _merge_delta(message: dict[str, Any], delta: dict[str, Any]) -> None:
-    if delta.get("role"):
-        message["role"] = delta["role"]
-    if delta.get("content"):
-        message["content"] = message.get("content", "") + delta["content"]
-    for call in delta.get("tool_calls") or ():
-        calls = message.setdefault("tool_calls", [])
-        index = int(call.get("index", len(calls)))
-        while len(calls) <= index:
-            calls.append({"id": None, "type": "function", "function": {"name": "", "arguments": ""}})
-        target = calls[index]
-        target["id"] = call.get("id") or target["id"]
-        function = call.get("function") or {}
-        target["function"]["name"] += function.get("name") or ""
-        target["function"]["arguments"] += function.get("arguments") or ""
 
 
 def request_attributes(operation: str | None, body: Any, raw: bytes | None, *, hide: bool) -> Attributes:

@@ -17,6 +17,7 @@ from openinference.semconv.trace import OpenInferenceSpanKindValues, SpanAttribu
 
 from sluice.serve.exchange_values import AnyExchange
 from sluice.store.redaction import Redactor
+from sluice.stream_reader import assemble_stream, sse_events
 from sluice.telemetry import openinference as oi
 from sluice.telemetry import otlp_wire
 
@@ -152,7 +153,7 @@ def _decoded(exchange: AnyExchange) -> tuple[Any, Any, str | None]:
     """The request body, the reply (streams assembled) and the output text to show."""
     request = oi.load_json(exchange.request_body)
     if exchange.stream:
-        reply = oi.assemble_stream(exchange.chunks)
+        reply = assemble_stream(sse_events(exchange.chunks))[0]
         output = orjson.dumps(reply).decode() if reply is not None else None
         return request, reply, output
     reply = oi.load_json(exchange.response_body)

@@ -1,18 +1,12 @@
-"""Token usage of an exchange, found cheaply in its raw bytes (metrics need it for every request)."""
+"""Token usage of an exchange, as the stream reader finds it in the raw bytes (metrics need it for every request)."""
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass
+from typing import Any
 
 from sluice.exchange import Exchange
-
-_USAGE = b'"usage"'
-_COUNT = re.compile(rb'"(prompt|completion|total)_tokens"\s*:\s*(\d+)')
-_USAGE_SPAN = 600
-"""How far after `"usage"` its counts can be (details objects included)."""
-_TAIL_BYTES = 2048
-"""Usage comes in a stream's last event before `[DONE]`; chunks may split events anywhere."""
+from sluice.stream_reader import reply_usage, stream_usage
 
 
 @dataclass(slots=True, frozen=True)
@@ -25,25 +19,16 @@ class Usage:
 def usage_of(exchange: Exchange) -> Usage | None:
     """The `usage` the reply (or the stream's last chunks) reported, without decoding the whole body."""
     if exchange.stream:
-        return _scan(_tail(exchange.chunks)) if exchange.chunks else None
-    return _scan(exchange.response_body) if exchange.response_body else None
+        return _counts(stream_usage(exchange.chunks)) if exchange.chunks else None
+    return _counts(reply_usage(exchange.response_body)) if exchange.response_body else None
 
 
-def _scan(raw: bytes) -> Usage | None:
-    at = raw.rfind(_USAGE)
-    if at < 0:
+def _counts(usage: dict[str, Any] | None) -> Usage | None:
+    if usage is None:
         return None
-    counts = dict(_COUNT.findall(raw, at, at + _USAGE_SPAN))
-    if not counts:
+    prompt, completion, total = (usage.get(name) for name in ("prompt_tokens", "completion_tokens", "total_tokens"))
+    if not any(type(count) is int for count in (prompt, completion, total)):
         return None
-    prompt, completion = int(counts.get(b"prompt", 0)), int(counts.get(b"completion", 0))
-    return Usage(prompt, completion, int(counts.get(b"total", prompt + completion)))
-
-
-def _tail(chunks: list[bytes]) -> bytes:
-    """The last `_TAIL_BYTES` or more of a stream, in whole chunks."""
-    size, start = 0, len(chunks)
-    while start and size < _TAIL_BYTES:
-        start -= 1
-        size += len(chunks[start])
-    return chunks[-1] if start == len(chunks) - 1 else b"".join(chunks[start:])
+    prompt = prompt if type(prompt) is int else 0
+    completion = completion if type(completion) is int else 0
+    return Usage(prompt, completion, total if type(total) is int else prompt + completion)
