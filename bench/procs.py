@@ -55,6 +55,15 @@ class Proc:
     def cpu_seconds(self) -> float:
         return sum(_cpu_ticks(pid) for pid in self.tree()) / CLOCK_TICKS
 
+    def cpu_by_role(self) -> dict[str, float]:
+        """CPU seconds of the tree by role: each helper process by its module (`log_worker`, `span_worker`), the
+        rest (supervisor, workers) as `gateway`."""
+        found: dict[str, float] = {}
+        for pid in self.tree():
+            role = _role(pid)
+            found[role] = found.get(role, 0.0) + _cpu_ticks(pid) / CLOCK_TICKS
+        return found
+
     def rss_mb(self) -> float:
         return sum(_rss_kb(pid) for pid in self.tree()) / 1024
 
@@ -140,6 +149,17 @@ def _stat_fields(pid: int) -> list[str]:
     except OSError:
         return []
     return raw[raw.rindex(")") + 2:].split()
+
+
+HELPERS = ("log_worker", "span_worker")
+
+
+def _role(pid: int) -> str:
+    try:
+        command = Path(f"/proc/{pid}/cmdline").read_bytes()
+    except OSError:
+        return "gateway"
+    return next((helper for helper in HELPERS if helper.encode() in command), "gateway")
 
 
 def _cpu_ticks(pid: int) -> int:

@@ -2,15 +2,17 @@
 
     .venv/bin/python bench/run.py [--quick] [--only sluice,floor,...] [--write docs/benchmarks.md]
     .venv/bin/python bench/run.py --variants     # only Sluice with everything off against each built variant
+    .venv/bin/python bench/run.py --headline [--write docs/benchmarks.md]   # only the headline table
 
-Gateways run on core 0; wrk, the stream timer and the shared upstream on core 1. Prints one report, writes the raw
-figures to bench/.run/{quick,full,variants}.json and, with --write, the report into the doc between its markers."""
+The headline (bench/headline.py): the floor, Sluice with the request log off and Sluice's default configuration,
+each gateway unpinned, loaded in turn in one run. Everything else: gateways run on core 0; wrk, the stream timer and
+the shared upstream on core 1. Prints one report, writes the raw figures to
+bench/.run/{quick,full,variants,headline}.json and, with --write, the report into the doc between its markers."""
 
 from __future__ import annotations
 
 import argparse
 import dataclasses
-import http.client
 import json
 import shlex
 import sys
@@ -19,18 +21,16 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from prometheus_client.parser import text_string_to_metric_families
-
 import catalog
+import headline
 import install
 import logdb
 import measure
 import phoenix_env
-import procs
 import report
+from drain import drained, scrape_counters, settled
 from loadgen import Call, WrkResult, median, run_wrk
 from measure import BOTH_CPUS, Session
-from targets import SLUICE_KEY
 
 BENCH = Path(__file__).resolve().parent
 RUN_DIR = BENCH / ".run"
@@ -62,6 +62,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--only", help=f"comma-separated targets out of {','.join(catalog.ORDER)} (direct is "
                                        "always measured: every added figure is relative to it)")
     parser.add_argument("--write", metavar="DOC", help="write the report into this Markdown file")
+    parser.add_argument("--headline", action="store_true",
+                        help="only the headline table: floor, Sluice log off and Sluice default, unpinned "
+                             f"({headline.ROUNDS} rounds of {headline.SECONDS:g} s each; about 2 minutes)")
     parser.add_argument("--variants", action="store_true",
                         help="only each built variant against Sluice with everything off, both loaded at once "
                              "(8 runs of 4 s each; about 90 s)")
@@ -169,57 +172,6 @@ def moderate_p99(session: Session, env: dict[str, str], starts: int = 3, connect
     return median(found[False]), median(found[True])
 
 
-def drained(port: int, within: float = 300.0) -> float:
-    """Seconds until the request log holds nothing unwritten: nothing buffered (`sluice_request_log_buffered` 0)
-    and every spilled entry replayed; 0 if it is off. With the writer process at a lower priority the runs leave a
-    backlog, and past its buffers the gateway spills: writing all of it is part of the log's cost."""
-    started = time.monotonic()
-    while time.monotonic() - started < within:
-        found = scrape_counters(port)
-        if not found.get("log_buffered") and found.get("log_replayed", 0.0) >= found.get("log_spilled", 0.0):
-            return time.monotonic() - started
-        time.sleep(0.1)
-    raise RuntimeError(f"the request log still held entries after {within:.0f} s")
-
-
-def settled(proc: procs.Proc, within: float = 120.0) -> float:
-    """Seconds until the target's process tree is idle (under 2 % of a core over half a second): its helpers at
-    SCHED_IDLE (the span exporter, the log writer) work off what they were handed during the runs once the core is
-    free, and that work is part of the feature's cost. (The exporter reports no backlog, unlike the log.)"""
-    started = time.monotonic()
-    before = proc.cpu_seconds()
-    while time.monotonic() - started < within:
-        time.sleep(0.5)
-        now = proc.cpu_seconds()
-        if now - before < 0.01:
-            return time.monotonic() - started
-        before = now
-    raise RuntimeError(f"{proc.name} was still busy {within:.0f} s after the runs")
-
-
-def scrape_counters(port: int) -> dict[str, float]:
-    """From the variant's /metrics: chat requests answered, and exchanges the telemetry sinks had to drop."""
-    connection = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
-    try:
-        connection.request("GET", "/metrics", headers={"Authorization": f"Bearer {SLUICE_KEY}"})
-        text = connection.getresponse().read().decode()
-    finally:
-        connection.close()
-    found = {"answered": 0.0, "spans_dropped": 0.0}
-    for family in text_string_to_metric_families(text):
-        for sample in family.samples:
-            if sample.name == "sluice_requests_total":
-                found["answered"] += sample.value
-            elif sample.name == "sluice_telemetry_dropped_total" and sample.labels.get("sink") == "tracing":
-                found["spans_dropped"] += sample.value
-            elif sample.name in ("sluice_request_log_spilled_total", "sluice_request_log_replayed_total"):
-                name = "log_spilled" if "spilled" in sample.name else "log_replayed"
-                found[name] = found.get(name, 0.0) + sample.value
-            elif sample.name == "sluice_request_log_buffered":
-                found["log_buffered"] = found.get("log_buffered", 0.0) + sample.value
-    return found
-
-
 def measure_variant(session: Session, variant: Variant, count: int, seconds: float) -> dict[str, float]:
     """Medians over the pairs: req/s, p99, gateway CPU per request, off and on, and the ratios of each pair."""
     counters: dict[str, float] = {}
@@ -303,11 +255,32 @@ def main_variants(command: str) -> int:
     return 0
 
 
+def main_headline(command: str, doc: str | None) -> int:
+    install.system_tools()
+    session = Session(RUN_DIR)
+    started = time.monotonic()
+    try:
+        figures = headline.measure_headline(session)
+    finally:
+        session.close()
+    machine = catalog.machine()
+    block = report.render_headline(figures, command, machine)
+    print(block)
+    raw = {"command": command, "machine": machine, "figures": figures, "elapsed_s": time.monotonic() - started}
+    (RUN_DIR / "headline.json").write_text(json.dumps(raw, indent=1))
+    if doc:
+        report.write_doc(Path(doc), block, report.HEADLINE_BEGIN, report.HEADLINE_END)
+        measure.log(f"wrote the headline into {doc}")
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     command = shlex.join([".venv/bin/python", "bench/run.py", *(sys.argv[1:] if argv is None else argv)])
     if args.variants:
         return main_variants(command)
+    if args.headline:
+        return main_headline(command, args.write)
     started = time.monotonic()
     plan = measure.QUICK if args.quick else measure.FULL
     mode = "quick" if args.quick else "full"
@@ -321,6 +294,8 @@ def main(argv: list[str] | None = None) -> int:
         if not args.quick and sluice and sluice.status == "ok":
             measure.log("measuring Sluice with 1 and 2 workers")
             run.workers = scale_workers(session, plan)
+        if not args.quick and "floor" in results and sluice and sluice.status == "ok":
+            run.headline = headline.measure_headline(session)
         run.variants = measure_variants(session, run.variant_figures) if not args.quick else {}
         if sluice and sluice.status == "ok":
             run.guard = measure.guard_ratio(session, targets["direct"], targets["sluice"])
@@ -333,6 +308,9 @@ def main(argv: list[str] | None = None) -> int:
     (RUN_DIR / f"{mode}.json").write_text(json.dumps(raw, indent=1, default=str))
     if args.write:
         report.write_doc(Path(args.write), block)
+        if run.headline:
+            report.write_doc(Path(args.write), report.render_headline(run.headline, command, run.machine),
+                             report.HEADLINE_BEGIN, report.HEADLINE_END)
         measure.log(f"wrote {args.write}")
     return 0
 

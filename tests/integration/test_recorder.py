@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import hashlib
 import time
 from pathlib import Path
 
@@ -15,7 +14,7 @@ from sluice.db.engine import Database
 from sluice.db.migrate import upgrade
 from sluice.db.tables import REQUEST_LOGS
 from sluice.store.queries import LogFilter, list_logs
-from tests.request_log_support import KEY, count_rows, make_exchange, make_recorder, request_ids, wait_until
+from tests.request_log_support import KEY, KEY_HASH, count_rows, make_exchange, make_recorder, request_ids, wait_until
 
 pytestmark = pytest.mark.anyio
 
@@ -35,6 +34,17 @@ async def test_a_full_batch_is_written_without_waiting_for_the_interval(db: Data
         recorder.observe(make_exchange(index))
     await wait_until(lambda: _has(db, 10), within=5)
     await recorder.aclose()
+
+
+async def test_batches_are_counted(db: Database, tmp_path: Path) -> None:
+    """`written` ÷ `batches` (sluice_request_log_batches_total) is the mean batch size an operator can watch."""
+    recorder = make_recorder(db, tmp_path / "spill.jsonl", batch_size=10, flush_interval_seconds=30)
+    await recorder.start()
+    for index in range(20):
+        recorder.observe(make_exchange(index))
+    await wait_until(lambda: _has(db, 20), within=5)
+    await recorder.aclose()
+    assert (recorder.stats.written, recorder.stats.batches) == (20, 2)
 
 
 async def test_a_partial_batch_is_written_when_the_interval_passes(db: Database, tmp_path: Path) -> None:
@@ -72,8 +82,8 @@ async def test_a_streamed_reply_is_stored_assembled_with_usage(db: Database, tmp
     assert message == {"role": "assistant", "content": "the quick brown fox jumps"}
     assert (row["prompt_tokens"], row["completion_tokens"], row["total_tokens"]) == (5, 5, 10)
     assert row["time_to_first_token_ms"] == 4.0
-    assert row["key_hash"] == hashlib.sha256(KEY.encode()).hexdigest()
-    assert "authorization" not in row["request_headers"] and "cookie" not in row["request_headers"]
+    assert row["key_hash"] == KEY_HASH
+    assert row["request_headers"]["authorization"] == row["request_headers"]["cookie"] == "[REDACTED]"
     assert row["request_body"]["messages"][0]["content"] == "the quick brown fox jumps"
 
 

@@ -35,6 +35,8 @@ class RecorderStats:
     replayed: int = 0
     dropped: int = 0
     failed_writes: int = 0
+    batches: int = 0
+    """Batches inserted into the database (`written` ÷ `batches` is the mean batch size)."""
 
 
 class Recorder:
@@ -140,6 +142,7 @@ class Recorder:
                 self._building = []
             if await self._insert(self._in_flight):
                 self._count("written", len(self._in_flight))
+                self._count("batches", 1 if self._in_flight else 0)
                 self._in_flight = []
                 backoff = self.config.retry_initial_seconds
                 await self._replay_if_waiting()
@@ -272,6 +275,7 @@ class RecorderMetrics:
             "replayed": "Request log entries replayed from the spill file",
             "dropped": "Request log entries lost (spill file unwritable, or not recordable)",
             "failed_writes": "Failed request log database writes (each is retried)",
+            "batches": "Request log batches written to the database",
         }
         self.counters = {name: Counter(f"sluice_request_log_{name}", text, registry=registry)
                          for name, text in help_texts.items()}
