@@ -84,7 +84,7 @@ class SluiceServer(MPServer):
         self._shutting_down = False
         super().__init__(target, workers_kill_timeout=kill_timeout(shutdown_grace_seconds), **options)
         if counts_path is not None:
-            write_counts(counts_path, self.counts)  # zeros: a file left by an earlier server on this port goes
+            write_counts(counts_path, self.counts)  # zeros, until the first reload
             self.on_shutdown(self._forget_counts)
 
     def _init_shared_socket(self) -> None:
