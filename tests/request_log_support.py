@@ -15,6 +15,7 @@ from sqlalchemy import func, select
 from sluice.db.engine import Database
 from sluice.db.tables import REQUEST_LOGS
 from sluice.exchange import Exchange
+from sluice.keys.hashing import key_hash
 from sluice.pricing import Price, PriceTable
 from sluice.providers.mock import chat_chunks, chat_reply
 from sluice.store.options import RequestLogConfig
@@ -23,6 +24,8 @@ from sluice.store.records import RecordBuilder
 from sluice.store.spill import SpillFile
 
 KEY = "sk-test-key"
+KEY_HASH = key_hash(b"pepper-of-the-request-log-tests", KEY)
+"""The key's identifier as authentication derives it (`Principal.key_hash`), which the request path copies."""
 
 
 def chat_body(text: str, *, stream: bool = False, model: str = "mock") -> dict[str, Any]:
@@ -41,6 +44,7 @@ def make_exchange(index: int, *, stream: bool = False, text: str | None = None, 
     exchange = Exchange(
         request_id=f"req-{index:05d}", endpoint="/v1/chat/completions", method="POST",
         started_at=started_at if started_at is not None else time.time(), operation="chat", key_id=key_id,
+        key_hash=KEY_HASH,
         provider="mock", model=model, upstream_model="mock-1", project=project, stream=stream, status=status,
         request_headers=[(b"authorization", f"Bearer {KEY}".encode()), (b"content-type", b"application/json"),
                          (b"cookie", b"session=secret")],

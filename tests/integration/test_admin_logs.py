@@ -60,7 +60,7 @@ def test_one_entry_with_bodies(admin: tuple[httpx.Client, list[str]]) -> None:
     assert entry["request_id"] == "req-00003"
     assert entry["request"]["body"]["messages"][0]["content"] == "hello number 3"
     assert entry["response"]["text"] == "hello number 3"
-    assert "authorization" not in entry["request"]["headers"]
+    assert entry["request"]["headers"]["authorization"] == "[REDACTED]"  # sent, never stored
     missing = client.get("/admin/logs/nope")
     assert missing.status_code == 404 and missing.json()["error"]["code"] == "not_found"
     bad = client.get("/admin/logs", params={"cursor": "garbage"})

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import hashlib
 import time
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
@@ -17,6 +16,7 @@ from starlette.applications import Starlette
 
 from sluice.db.engine import Database
 from sluice.db.tables import KEY_SPEND, REQUEST_LOGS
+from sluice.keys.hashing import key_hash, static_key_id
 from sluice.limits.options import BudgetPeriod
 from sluice.limits.periods import period_key
 from tests.conftest import DEV_KEY, run_gateway
@@ -27,7 +27,8 @@ pytestmark = pytest.mark.anyio
 
 ADMIN = "sk-admin-budgets"
 BUDGET_KEY = "sk-budgeted-key"
-DEV_KEY_ID = "key-" + hashlib.sha256(DEV_KEY.encode()).hexdigest()[:12]
+PEPPER = "pepper-of-the-budget-tests"
+DEV_KEY_ID = static_key_id(key_hash(PEPPER.encode(), DEV_KEY))
 CONFIG = """
 providers:
   up: {{type: openai, base_url: "{upstream}/v1", api_key: upstream-key}}
@@ -131,7 +132,8 @@ async def test_default_budget_for_env_keys_and_an_earlier_period_does_not_count(
         upstream: str, database_url: str) -> None:
     now = datetime.now(UTC)
     last_month = period_key("monthly", now.replace(day=1) - timedelta(days=1))
-    with run_gateway(_config(upstream, database_url, default_usd=0.00005), keys=(DEV_KEY,), admin_key=ADMIN) as url:
+    with run_gateway(_config(upstream, database_url, default_usd=0.00005), keys=(DEV_KEY,), admin_key=ADMIN,
+                     key_pepper=PEPPER) as url:
         await _insert_spend(database_url, DEV_KEY_ID, last_month, 100.0)
         sdk = _sdk(url, DEV_KEY)
         sdk.chat.completions.create(model="gpt-test", messages=HELLO)  # type: ignore[arg-type]

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
 import time
 from pathlib import Path
 from typing import Any
@@ -10,6 +9,7 @@ from typing import Any
 import httpx
 import orjson
 
+from sluice.keys.hashing import key_hash, load_pepper
 from tests.conftest import DEV_KEY, run_gateway
 from tests.servers import free_port
 
@@ -83,7 +83,7 @@ def test_a_streamed_reply_is_logged_with_its_text_and_usage(tmp_path: Path) -> N
     assert entry["stream"] is True and entry["endpoint"] == "/v1/chat/completions"
     assert entry["response"]["text"] == "write to [EMAIL] please"
     assert entry["usage"] == {"prompt_tokens": 4, "completion_tokens": 4, "total_tokens": 8}
-    assert "authorization" not in entry["request"]["headers"]
+    assert entry["request"]["headers"]["authorization"] == "[REDACTED]"  # sent, never stored
 
 
 def test_requests_succeed_while_the_database_is_unreachable_and_nothing_is_lost(tmp_path: Path) -> None:
@@ -104,4 +104,4 @@ def test_requests_succeed_while_the_database_is_unreachable_and_nothing_is_lost(
             entries = _entries(admin, 40, limit=100)
     assert sorted(entry["request"]["body"]["messages"][0]["content"] for entry in entries) == \
         sorted(f"n{index}" for index in range(40))
-    assert all(entry["api_key_hash"] == hashlib.sha256(DEV_KEY.encode()).hexdigest() for entry in entries)
+    assert {entry["api_key_hash"] for entry in entries} == {key_hash(load_pepper(None, str(tmp_path)), DEV_KEY)}

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
-
 import orjson
 import pytest
 
@@ -12,7 +10,7 @@ from sluice.pricing import Price, PriceTable
 from sluice.providers.mock import chat_chunks, completion_chunks
 from sluice.store.records import RecordBuilder, document
 from sluice.stream_reader import assemble_stream, reply_text, sse_events
-from tests.request_log_support import KEY, chat_body, make_exchange, recorder_config
+from tests.request_log_support import KEY_HASH, chat_body, make_exchange, recorder_config
 
 
 def _wire(chunks: list[dict[str, object]]) -> bytes:
@@ -57,8 +55,9 @@ def test_reply_text_of_plain_replies() -> None:
 def test_row_fields() -> None:
     prices = PriceTable({"mock": Price(input_per_million=2.5, output_per_million=10)})
     row = RecordBuilder(recorder_config(), prices).build(make_exchange(1, text="alpha beta gamma"))
-    assert row["key_hash"] == hashlib.sha256(KEY.encode()).hexdigest() and row["key_id"] == "key-test"
-    assert row["request_headers"] == {"content-type": "application/json"}
+    assert row["key_hash"] == KEY_HASH and row["key_id"] == "key-test"
+    assert row["request_headers"] == {"authorization": "[REDACTED]", "content-type": "application/json",
+                                      "cookie": "[REDACTED]"}
     assert (row["prompt_tokens"], row["completion_tokens"], row["total_tokens"]) == (3, 3, 6)
     assert row["cost_usd"] == pytest.approx((3 * 2.5 + 3 * 10) / 1e6)
     assert row["response_text"] == "alpha beta gamma" and row["latency_total_ms"] == 12.0

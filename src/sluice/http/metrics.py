@@ -3,35 +3,33 @@
 from __future__ import annotations
 
 import base64
-import hashlib
-import hmac
+from collections.abc import Mapping
 
 from sluice.config import MetricsConfig
 from sluice.errors import AuthenticationFailed, GatewayError
 from sluice.gateway import Gateway
 from sluice.http.asgi import Scope
-from sluice.keys.presented import presented_key
+from sluice.keys.credentials import AUTHORIZATION, presented_in, same_secret
 from sluice.keys.principal import Principal
 
 
 async def metrics(gateway: Gateway, scope: Scope, headers: dict[bytes, bytes], principal: Principal | None) -> bytes:
-    authorization, api_key = headers.get(b"authorization"), headers.get(b"x-api-key")
-    await check_scrape_access(gateway, authorization.decode("latin-1") if authorization else None,
-                              api_key.decode("latin-1") if api_key else None)
+    await check_scrape_access(gateway, headers)
     return gateway.metrics.render()
 
 
-async def check_scrape_access(gateway: Gateway, authorization: str | None, api_key: str | None) -> None:
+async def check_scrape_access(gateway: Gateway, headers: Mapping[bytes, bytes]) -> None:
     """Passes when the config lets this scrape in; otherwise a 401 that says what would be accepted."""
     config = gateway.config.metrics
     if not config.require_key and config.basic_auth is None:
         return
-    if config.basic_auth is not None and authorization and authorization[:6].lower() == "basic ":
-        if _basic_matches(config, authorization[6:].strip()):
+    authorization = headers.get(AUTHORIZATION)
+    if config.basic_auth is not None and authorization and authorization[:6].lower() == b"basic ":
+        if _basic_matches(config, authorization[6:].strip().decode("latin-1")):
             return
         raise _refused(config, "Incorrect Basic credentials for /metrics.")
-    key = presented_key(authorization, api_key)
-    if key and gateway.settings.admin_key and _same(key, gateway.settings.admin_key.get_secret_value()):
+    key = presented_in(headers)
+    if key and gateway.settings.admin_key and same_secret(key, gateway.settings.admin_key.get_secret_value()):
         return
     if config.require_key:
         if not key:
@@ -49,12 +47,7 @@ def _basic_matches(config: MetricsConfig, encoded: str) -> bool:
     except (ValueError, UnicodeDecodeError):
         return False
     expected = config.basic_auth
-    return _same(user, expected.username) & _same(password, expected.password.get_secret_value())
-
-
-def _same(given: str, expected: str) -> bool:
-    """Constant-time equality that does not leak the expected length either."""
-    return hmac.compare_digest(hashlib.sha256(given.encode()).digest(), hashlib.sha256(expected.encode()).digest())
+    return same_secret(user, expected.username) & same_secret(password, expected.password.get_secret_value())
 
 
 def _refused(config: MetricsConfig, message: str) -> GatewayError:

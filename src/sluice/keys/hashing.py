@@ -1,9 +1,8 @@
-"""Managed key material: new secrets and ids, the recognisable prefix, and the peppered HMAC that is stored."""
+"""Key material: new secrets and ids, the recognisable prefix, and the peppered HMAC every key identifier comes from."""
 
 from __future__ import annotations
 
 import base64
-import hashlib
 import hmac
 import logging
 import os
@@ -37,9 +36,19 @@ def looks_managed(presented: str) -> bool:
     return len(presented) == KEY_LENGTH and presented.startswith(KEY_PREFIX)
 
 
+def key_digest(pepper: bytes, secret: str) -> bytes:
+    """HMAC-SHA256 of a key under the server's pepper: the only digest of a key Sluice makes (static and managed)."""
+    return hmac.digest(pepper, secret.encode("utf-8"), "sha256")
+
+
 def key_hash(pepper: bytes, secret: str) -> str:
-    """What the database stores and is searched by: HMAC-SHA256 of the key under the server's pepper (hex)."""
-    return hmac.new(pepper, secret.encode("utf-8"), hashlib.sha256).hexdigest()
+    """A key's identifier, `key_digest` in hex: what the api_keys table is searched by and the request log stores."""
+    return key_digest(pepper, secret).hex()
+
+
+def static_key_id(digest_hex: str) -> str:
+    """The id of a static key without a name: `key-` and the first 12 hex digits of its peppered hash."""
+    return "key-" + digest_hex[:12]
 
 
 def load_pepper(configured: str | None, data_dir: str) -> bytes:

@@ -1,4 +1,4 @@
-"""The API key a request presents, from its headers (imported by the request log's writer too: no dependencies)."""
+"""The API key in a request's credential header values; `credentials.presented_in` is what readers call."""
 
 from __future__ import annotations
 

@@ -17,6 +17,9 @@ class Principal:
     """
 
     key_id: str
+    key_hash: str | None = None
+    """The key's identifier derived with the pepper at authentication (HMAC-SHA256, hex; keys/hashing.py): what the
+    request log stores. None for a caller without a key."""
     name: str | None = None
     models: frozenset[str] | None = None
     projects: frozenset[str] | None = None

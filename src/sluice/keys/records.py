@@ -102,10 +102,12 @@ def record_of(row: Mapping[str, Any] | RowMapping, now: datetime | None = None) 
     )
 
 
-def principal_of(record: KeyRecord, defaults: Limits) -> Principal:
-    """The caller a managed key stands for, with the limits and budget in effect."""
+def principal_of(record: KeyRecord, defaults: Limits, key_hash: str | None = None) -> Principal:
+    """The caller a managed key stands for, with the limits and budget in effect; `key_hash` is the peppered hash
+    it was found by."""
     return Principal(
         key_id=record.id,
+        key_hash=key_hash,
         name=record.name,
         models=None if record.models is None else frozenset(record.models),
         projects=None if record.projects is None else frozenset(record.projects),

@@ -1,10 +1,12 @@
-"""`gateway.keys`: static keys first (constant time, no I/O), then managed keys through a short-lived cache."""
+"""`gateway.keys`: static keys first (constant time, no I/O), then managed keys through a short-lived cache; both are
+known by their HMAC under one pepper, which the principal carries as `key_hash`."""
 
 from __future__ import annotations
 
 import asyncio
 import logging
 import time
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 from sluice.config import SluiceConfig
@@ -12,7 +14,7 @@ from sluice.db.errors import database_errors
 from sluice.db.urls import check_url, database_url
 from sluice.errors import AuthenticationFailed, GatewayError, ServiceUnavailable
 from sluice.keys.cache import TTLCache
-from sluice.keys.hashing import load_pepper, looks_managed
+from sluice.keys.hashing import PEPPER_FILE, load_pepper, looks_managed
 from sluice.keys.principal import Principal
 from sluice.keys.records import KeyRecord, principal_of
 from sluice.keys.static import StaticKeyRing, scoped_keys
@@ -69,7 +71,7 @@ class ManagedKeys:
         if record is None or record.status != "active":
             self._unknown.put(digest, True)
             raise incorrect_key()
-        principal = principal_of(record, self._defaults)
+        principal = principal_of(record, self._defaults, digest)
         self._known.put(digest, (principal, _valid_until(record)))
         return principal
 
@@ -171,6 +173,20 @@ class KeyRing:
 
 
 def build_key_ring(config: SluiceConfig, settings: Settings) -> KeyRing:
-    static = StaticKeyRing((key.get_secret_value() for key in settings.api_keys), allow_no_auth=settings.allow_no_auth,
-                           scoped=scoped_keys(config.static_keys, config.limits), defaults=config.limits)
+    """The key ring; with static keys, the pepper is read (or its file created) now: a pepper that cannot be had
+    stops the start rather than every request."""
+    keys = [key.get_secret_value() for key in settings.api_keys]
+    pepper = static_pepper(settings) if keys or config.static_keys else b""
+    static = StaticKeyRing(keys, pepper=pepper, allow_no_auth=settings.allow_no_auth,
+                           scoped=scoped_keys(config.static_keys, config.limits, pepper), defaults=config.limits)
     return KeyRing(static, ManagedKeys(config, settings) if config.keys.managed else None)
+
+
+def static_pepper(settings: Settings) -> bytes:
+    """The pepper managed keys use, for the static keys' identifiers; OSError naming the file and the way out."""
+    try:
+        return load_pepper(settings.key_pepper.get_secret_value() if settings.key_pepper else None, settings.data_dir)
+    except OSError as exc:
+        raise OSError(f"cannot read or create the key pepper file {Path(settings.data_dir) / PEPPER_FILE} ({exc}): "
+                      "API keys are identified by their HMAC under it; make SLUICE_DATA_DIR writable or set "
+                      "SLUICE_KEY_PEPPER") from exc

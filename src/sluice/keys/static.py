@@ -1,13 +1,13 @@
-"""Keys given in SLUICE_API_KEYS or `static_keys:`: held only as SHA-256 digests, compared in constant time."""
+"""Keys given in SLUICE_API_KEYS or `static_keys:`: held only as peppered digests, compared in constant time."""
 
 from __future__ import annotations
 
-import hashlib
 import hmac
 from collections.abc import Iterable
 
 from sluice.config import StaticKeyConfig
 from sluice.errors import AuthenticationFailed
+from sluice.keys.hashing import key_digest, static_key_id
 from sluice.keys.principal import ANONYMOUS, Principal
 from sluice.limits.options import Limits
 
@@ -19,25 +19,23 @@ def missing_key() -> AuthenticationFailed:
                                 "'X-API-Key: KEY'.")
 
 
-def key_digest(key: str) -> bytes:
-    return hashlib.sha256(key.encode("utf-8")).digest()
-
-
 class StaticKeyRing:
-    """Authenticates callers against a fixed set of keys."""
+    """Authenticates callers against a fixed set of keys, each known by its HMAC under the pepper (the managed
+    keys' pepper: instances sharing it give a key the same id and hash)."""
 
-    def __init__(self, keys: Iterable[str], *, allow_no_auth: bool = False,
+    def __init__(self, keys: Iterable[str], *, pepper: bytes, allow_no_auth: bool = False,
                  scoped: Iterable[tuple[str, Principal]] = (), defaults: Limits | None = None) -> None:
         """`keys` have every scope and the `defaults` limits; each of `scoped` is a key and the principal (with its
-        scopes and limits) it stands for."""
+        scopes and limits: `scoped_keys`) it stands for."""
         limits = defaults or Limits()
-        self._principals = {
-            key_digest(key): Principal(key_id="key-" + key_digest(key).hex()[:12], limits=limits.default_key,
-                                       budget=limits.default_budget)
-            for key in keys
-        }
+        self._pepper = pepper
+        self._principals: dict[bytes, Principal] = {}
+        for key in keys:
+            digest = key_digest(pepper, key)
+            self._principals[digest] = Principal(key_id=static_key_id(digest.hex()), key_hash=digest.hex(),
+                                                 limits=limits.default_key, budget=limits.default_budget)
         for key, principal in scoped:
-            self._principals[key_digest(key)] = principal
+            self._principals[key_digest(pepper, key)] = principal
         self._digests = list(self._principals)
         self.allow_no_auth = allow_no_auth
 
@@ -58,7 +56,9 @@ class StaticKeyRing:
 
     def find(self, presented: str) -> Principal | None:
         """The principal of a static key, or None; every known digest is compared, in constant time."""
-        digest = key_digest(presented)
+        if not self._digests:
+            return None
+        digest = key_digest(self._pepper, presented)
         match = b""
         for known in self._digests:
             if hmac.compare_digest(known, digest):
@@ -66,15 +66,16 @@ class StaticKeyRing:
         return self._principals[match] if match else None
 
 
-def scoped_keys(entries: Iterable[StaticKeyConfig], defaults: Limits) -> list[tuple[str, Principal]]:
+def scoped_keys(entries: Iterable[StaticKeyConfig], defaults: Limits, pepper: bytes) -> list[tuple[str, Principal]]:
     """The `static_keys:` of the config as (key, principal) pairs, each principal carrying the key's scopes and
-    limits (`defaults` where the key sets none)."""
+    limits (`defaults` where the key sets none) and its peppered hash."""
     pairs = []
     for entry in entries:
         key = entry.key.get_secret_value()
-        key_id = entry.name or "key-" + key_digest(key).hex()[:12]
+        digest = key_digest(pepper, key).hex()
         pairs.append((key, Principal(
-            key_id=key_id,
+            key_id=entry.name or static_key_id(digest),
+            key_hash=digest,
             name=entry.name,
             models=None if entry.models is None else frozenset(entry.models),
             projects=None if entry.projects is None else frozenset(entry.projects),

@@ -38,7 +38,9 @@ class ExchangeValues(NamedTuple):
     trace_id: str | None
     client_disconnected: bool
     request_headers: Sequence[tuple[bytes, bytes]] = ()
-    """Sent to the request log's writer only (it carries the key, which the writer hashes): never to the exporter."""
+    """Sent to the request log's writer only, with the credential headers' values redacted (`log_sender.packed`)."""
+    key_hash: str | None = None
+    """The caller's peppered key hash (`Principal.key_hash`): to the request log's writer only."""
     upstream_offset: float | None = None
     prompt_name: str | None = None
     prompt_version: int | None = None
@@ -51,9 +53,11 @@ AnyExchange = Exchange | ExchangeValues
 """What the record builder and the span writer take: the gateway's exchanges (inline writer, tests, tools), or a
 helper's."""
 _COMMON = ExchangeValues._fields.index("request_headers")
-LOG_FIELDS = ExchangeValues._fields[:_COMMON + 1]
+_LOG_ONLY = ("request_headers", "key_hash")
+assert ExchangeValues._fields[_COMMON:_COMMON + len(_LOG_ONLY)] == _LOG_ONLY
+LOG_FIELDS = ExchangeValues._fields[:_COMMON + len(_LOG_ONLY)]
 """What the request log's frames carry, in this order."""
-RECORD_FIELDS = ExchangeValues._fields[:_COMMON] + ExchangeValues._fields[_COMMON + 1:-1]
+RECORD_FIELDS = ExchangeValues._fields[:_COMMON] + ExchangeValues._fields[_COMMON + len(_LOG_ONLY):-1]
 """What the span exporter's records carry, in this order (then the trace ids and the identity attributes)."""
 
 
@@ -68,4 +72,4 @@ def traced(values: Sequence[Any], trace: TraceIds | None) -> ExchangeValues:
     """The exchange a span record's values (`RECORD_FIELDS`) and trace ids carry."""
     if len(values) != len(RECORD_FIELDS):
         raise ValueError(f"a record of {len(values)} fields, not {len(RECORD_FIELDS)}")
-    return ExchangeValues._make((*values[:_COMMON], (), *values[_COMMON:], trace))
+    return ExchangeValues._make((*values[:_COMMON], (), None, *values[_COMMON:], trace))

@@ -33,6 +33,7 @@ from sluice.store.lines import console_lines, stdout_lines, write_stdout
 from sluice.store.options import RequestLogConfig
 from sluice.store.recorder import RecorderMetrics, RecorderStats
 from sluice.store.records import RecordBuilder
+from sluice.store.redaction import redacted_headers, secret_headers
 from sluice.store.spill import SpillFile
 from sluice.store.stamps import log_ids
 
@@ -48,13 +49,14 @@ RESPAWN_SECONDS = 0.5
 MAX_RESPAWN_SECONDS = 60.0
 STOP_MARGIN_SECONDS = 5.0
 _COUNTERS = tuple(field.name for field in fields(RecorderStats))
-_values_of = operator.attrgetter(*LOG_FIELDS[:-1])
+_values_of = operator.attrgetter(*LOG_FIELDS[:-2])
 
 
-def packed(exchange: AnyExchange) -> bytes:
-    """One exchange as a frame of plain values, in `LOG_FIELDS` order (the headers carry the key, which the writer
-    hashes)."""
-    return frame((*_values_of(exchange), tuple(exchange.request_headers)))
+def packed(exchange: AnyExchange, secret: frozenset[bytes]) -> bytes:
+    """One exchange as a frame of plain values, in `LOG_FIELDS` order: the `secret` headers' values (credentials,
+    cookies) redacted here, so they never reach the writer process; the key travels as its peppered hash."""
+    return frame((*_values_of(exchange), tuple(redacted_headers(exchange.request_headers, secret)),
+                  exchange.key_hash))
 
 
 def unpacked(values: Sequence[Any]) -> ExchangeValues:
@@ -88,6 +90,7 @@ class LogSender:
         self._metrics = RecorderMetrics(registry) if registry is not None else None
         self._prices = prices
         self._spill = SpillFile(Path(settings["spill_path"]))
+        self._secret = frozenset(name.encode("latin-1") for name in secret_headers(config.redaction))
         self._builder: RecordBuilder | None = None
         self._queue: deque[AnyExchange] = deque()
         self._packed = bytearray()
@@ -116,7 +119,7 @@ class LogSender:
             self._queue.append(exchange)
         else:
             try:
-                self._packed += packed(exchange)
+                self._packed += packed(exchange, self._secret)
             except ValueError:
                 self._drop(1, f"exchange {exchange.request_id} cannot be packed")
                 return
@@ -223,7 +226,7 @@ class LogSender:
         while queue and (everything or len(frames) < room):
             exchange = queue.popleft()
             try:
-                frames += packed(exchange)
+                frames += packed(exchange, self._secret)
             except ValueError:
                 self._drop(1, f"exchange {exchange.request_id} cannot be packed")
                 continue

@@ -5,6 +5,7 @@ from __future__ import annotations
 import ipaddress
 import re
 from collections.abc import Callable, Iterable, Sequence
+from operator import itemgetter
 from typing import Any
 
 from sluice.store.options import RedactionConfig
@@ -13,6 +14,11 @@ SECRET_HEADERS = frozenset({
     "authorization", "proxy-authorization", "x-api-key", "api-key", "cookie", "set-cookie", "x-goog-api-key",
     "anthropic-api-key",
 })
+REDACTED = "[REDACTED]"
+"""What is stored, printed and sent to the writer process in place of a secret header's value."""
+_REDACTED = REDACTED.encode()
+_first = itemgetter(0)
+_lower = bytes.lower
 
 _EMAIL = re.compile(r"[A-Za-z0-9._%+-]+@[A-Za-z0-9.-]+\.[A-Za-z]{2,}")
 _CARD = re.compile(r"(?<![\d-])\d(?:[ -]?\d){12,18}(?![\d-])")
@@ -78,11 +84,31 @@ _PII: dict[str, Sequence[Scrubber]] = {
 _ORDER = ("email", "card", "iban", "ip", "phone")
 
 
+def secret_headers(config: RedactionConfig) -> frozenset[str]:
+    """The headers whose values are never stored nor printed: `SECRET_HEADERS` and `redaction.headers` (lower-case)."""
+    return SECRET_HEADERS | {name.lower() for name in config.headers}
+
+
+def redacted_headers(headers: Sequence[tuple[bytes, bytes]], secret: frozenset[bytes]
+                     ) -> Sequence[tuple[bytes, bytes]]:
+    """`headers` with each secret one's value replaced by `[REDACTED]` (`secret`: lower-case names as bytes); the
+    same sequence when none is secret. On the request path (the request log's sender), so the names are lowered and
+    looked up by C loops (`map`, `isdisjoint`): ~0.5 µs for 11 headers, a Python loop over them took ~2 µs."""
+    names = list(map(_lower, map(_first, headers)))
+    if secret.isdisjoint(names):
+        return headers
+    redacted = list(headers)
+    for index, name in enumerate(names):
+        if name in secret:
+            redacted[index] = (redacted[index][0], _REDACTED)
+    return redacted
+
+
 class Redactor:
-    """Removes secret headers, scrubs body strings, and says whose bodies are not to be stored at all."""
+    """Redacts secret headers, scrubs body strings, and says whose bodies are not to be stored at all."""
 
     def __init__(self, config: RedactionConfig) -> None:
-        self.secret_headers = SECRET_HEADERS | {name.lower() for name in config.headers}
+        self.secret_headers = secret_headers(config)
         self.scrubbers: list[Scrubber] = [s for kind in _ORDER if kind in config.pii for s in _PII[kind]]
         for custom in config.patterns:
             self.scrubbers.append(_replacer(re.compile(custom.pattern), custom.replacement))
@@ -90,11 +116,13 @@ class Redactor:
         self.metadata_only_projects = frozenset(config.metadata_only_projects)
 
     def headers(self, headers: Iterable[tuple[bytes, bytes]]) -> dict[str, str]:
-        """The request headers without secrets, as a name → value mapping (repeated names joined by ', ')."""
+        """The request headers as a name → value mapping (repeated names joined by ', '), a secret one's value
+        `[REDACTED]`: the log shows that it was sent, never what."""
         kept: dict[str, str] = {}
         for raw_name, raw_value in headers:
             name = raw_name.decode("latin-1").lower()
             if name in self.secret_headers:
+                kept[name] = REDACTED
                 continue
             value = self.text(raw_value.decode("latin-1"))
             kept[name] = f"{kept[name]}, {value}" if name in kept else value
