@@ -76,9 +76,13 @@ DEFAULT_PRICES: dict[str, Price] = {
 class PriceTable:
     """Prices by public model name, then by upstream model name; the configured entries win over the defaults."""
 
-    def __init__(self, configured: Mapping[str, Price] | None = None, *, defaults: bool = True) -> None:
+    def __init__(self, configured: Mapping[str, Price] | None = None, *, defaults: bool = True,
+                 warn_missing: bool = True) -> None:
+        """`warn_missing`: log a model without a price (once); off in the helper processes, whose gateway worker
+        says it already."""
         self.prices: dict[str, Price] = {**(DEFAULT_PRICES if defaults else {}), **(configured or {})}
         self._found: dict[tuple[str | None, str | None], Price | None] = {}
+        self._warn = warn_missing
 
     def lookup(self, model: str | None, upstream_model: str | None = None) -> Price | None:
         """The price of a request for `model` (served as `upstream_model`), or None; a miss is logged once."""
@@ -88,7 +92,7 @@ class PriceTable:
         except KeyError:
             pass
         price = self._find(model) or self._find(upstream_model)
-        if price is None and (model or upstream_model):
+        if price is None and self._warn and (model or upstream_model):
             logger.warning("no price for model %r (upstream %r): its requests have no cost and are not charged "
                            "to budgets; add it under `prices:` in the config", model, upstream_model)
         if len(self._found) >= _CACHE_SIZE:

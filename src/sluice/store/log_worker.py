@@ -42,7 +42,7 @@ class Worker:
     def __init__(self, settings: dict[str, Any]) -> None:
         config = request_log_config(settings["config"])
         self.stats_fd = int(settings["stats_fd"])
-        prices = PriceTable({name: Price(**value) for name, value in settings["prices"].items()})
+        prices = PriceTable({name: Price(**value) for name, value in settings["prices"].items()}, warn_missing=False)
         self.db = open_writer(settings["database_url"], config.write_timeout_seconds) if config.database else None
         self.writer = LogWriter(config, self.db, Path(settings["spill_path"]), console=settings["console"],
                                 prices=prices)
