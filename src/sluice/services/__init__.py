@@ -1,0 +1,1 @@
+"""The service gateway: plain HTTP and WebSocket services behind Sluice (registry, route rules, proxying)."""

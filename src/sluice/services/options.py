@@ -1,0 +1,127 @@
+"""The `services:` and `routes:` sections of sluice.yaml: instances of each service, and the rules that send a
+request to one."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+from sluice.routing.options import BreakerOptions, RetryOptions
+
+RESERVED_PREFIXES = ("/v1", "/provider", "/projects", "/admin", "/health", "/metrics", "/docs", "/redoc",
+                     "/openapi.json", "/demo")
+"""Paths the gateway serves itself: a route may not shadow them."""
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class InstanceConfig(_Strict):
+    """One instance of a service: its base URL and its share of the traffic."""
+
+    url: str = Field(pattern=r"^https?://")
+    weight: float = Field(1.0, gt=0)
+
+
+class ServiceTimeouts(_Strict):
+    connect: float = Field(5.0, gt=0)
+    read: float = Field(30.0, gt=0)
+
+
+class HashOn(_Strict):
+    """What `consistent_hash` keeps a caller on one instance by: a request header or a cookie."""
+
+    header: str | None = None
+    cookie: str | None = None
+
+    @model_validator(mode="after")
+    def _one(self) -> HashOn:
+        if (self.header is None) == (self.cookie is None):
+            raise ValueError("give exactly one of header: or cookie:")
+        return self
+
+
+class ServiceConfig(_Strict):
+    """A service: its instances and how they are balanced, timed out, retried and broken off."""
+
+    instances: list[InstanceConfig] = Field(min_length=1)
+    strategy: Literal["round_robin", "weighted", "least_busy", "latency", "random", "consistent_hash"] = "weighted"
+    hash_on: HashOn | None = None
+    """What `consistent_hash` hashes (required for it)."""
+    timeout: ServiceTimeouts = ServiceTimeouts()
+    retries: RetryOptions = RetryOptions(attempts=2)
+    """Retried for idempotent methods only (GET, HEAD, OPTIONS, PUT, DELETE) unless the route says otherwise."""
+    breaker: BreakerOptions = BreakerOptions()
+
+    @model_validator(mode="after")
+    def _hash(self) -> ServiceConfig:
+        if self.strategy == "consistent_hash" and self.hash_on is None:
+            raise ValueError("strategy consistent_hash needs hash_on: {header: …} or {cookie: …}")
+        return self
+
+
+class SplitTarget(_Strict):
+    service: str
+    weight: float = Field(gt=0)
+
+
+class Sticky(HashOn):
+    """Keep a caller on one side of a split by a header or cookie value."""
+
+
+class HeaderEdits(_Strict):
+    """Headers to set (replacing any of the same name) and to remove."""
+
+    add: dict[str, str] = {}
+    remove: list[str] = []
+
+
+class Rewrite(_Strict):
+    """A regular-expression rewrite of the path (Python `re.sub` syntax: `\\1` for groups)."""
+
+    pattern: str
+    replacement: str
+
+
+class RouteConfig(_Strict):
+    """One routing rule: what it matches and where (and how) the request goes."""
+
+    path: str | None = None
+    """`/exact`, `/prefix/**` (the prefix and everything below it), `*` for one segment."""
+    path_regex: str | None = None
+    """A regular expression the whole path must match (instead of `path`)."""
+    methods: list[str] | None = None
+    headers: dict[str, str] = {}
+    """Request headers that must have exactly these values."""
+    query: dict[str, str] = {}
+    """Query parameters that must have exactly these values."""
+    service: str | None = None
+    split: list[SplitTarget] | None = None
+    """Weighted services (canary releases) instead of one `service`."""
+    sticky: Sticky | None = None
+    strip_prefix: str | None = None
+    add_prefix: str | None = None
+    rewrite: Rewrite | None = None
+    request_headers: HeaderEdits = HeaderEdits()
+    response_headers: HeaderEdits = HeaderEdits()
+    timeout_seconds: float | None = Field(None, gt=0)
+    max_body_bytes: int | None = Field(None, ge=0)
+    websocket: bool = False
+    auth: Literal["public", "key", "jwt"] = "key"
+    retry_non_idempotent: bool = False
+
+    @model_validator(mode="after")
+    def _shape(self) -> RouteConfig:
+        if (self.path is None) == (self.path_regex is None):
+            raise ValueError("give exactly one of path: or path_regex:")
+        if (self.service is None) == (self.split is None):
+            raise ValueError("give exactly one of service: or split:")
+        if self.path is not None and not self.path.startswith("/"):
+            raise ValueError(f"path {self.path!r} must start with /")
+        return self
+
+    @property
+    def services(self) -> list[str]:
+        return [self.service] if self.service is not None else [target.service for target in self.split or []]
