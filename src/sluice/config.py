@@ -106,6 +106,14 @@ class DeploymentConfig(_Strict):
     elsewhere before it is reached, and no strategy sends it more."""
 
 
+class CacheConfig(_Strict):
+    """A model's response cache (docs/caching.md): complete answers kept `ttl_seconds`, per API key unless shared."""
+
+    ttl_seconds: float = Field(gt=0)
+    shared: bool = False
+    """One entry for every key asking the same thing (otherwise each key has its own)."""
+
+
 class ModelConfig(_Strict):
     """A public model name and where it is served: one deployment (`provider:` + `model:`) or several, with the
     strategy that picks one per request and the models to fall back to when all of them failed."""
@@ -124,6 +132,8 @@ class ModelConfig(_Strict):
     aliases: list[str] = []
     limits: RateLimit | None = None
     """Limits on this model across all keys (requests and tokens per minute, concurrent requests)."""
+    cache: CacheConfig | None = None
+    """Answer identical non-streamed requests from a cache (off unless set)."""
 
     @model_validator(mode="before")
     @classmethod

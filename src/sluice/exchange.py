@@ -76,6 +76,11 @@ class Exchange:
     prompt_version: int | None = None
     prompt_template: str | None = None
     prompt_variables: dict[str, Any] | None = None
+    cache: str | None = None
+    """The response cache's verdict on a chat, completions or embeddings request (routing/cache.py): `HIT` (answered
+    from the cache or by an identical request in flight: no upstream call, nothing charged), `MISS` (answered by
+    the upstream, then stored) or `BYPASS` (not looked up: a stream, `Cache-Control: no-store`/`no-cache`, or a
+    model without `cache:`); None for the other operations."""
 
 
 class Observer(Protocol):

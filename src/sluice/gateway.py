@@ -16,6 +16,7 @@ from sluice.pricing import PriceTable
 from sluice.prompts import PromptRegistry
 from sluice.providers.passthrough import build_targets
 from sluice.providers.registry import build_providers
+from sluice.routing.cache import build_cache
 from sluice.routing.guard import build_guards
 from sluice.routing.table import RouteTable
 from sluice.settings import Settings
@@ -60,6 +61,8 @@ class Gateway:
         self.breaker_sync = _breaker_sync(config, settings, self.routes)
         """Shares the deployments' breakers through Redis when it is configured (routing/breaker_sync.py)."""
         self.observers.append(self.admission.tokens)
+        self.cache = build_cache(config, settings.redis_url, self.metrics)
+        """The response cache of the models with `cache:` (routing/cache.py); None when no model has one."""
         self.telemetry = Telemetry(config, settings, self.metrics, self.version, self.prices)
         self.observers.extend(self.telemetry.observers)
         self.request_observers: list[Observer] = [self.telemetry.tracing] if self.telemetry.tracing is not None else []
@@ -102,6 +105,8 @@ class Gateway:
                 await target.aclose()
         await self.budgets.aclose()
         await self.admission.limiter.aclose()
+        if self.cache is not None:
+            await self.cache.aclose()
         if self.prompt_store is not None:
             await self.prompt_store.aclose()
         if self.request_log is not None:

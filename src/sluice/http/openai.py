@@ -20,6 +20,7 @@ from sluice.http.schemas import ChatCompletionRequest, CompletionRequest, Embedd
 from sluice.pipeline.answer import relay, serve
 from sluice.pipeline.flow import Flow
 from sluice.providers.base import JSONObject, Operation, UpstreamRequest
+from sluice.routing.cache import BYPASS, HIT, MISS
 from sluice.streaming import NDJSON_HEADERS, SSE_HEADERS, StreamMode, ndjson_error_ending, ndjson_lines, requested_mode
 
 SCHEMAS: dict[Operation, type[BaseModel]] = {
@@ -27,6 +28,9 @@ SCHEMAS: dict[Operation, type[BaseModel]] = {
     "completions": CompletionRequest,
     "embeddings": EmbeddingRequest,
 }
+X_CACHE = {verdict: (b"x-cache", verdict.encode()) for verdict in (HIT, MISS, BYPASS)}
+"""The `X-Cache` header of each verdict of the response cache (`Exchange.cache`)."""
+STREAM_CACHE = X_CACHE[BYPASS]
 
 
 def hot_routes(gateway: Gateway) -> dict[str, ASGIApp]:
@@ -95,16 +99,18 @@ async def _answer(flow: Flow, operation: Operation, scope: Scope, receive: Recei
     if mode is not None:
         apply_mode(request, mode)
     if request.stream:
+        flow.exchange.cache = BYPASS  # streams are never cached (docs/caching.md)
         chunks = await flow.open_stream(request, provider)
         if mode == "ndjson":
             await send({"type": "http.response.start", "status": 200,
-                        "headers": NDJSON_HEADERS + flow.response_headers()})
+                        "headers": NDJSON_HEADERS + flow.response_headers(STREAM_CACHE)})
             await relay(ndjson_lines(chunks), receive, send, ndjson_error_ending)
         else:
             await send({"type": "http.response.start", "status": 200,
-                        "headers": SSE_HEADERS + flow.response_headers()})
+                        "headers": SSE_HEADERS + flow.response_headers(STREAM_CACHE)})
             await relay(chunks, receive, send)
         return
     reply = await flow.call(request, provider)
     length = (b"content-length", str(len(reply)).encode())
-    await send_bytes(send, 200, reply, [JSON_TYPE, *flow.response_headers(length)])
+    cached = X_CACHE[flow.exchange.cache or BYPASS]
+    await send_bytes(send, 200, reply, [JSON_TYPE, *flow.response_headers(length, cached)])

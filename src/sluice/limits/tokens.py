@@ -54,9 +54,11 @@ class TokenCharger:
             charged = self._unestimated(exchange)
             if not charged:
                 return
-        usage = usage_of(exchange)
+        usage = usage_of(exchange) if exchange.cache != "HIT" else None
         if usage is not None:
             used = usage.total
+        elif exchange.cache == "HIT":
+            used = 0  # answered by the response cache: no tokens were used upstream, the estimate is refunded
         elif 200 <= exchange.status < 300:
             return
         else:

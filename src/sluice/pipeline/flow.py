@@ -21,6 +21,7 @@ from sluice.pipeline.failover import Failover
 from sluice.pipeline.prompts import apply_prompt
 from sluice.providers.base import JSONObject, Operation, UpstreamRequest
 from sluice.routing.breaker import CircuitOpen
+from sluice.routing.cache import BYPASS
 from sluice.telemetry.trace_context import TraceIds
 
 if TYPE_CHECKING:
@@ -127,7 +128,7 @@ class Flow:
         """Note the caller (authenticated here, or by a FastAPI dependency) on the exchange."""
         self.principal = principal
         exchange = self.exchange
-        exchange.key_id, exchange.key_hash = principal.key_id, getattr(principal, "key_hash", None)  # TODO(B)
+        exchange.key_id, exchange.key_hash = principal.key_id, principal.key_hash
         if self.observers is self.gateway.observers:
             exchange.principal = principal  # charged its usage by the limits and budget observers
 
@@ -172,10 +173,21 @@ class Flow:
         return UpstreamRequest(operation, body, raw, forwarded), route
 
     async def call(self, request: UpstreamRequest, route: ModelRoute) -> bytes:
-        """The complete reply of the first deployment that answers (see `Failover`)."""
-        reply: bytes = await Failover(self, request, route).run(streamed=False)
-        self.exchange.response_body = reply
-        self.exchange.status = 200
+        """The complete reply: the response cache's when the model has one holding it (routing/cache.py), else the
+        first deployment's that answers (see `Failover`)."""
+        cache = self.gateway.cache
+        exchange = self.exchange
+        reply: bytes
+        if cache is None:
+            exchange.cache = BYPASS
+            reply = await Failover(self, request, route).run(streamed=False)
+        else:
+            principal = self.principal
+            assert principal is not None
+            reply = await cache.answer(request, exchange, principal.key_id, self.headers.get(b"cache-control"),
+                                       lambda: Failover(self, request, route).run(streamed=False))
+        exchange.response_body = reply
+        exchange.status = 200
         return reply
 
     async def open_stream(self, request: UpstreamRequest, route: ModelRoute) -> AsyncGenerator[bytes, None]:

@@ -131,6 +131,11 @@ class Metrics:
         self.upstream_retries = Counter("sluice_upstream_retries", "Upstream calls tried again after a failure "
                                         "before any reply byte reached the client", ["provider", "reason"],
                                         registry=self.registry)
+        self.cache_requests = Counter("sluice_cache_requests", "Requests for a model with a response cache, by "
+                                      "result: hit, miss or bypass (Cache-Control)", ["model", "result"],
+                                      registry=self.registry)
+        self.cache_failures = Counter("sluice_cache_failures", "Response cache backend (Redis) calls that failed or "
+                                      "timed out (a lookup is then a miss)", ["operation"], registry=self.registry)
         reloads_path = counts_file_from_env()
         self.config_reloads = None if reloads_path is None else ConfigReloads(reloads_path)
         if self.config_reloads is not None:
