@@ -14,7 +14,7 @@ from sluice.keys.options import KeysConfig
 from sluice.limits.options import Budget, Limits, RateLimit
 from sluice.pricing import Price
 from sluice.prompts import PromptConfig
-from sluice.routing.options import BreakerOptions, RetryOptions, Strategy
+from sluice.routing.options import BreakerOptions, HealthCheckOptions, RetryOptions, Strategy
 from sluice.store.options import RequestLogConfig
 from sluice.telemetry.options import TelemetryConfig
 
@@ -55,6 +55,8 @@ class _UpstreamProvider(_Strict):
     """The provider's circuit breaker (on by default; docs/reliability.md)."""
     retries: RetryOptions = RetryOptions()
     """Retries of calls that failed before any reply byte reached the client (docs/reliability.md)."""
+    health_check: HealthCheckOptions | None = None
+    """Active health checks of its deployments; off unless set (`health_check: true` takes every default)."""
 
 
 class OpenAIProviderConfig(_UpstreamProvider):
@@ -104,6 +106,8 @@ class DeploymentConfig(_Strict):
     limits: RateLimit | None = None
     """This deployment's own quota upstream (requests and tokens per minute): the `usage` strategy sends traffic
     elsewhere before it is reached, and no strategy sends it more."""
+    health_check: HealthCheckOptions | None = None
+    """Replaces its provider's `health_check:` for this deployment (`false`: none); None keeps the provider's."""
 
 
 class CacheConfig(_Strict):
@@ -257,6 +261,10 @@ class SluiceConfig(_Strict):
                 where = f"models[{index}].provider" if model.provider is not None else \
                     f"models[{index}].deployments[{number}].provider"
                 self._check_providers(where, [deployment.provider])
+                if deployment.health_check is not None and \
+                        isinstance(self.providers[deployment.provider], MockProviderConfig):
+                    raise ValueError(f"models[{index}].deployments[{number}].health_check: provider "
+                                     f"{deployment.provider!r} is the built-in mock, which has no upstream to check")
             for public in (model.name, *model.aliases):
                 if public in seen:
                     raise ValueError(f"models[{index}]: name {public!r} is already used by {seen[public]!r}")

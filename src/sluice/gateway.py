@@ -16,8 +16,10 @@ from sluice.pricing import PriceTable
 from sluice.prompts import PromptRegistry
 from sluice.providers.passthrough import build_targets
 from sluice.providers.registry import build_providers
+from sluice.readiness import Readiness
 from sluice.routing.cache import build_cache
 from sluice.routing.guard import build_guards
+from sluice.routing.health import HealthChecker
 from sluice.routing.table import RouteTable
 from sluice.settings import Settings
 from sluice.telemetry.metrics import Metrics
@@ -48,6 +50,8 @@ class Gateway:
         self.keys = build_key_ring(config, settings)
         self.guards = build_guards(config, self.providers, self.metrics)
         """Each provider's circuit breaker and retry policy for its passthrough requests, by provider name."""
+        self.health = HealthChecker(config, self.routes, self.passthrough, self.metrics)
+        """Active health checks of the deployments whose provider or deployment sets `health_check:`."""
         self.prices = PriceTable(config.prices)
         """USD per million tokens (defaults + `prices:`): the request log's cost, the cost metric, budgets."""
         self.request_log = _request_log(config, settings, self.metrics, self.prices)
@@ -56,6 +60,8 @@ class Gateway:
                                     self.request_log.db if self.request_log is not None else None)
         """Spend per key and period: charged by its observer, checked before a request of a key with a budget."""
         self.observers.append(self.budgets)
+        self.readiness = Readiness(self.routes, self.request_log, self.keys)
+        """What `/health/ready` answers: a model that can serve, and the database the config needs."""
         self.admission = build_admission(config, settings.redis_url, self.metrics, self.budgets)
         """Rate, concurrency and budget limits checked before a request goes upstream (limits/admission.py)."""
         self.breaker_sync = _breaker_sync(config, settings, self.routes)
@@ -91,6 +97,7 @@ class Gateway:
         await self.telemetry.start()
         if self.breaker_sync is not None:
             await self.breaker_sync.start()
+        await self.health.start()
 
     async def aclose(self) -> None:
         """Wait (bounded by the grace period) for in-flight requests, then close every upstream pool."""
@@ -98,6 +105,7 @@ class Gateway:
             await asyncio.wait_for(self._idle.wait(), self.config.server.shutdown_grace_seconds)
         except TimeoutError:
             pass
+        await self.health.aclose()
         for provider in self.providers.values():
             await provider.aclose()
         for target in self.passthrough.values():

@@ -16,7 +16,7 @@ from prometheus_client import CONTENT_TYPE_LATEST
 from sluice.errors import GatewayError
 from sluice.gateway import Gateway
 from sluice.http.asgi import JSON_TYPE, ASGIApp, Receive, Scope, Send
-from sluice.http.health import health
+from sluice.http.health import health, ready
 from sluice.http.metrics import metrics
 from sluice.http.models import MODEL_PREFIX, get_model, list_models
 from sluice.keys.principal import Principal
@@ -40,6 +40,7 @@ class LightRoute:
 
 ROUTES: dict[str, LightRoute] = {
     "/health": LightRoute(health, address_limited=False),
+    "/health/ready": LightRoute(ready, address_limited=False),
     "/metrics": LightRoute(metrics, (b"content-type", CONTENT_TYPE_LATEST.encode())),
     "/v1/models": LightRoute(list_models, keyed=True),
     MODEL_PREFIX: LightRoute(get_model, keyed=True),

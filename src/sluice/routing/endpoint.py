@@ -3,11 +3,15 @@
 from __future__ import annotations
 
 from time import monotonic
+from typing import TYPE_CHECKING
 
 from sluice.limits.options import RateLimit
 from sluice.providers.base import Provider
 from sluice.routing.breaker import OPEN
 from sluice.routing.guard import UpstreamGuard
+
+if TYPE_CHECKING:
+    from sluice.routing.health import CheckResult
 
 EWMA_WEIGHT = 0.3
 """How much the newest latency counts in the moving average (the rest is the history)."""
@@ -19,7 +23,7 @@ class Endpoint:
     bytes), its breaker (in `guard`) and its last error."""
 
     __slots__ = ("id", "headers", "provider", "upstream_model", "weight", "guard", "limits", "in_flight", "latency",
-                 "last_error", "healthy", "_minute", "_requests", "_tokens")
+                 "last_error", "healthy", "last_check", "_minute", "_requests", "_tokens")
 
     def __init__(self, provider: Provider, upstream_model: str, weight: float, guard: UpstreamGuard,
                  limits: RateLimit | None = None) -> None:
@@ -36,7 +40,9 @@ class Endpoint:
         """Seconds, moving average; None until a call finished."""
         self.last_error: str | None = None
         self.healthy = True
-        """False while active health checks fail."""
+        """False while active health checks fail (routing/health.py)."""
+        self.last_check: CheckResult | None = None
+        """The newest active health check of this deployment (None: none ran, or none is configured)."""
         self._minute = 0
         self._requests = 0
         self._tokens = 0

@@ -136,6 +136,17 @@ class Metrics:
                                       registry=self.registry)
         self.cache_failures = Counter("sluice_cache_failures", "Response cache backend (Redis) calls that failed or "
                                       "timed out (a lookup is then a miss)", ["operation"], registry=self.registry)
+        self.deployment_healthy = Gauge(
+            "sluice_deployment_healthy", "1 while a deployment passes its active health checks (or has none), 0 "
+            "while they take it out (the lowest of the live workers)", ["model", "deployment"],
+            registry=self.registry, multiprocess_mode="livemin")
+        self.health_check_status = Gauge(
+            "sluice_health_check_status", "1 while an active health check passes (after its thresholds), 0 while "
+            "it fails (the lowest of the live workers)", ["provider", "path"], registry=self.registry,
+            multiprocess_mode="livemin")
+        self.health_checks = Counter(
+            "sluice_health_checks", "Active health checks run, by result: healthy, unexpected_status, timeout, "
+            "unreachable", ["provider", "path", "result"], registry=self.registry)
         reloads_path = counts_file_from_env()
         self.config_reloads = None if reloads_path is None else ConfigReloads(reloads_path)
         if self.config_reloads is not None:
