@@ -72,7 +72,8 @@ class Settings(BaseSettings):
     redis_url: str | None = None
     """SLUICE_REDIS_URL: Redis for limits shared by every instance (with `limits.backend` auto or redis)."""
     key_pepper: SecretStr | None = None
-    """SLUICE_KEY_PEPPER: the secret managed keys are hashed with; default a file `<data_dir>/key-pepper`."""
+    """SLUICE_KEY_PEPPER: the secret every key (managed and static) is hashed with, and every key id stored or shown
+    derived from; default a file `<data_dir>/key-pepper`."""
 
     @property
     def otlp_tls(self) -> dict[str, str | None]:
