@@ -223,3 +223,28 @@ request_log: {enabled: false}
             assert (await held).status_code == 200
     assert len(busy.state.requests) == 1 and len(free.state.requests) == 3
     assert len({reply.headers["x-sluice-deployment"] for reply in replies}) == 1
+
+
+def test_each_hop_is_in_the_request_log(upstreams: tuple[Starlette, Starlette]) -> None:
+    first, second = upstreams
+    config = providers(first, second) + """
+models:
+  - {name: lone, provider: a, model: gpt-test, fallbacks: [backup]}
+  - {name: backup, provider: b, model: gpt-4o-mini}
+"""
+    first.state.script.append(Error(503, "overloaded", type="server_error"))
+    admin = "sk-admin-routing"
+    with run_gateway(config, admin_key=admin) as url, httpx.Client(base_url=url, headers=AUTH, timeout=10) as client:
+        assert chat(client, "lone").status_code == 200
+        assert chat(client, "lone").status_code == 200
+        deadline = time.monotonic() + 10
+        while True:
+            entries = client.get("/admin/logs", headers={"Authorization": f"Bearer {admin}"}).json()["data"]
+            if len(entries) >= 2 or time.monotonic() > deadline:
+                break
+            time.sleep(0.1)
+    second_call, first_call = entries[0], entries[1]
+    assert first_call["routing"]["hops"] == [{"deployment": "a/gpt-test", "error": "http_503"},
+                                             {"from": "lone", "fallback": "backup", "reason": "http_503"}]
+    assert first_call["provider"] == {"name": "b", "model_requested": "lone", "model_resolved": "gpt-4o-mini"}
+    assert second_call["routing"]["hops"] == [{"from": "lone", "fallback": "backup", "reason": "breaker_open"}]

@@ -85,6 +85,10 @@ class RequestLog(Base):
     error: Mapped[str | None] = mapped_column(Text)
     client_disconnected: Mapped[bool] = mapped_column(Boolean, default=False)
     bodies_withheld: Mapped[bool] = mapped_column(Boolean, default=False)
+    cache: Mapped[str | None] = mapped_column(String(8), nullable=True)
+    """HIT or MISS for a model with a response cache (docs/caching.md)."""
+    routing: Mapped[Any] = mapped_column(Body, nullable=True)
+    """How routing got to the upstream that answered: `{"hops": [...]}` (docs/routing.md); None for a first try."""
 
     __table_args__ = (
         Index("ix_request_logs_timestamp_id", "timestamp", "id"),

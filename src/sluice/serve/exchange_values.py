@@ -37,6 +37,8 @@ class ExchangeValues(NamedTuple):
     error_code: str | None
     trace_id: str | None
     client_disconnected: bool
+    cache: str | None
+    hops: list[dict[str, str]] | None
     request_headers: Sequence[tuple[bytes, bytes]] = ()
     """Sent to the request log's writer only, with the credential headers' values redacted (`log_sender.packed`)."""
     key_hash: str | None = None

@@ -8,10 +8,10 @@ COLUMNS = ("id", "timestamp", "request_id", "trace_id", "key_id", "key_hash", "p
            "operation", "stream", "status", "provider", "model", "upstream_model", "request_headers", "request_body",
            "response_body", "response_text", "latency_total_ms", "latency_upstream_ms", "time_to_first_token_ms",
            "prompt_tokens", "completion_tokens", "total_tokens", "cost_usd", "error", "client_disconnected",
-           "bodies_withheld")
+           "bodies_withheld", "cache", "routing")
 """A record's fields, in the order the record builder fills them and every insert names them."""
 
-JSON_COLUMNS = ("request_headers", "request_body", "response_body")
+JSON_COLUMNS = ("request_headers", "request_body", "response_body", "routing")
 TIMESTAMP_COLUMNS = ("timestamp",)
 BOOLEAN_COLUMNS = ("stream", "client_disconnected", "bodies_withheld")
 INTEGER_COLUMNS = ("status", "prompt_tokens", "completion_tokens", "total_tokens")

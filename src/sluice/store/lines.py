@@ -60,7 +60,7 @@ def _line(record: Record) -> str:
     """The stdout line of `record` without bodies: `_document(record, False)` as JSON text, made faster."""
     (log_id, timestamp, request_id, trace_id, key_id, key_hash, project, endpoint, method, operation, stream, status,
      provider, model, upstream_model, headers, _, _, _, total_ms, upstream_ms, first_token_ms, prompt, completion,
-     tokens, cost, error, disconnected, withheld) = record
+     tokens, cost, error, disconnected, withheld, cache, routing) = record
     who = ("who", endpoint, method, operation, stream, key_id, key_hash)
     head = _MEMBERS.get(who) or _members(who, {
         "endpoint": endpoint, "method": method, "operation": operation, "stream": stream, "api_key_id": key_id,
@@ -78,13 +78,21 @@ def _line(record: Record) -> str:
             f'"timing":{{"total_latency_ms":{total_},"provider_latency_ms":{upstream_},'
             f'"time_to_first_token_ms":{first_}}},"usage":{{"prompt_tokens":{prompt_},'
             f'"completion_tokens":{completion_},"total_tokens":{tokens_}}},"cost_usd":{cost_},{provided},'
-            f'"metadata":{{"trace_id":{_text(trace_id)},{meta}}},"error":{_text(error)}}}\n')
+            f'"metadata":{{"trace_id":{_text(trace_id)},{meta}}},"error":{_text(error)},'
+            f'"routing":{{"cache":{_text(cache)},"hops":{_hops(routing)}}}}}\n')
+
+
+def _hops(routing: str | None) -> str:
+    """The `hops` of a `routing` column's JSON text, as JSON text."""
+    if routing is None:
+        return "null"
+    return orjson.dumps(orjson.loads(routing).get("hops")).decode()
 
 
 def _document(record: Record, bodies: bool) -> dict[str, Any]:
     (log_id, timestamp, request_id, trace_id, key_id, key_hash, project, endpoint, method, operation, stream, status,
      provider, model, upstream_model, headers, request_body, response_body, text, total_ms, upstream_ms,
-     first_token_ms, prompt, completion, tokens, cost, error, disconnected, withheld) = record
+     first_token_ms, prompt, completion, tokens, cost, error, disconnected, withheld, cache, routing) = record
     request: dict[str, Any] = {"headers": None if headers is None else _Fragment(headers)}
     response: dict[str, Any] = {"status_code": status}
     if bodies:
@@ -103,6 +111,7 @@ def _document(record: Record, bodies: bool) -> dict[str, Any]:
         "metadata": {"trace_id": trace_id, "project": project, "client_disconnected": disconnected,
                      "bodies_withheld": withheld},
         "error": error,
+        "routing": {"cache": cache, "hops": None if routing is None else orjson.loads(routing).get("hops")},
     }
 
 

@@ -97,7 +97,8 @@ class RecordBuilder:
             None if upstream_s is None else int(upstream_s * 1_000_000 + 0.5) / 1000,
             None if first_s is None else int(first_s * 1_000_000 + 0.5) / 1000,
             prompt, completion, total, self._cost(exchange, prompt, completion), error,
-            exchange.client_disconnected, withheld,
+            exchange.client_disconnected, withheld, exchange.cache,
+            None if exchange.hops is None else _dumps({"hops": exchange.hops}),
         ]
         for index, length in _LIMITS:
             value = record[index]
@@ -221,5 +222,6 @@ def document(row: Row, *, bodies: bool = True) -> dict[str, Any]:
                      "model_resolved": row["upstream_model"]},
         "metadata": {"trace_id": row["trace_id"], "project": row["project"],
                      "client_disconnected": row["client_disconnected"], "bodies_withheld": row["bodies_withheld"]},
+        "routing": {"cache": row.get("cache"), "hops": (row.get("routing") or {}).get("hops")},
         "error": row["error"],
     }

@@ -173,6 +173,10 @@ def _sluice_attributes(exchange: AnyExchange) -> oi.Attributes:
     attributes[SpanAttributes.METADATA] = orjson.dumps(metadata).decode()
     if exchange.client_disconnected:
         attributes["sluice.client_disconnected"] = True
+    if exchange.cache is not None:
+        attributes["sluice.cache"] = exchange.cache
+    if exchange.hops:
+        attributes["sluice.routing.hops"] = orjson.dumps(exchange.hops).decode()
     return attributes
 
 
