@@ -74,6 +74,12 @@ def _light_operations(refs: dict[str, str]) -> dict[str, dict[str, Any]]:
     return {
         "/health": {"get": {"tags": ["health"], "summary": "Liveness (no key)", "operationId": "health",
                             "responses": {"200": ok("Health")}}},
+        "/health/ready": {"get": {"tags": ["health"], "summary": "Readiness (no key): 503 while no model has a "
+                                  "usable deployment or the config's database does not answer",
+                                  "operationId": "ready",
+                                  "responses": {"200": {"description": "Ready", "content": {"application/json": {}}},
+                                                "503": {"description": "Not ready, with the reasons",
+                                                        "content": {"application/json": {}}}}}},
         "/metrics": {"get": {"tags": ["operations"], "summary": "Prometheus metrics", "operationId": "metrics",
                              "responses": {"200": {"description": "Prometheus text exposition",
                                                    "content": {"text/plain": {}}},
