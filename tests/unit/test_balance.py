@@ -18,28 +18,28 @@ from sluice.telemetry.metrics import Metrics
 
 def endpoint(name: str, weight: float = 1.0, limits: RateLimit | None = None) -> Endpoint:
     provider = MockProvider(name, MockProviderConfig(type="mock"))
-    return Endpoint(provider, "m", weight, UpstreamGuard(provider, None, None, Metrics(None)), limits)
+    return Endpoint(name, "m", weight, UpstreamGuard(provider, None, None, Metrics(None)), limits)
 
 
 def test_smooth_weighted_spreads_picks_as_nginx_does() -> None:
     a, b, c = endpoint("a", 5), endpoint("b", 1), endpoint("c", 1)
     balancer = SmoothWeighted()
-    picks = "".join(balancer.pick([a, b, c]).provider.name for _ in range(14))
+    picks = "".join(balancer.pick([a, b, c]).owner for _ in range(14))
     assert picks == "aabacaa" * 2
 
 
 def test_least_busy_takes_the_fewest_in_flight() -> None:
     a, b = endpoint("a"), endpoint("b")
     a.started()
-    assert {LeastBusy().pick([a, b]).provider.name for _ in range(5)} == {"b"}
+    assert {LeastBusy().pick([a, b]).owner for _ in range(5)} == {"b"}
 
 
 def test_fastest_of_two_prefers_low_latency_and_tries_the_unmeasured() -> None:
     fast, slow, new = endpoint("fast"), endpoint("slow"), endpoint("new")
     fast.latency, slow.latency = 0.01, 0.5
     balancer = FastestOfTwo(random.Random(7))
-    assert {balancer.pick([fast, slow]).provider.name for _ in range(20)} == {"fast"}
-    assert balancer.pick([slow, new]).provider.name == "new"
+    assert {balancer.pick([fast, slow]).owner for _ in range(20)} == {"fast"}
+    assert balancer.pick([slow, new]).owner == "new"
 
 
 def test_usage_keeps_each_deployment_under_its_own_limit() -> None:
@@ -52,7 +52,7 @@ def test_usage_keeps_each_deployment_under_its_own_limit() -> None:
         assert chosen is not None
         chosen.started()
         chosen.finished(0.01)
-        picked.append(chosen.provider.name)
+        picked.append(chosen.owner)
     assert sorted(picked) == ["big"] * 4 + ["small"] * 2
     assert pool.pick(()) is None  # both at their own limit this minute: nothing is sent to earn a 429
 

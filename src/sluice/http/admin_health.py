@@ -118,7 +118,7 @@ def _deployment(endpoint: Endpoint, probe: Probe | None) -> DeploymentHealth:
         at=datetime.fromtimestamp(check.at, UTC), result=check.result, status=check.status,
         duration_ms=round(check.seconds * 1000, 3), path=check.path, error=check.error)
     return DeploymentHealth(
-        id=endpoint.id, provider=endpoint.provider.name, model=endpoint.upstream_model, healthy=endpoint.healthy,
+        id=endpoint.id, provider=endpoint.owner, model=endpoint.target, healthy=endpoint.healthy,
         usable=not refusing(endpoint),
         health_check=None if probe is None else f"{probe.options.method} {probe.options.path}",
         breaker=view, in_flight=endpoint.in_flight,

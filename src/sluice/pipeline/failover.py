@@ -73,11 +73,11 @@ class Failover:
 
     async def _try(self, endpoint: Endpoint, streamed: bool) -> Any:
         flow, request = self.flow, self.request
-        model = endpoint.upstream_model
+        model = endpoint.target
         request.body["model"] = model
         request.raw = self.raw if model == self.asked else None
         exchange = flow.exchange
-        exchange.provider, exchange.upstream_model = endpoint.provider.name, model
+        exchange.provider, exchange.upstream_model = endpoint.owner, model
         flow.trace_upstream(request)
         limits = endpoint.limits
         endpoint.started(estimate_tokens(request.body, len(self.raw or b""))

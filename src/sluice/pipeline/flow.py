@@ -159,7 +159,7 @@ class Flow:
                            code="model_not_found")
         route = self.gateway.routes.resolve(model)
         if not route.pool.reachable_by(principal.providers):
-            principal.check_provider(route.provider.name)
+            principal.check_provider(route.provider)
         exchange = self.exchange
         if operation == "chat" and "prompt" in body:
             apply_prompt(self.gateway.prompts, body, exchange)

@@ -139,7 +139,7 @@ class GatewayClient:
         parsed = parse_body(raw, SCHEMAS[operation])
         route = self.gateway.routes.resolve(model)
         if not route.pool.reachable_by(self.project.providers):
-            self.project.check_provider(route.provider.name)
+            self.project.check_provider(route.provider)
         request, route = flow.route(operation, parsed, raw)
         await flow.admit(model=flow.exchange.model, body=request.body, size=len(raw), per_key=False)
         return request, route

@@ -1,4 +1,5 @@
-"""`Endpoint`: one upstream a pool can send to (a model's deployment), with its health, load and breaker state."""
+"""`Endpoint`: one upstream a pool can send to (a model's deployment or a service's instance), with its health,
+load and breaker state."""
 
 from __future__ import annotations
 
@@ -6,7 +7,6 @@ from time import monotonic
 from typing import TYPE_CHECKING
 
 from sluice.limits.options import RateLimit
-from sluice.providers.base import Provider
 from sluice.routing.breaker import OPEN
 from sluice.routing.guard import UpstreamGuard
 
@@ -18,20 +18,22 @@ EWMA_WEIGHT = 0.3
 
 
 class Endpoint:
-    """A deployment: where to send (provider, upstream model), how much (weight, own limits), and what routing
+    """Where to send (`owner`: the provider of a deployment or the service of an instance; `target`: the
+    provider's name for the model, or the instance's base URL), how much (weight, own limits), and what routing
     knows of it: calls in flight, a moving average of its latency (time to the reply, or to a stream's first
     bytes), its breaker (in `guard`) and its last error."""
 
-    __slots__ = ("id", "headers", "provider", "upstream_model", "weight", "guard", "limits", "in_flight", "latency",
-                 "last_error", "healthy", "last_check", "_minute", "_requests", "_tokens")
+    __slots__ = ("id", "headers", "owner", "target", "weight", "guard", "limits", "in_flight", "latency",
+                 "last_error", "healthy", "last_check", "draining", "_minute", "_requests", "_tokens")
 
-    def __init__(self, provider: Provider, upstream_model: str, weight: float, guard: UpstreamGuard,
-                 limits: RateLimit | None = None) -> None:
-        self.id = f"{provider.name}/{upstream_model}"
-        self.headers = ((b"x-sluice-provider", provider.name.encode()), (b"x-sluice-deployment", self.id.encode()))
+    def __init__(self, owner: str, target: str, weight: float, guard: UpstreamGuard,
+                 limits: RateLimit | None = None, *, kind: str = "deployment") -> None:
+        self.id = f"{owner}/{target}"
+        who = b"x-sluice-provider" if kind == "deployment" else b"x-sluice-service"
+        self.headers = ((who, owner.encode()), (b"x-sluice-" + kind.encode(), self.id.encode()))
         """What every response this endpoint answered says of who answered."""
-        self.provider = provider
-        self.upstream_model = upstream_model
+        self.owner = owner
+        self.target = target
         self.weight = weight
         self.guard = guard
         self.limits = limits
@@ -41,6 +43,8 @@ class Endpoint:
         self.last_error: str | None = None
         self.healthy = True
         """False while active health checks fail (routing/health.py)."""
+        self.draining = False
+        """True once an operator drained it: offered no new calls, its calls in flight finish."""
         self.last_check: CheckResult | None = None
         """The newest active health check of this deployment (None: none ran, or none is configured)."""
         self._minute = 0
@@ -50,7 +54,7 @@ class Endpoint:
     @property
     def usable(self) -> bool:
         """Whether a call may be sent now: healthy, its breaker not refusing, under its own per-minute limits."""
-        if not self.healthy:
+        if not self.healthy or self.draining:
             return False
         breaker = self.guard.breaker
         if breaker is not None and breaker.state == OPEN and monotonic() < breaker.retry_at:

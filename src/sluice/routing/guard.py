@@ -22,23 +22,28 @@ T = TypeVar("T")
 
 class UpstreamGuard:
     """`send` and `stream` of one provider, refused while its breaker is open and retried (bounded, with
-    backoff) when a try fails before the upstream sent a successful reply's headers."""
+    backoff) when a try fails before the upstream sent a successful reply's headers. A service instance's guard
+    has no provider: its caller makes the call and reports it (`admit`, `answered`, `judge`)."""
 
-    __slots__ = ("provider", "breaker", "retry", "_metrics")
+    __slots__ = ("provider", "name", "breaker", "retry", "_metrics")
 
-    def __init__(self, provider: Provider, breaker: CircuitBreaker | None, retry: RetryPolicy | None,
-                 metrics: Metrics) -> None:
+    def __init__(self, provider: Provider | None, breaker: CircuitBreaker | None, retry: RetryPolicy | None,
+                 metrics: Metrics, name: str | None = None) -> None:
         self.provider = provider
+        self.name = name if name is not None else provider.name if provider is not None else ""
+        """The `provider` label of the retries metric."""
         self.breaker = breaker
         self.retry = retry if retry is not None and retry.attempts > 0 else None
         self._metrics = metrics
 
     async def send(self, request: UpstreamRequest) -> bytes:
         """The provider's complete reply (see `Provider.send`)."""
+        assert self.provider is not None
         return await self._call(self.provider.send, request)
 
     async def stream(self, request: UpstreamRequest) -> AsyncGenerator[bytes, None]:
         """The provider's open stream (see `Provider.stream`); retried only until the upstream sent its 200."""
+        assert self.provider is not None
         return await self._call(self.provider.stream, request)
 
     def admit(self) -> None:
@@ -105,7 +110,7 @@ class UpstreamGuard:
                 self.admit()
             except CircuitOpen:
                 raise error from None  # the breaker opened meanwhile: the caller sees the upstream's own error
-            self._metrics.upstream_retries.labels(self.provider.name, reason).inc()
+            self._metrics.upstream_retries.labels(self.name, reason).inc()
             try:
                 result = await call(request)
             except GatewayError as exc:

@@ -23,17 +23,17 @@ class Pool:
         """The endpoint for the next try, or None when none is left (all tried, unusable or out of scope)."""
         single = self._single
         if single is not None:  # the common case: one deployment, no list built
-            if tried or not single.usable or (providers is not None and single.provider.name not in providers):
+            if tried or not single.usable or (providers is not None and single.owner not in providers):
                 return None
             return single
         offered = [endpoint for endpoint in self.endpoints
                    if endpoint not in tried and endpoint.usable
-                   and (providers is None or endpoint.provider.name in providers)]
+                   and (providers is None or endpoint.owner in providers)]
         return self._balancer.pick(offered) if offered else None
 
     def reachable_by(self, providers: frozenset[str] | None) -> bool:
         """Whether any endpoint's provider is within a key's provider scope (None: every provider)."""
-        return providers is None or any(endpoint.provider.name in providers for endpoint in self.endpoints)
+        return providers is None or any(endpoint.owner in providers for endpoint in self.endpoints)
 
     def retry_in(self) -> float:
         """Seconds until the first refusing breaker lets a probe through (0 if none is refusing)."""

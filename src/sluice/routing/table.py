@@ -25,9 +25,9 @@ class ModelRoute:
     context_window_fallback: str | None = None
 
     @property
-    def provider(self) -> Provider:
+    def provider(self) -> str:
         """The first deployment's provider (what `/v1/models` calls its owner)."""
-        return self.pool.endpoints[0].provider
+        return self.pool.endpoints[0].owner
 
 
 class RouteTable:
@@ -65,6 +65,6 @@ def _route(config: SluiceConfig, model: ModelConfig, providers: Mapping[str, Pro
         guard = deployment_guard(config, provider, deployment.model, metrics,
                                  # a lone deployment with somewhere else to go cools down at its first failure
                                  cool_down_at_once=lone and bool(fallbacks or model.context_window_fallback))
-        endpoints.append(Endpoint(provider, deployment.model, deployment.weight, guard, deployment.limits))
+        endpoints.append(Endpoint(provider.name, deployment.model, deployment.weight, guard, deployment.limits))
     return ModelRoute(model.name, Pool(endpoints, balancer(model.strategy)), fallbacks,
                       model.context_window_fallback)

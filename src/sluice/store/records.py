@@ -146,6 +146,8 @@ class RecordBuilder:
     def _cost(self, exchange: AnyExchange, prompt: int | None, completion: int | None) -> float | None:
         if self.prices is None or (prompt is None and completion is None):
             return None
+        if exchange.cache == "HIT":
+            return 0.0  # answered from the cache: no upstream call, nothing spent
         return self.prices.cost(exchange.model, exchange.upstream_model, prompt or 0, completion or 0)
 
 
