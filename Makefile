@@ -8,7 +8,7 @@ POETRY_VERSION := 2.5.1
 export POETRY_VIRTUALENVS_IN_PROJECT := true
 export POETRY_NO_INTERACTION := 1
 
-.PHONY: install phoenix run test lint typecheck unit bench bench-quick bench-guard clean
+.PHONY: install phoenix browser run test lint typecheck unit bench bench-quick bench-guard clean
 
 $(POETRY):
 	$(PYTHON) -m venv $(POETRY_HOME)
@@ -30,6 +30,19 @@ $(PHOENIX):
 
 phoenix: $(PHOENIX)
 
+## Debian's chromium for the CORS browser test (tests/e2e/test_cors_browser.py, driven by Playwright with this
+## executable; Playwright's own browser downloads are never used). Once installed, this is a file check. Without
+## root it only warns: the test then skips, except under CI=true, where it fails.
+CHROMIUM := /usr/bin/chromium
+$(CHROMIUM):
+	@if [ "$$(id -u)" = 0 ]; then \
+	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends chromium; \
+	else \
+	  echo "make browser: not root, so $(CHROMIUM) is not installed (apt-get install chromium); the browser test skips" >&2; \
+	fi
+
+browser: $(CHROMIUM)
+
 ## Start the gateway on 127.0.0.1:8000 with the embedded defaults (mock provider) and the development key
 ## sk-sluice-dev. `sluice serve` reads SLUICE_HOST and SLUICE_PORT: SLUICE_HOST=0.0.0.0 make run listens on every
 ## interface (then set a key of your own: SLUICE_API_KEYS=… ; the development key is public).
@@ -43,7 +56,7 @@ typecheck: install
 	$(BIN)/mypy
 
 ## Lint, type-check, then the whole suite with coverage (fails below 80 % of src/).
-test: lint typecheck phoenix
+test: lint typecheck phoenix browser
 	$(BIN)/pytest --cov --cov-report=term --cov-fail-under=80
 
 unit: install
