@@ -5,11 +5,13 @@ from __future__ import annotations
 import gc
 import logging
 from typing import TYPE_CHECKING
+from urllib.parse import parse_qsl
 
 from sluice.config import SluiceConfig, load_config
 from sluice.errors import GatewayError
 from sluice.gateway import Gateway
-from sluice.http.asgi import JSON_TYPE, ASGIApp, Receive, Scope, Send, send_error
+from sluice.http.asgi import JSON_TYPE, ASGIApp, Receive, Scope, Send, send_bytes, send_error
+from sluice.http.cors import cors_edge
 from sluice.http.light import light_route_for, light_routes
 from sluice.http.openai import hot_routes
 from sluice.http.passthrough import PREFIX, passthrough_route
@@ -43,6 +45,9 @@ class SluiceApp:
         self.hot: dict[str, ASGIApp] = hot_routes(gateway)
         self.light: dict[str, ASGIApp] = light_routes(gateway)
         self.passthrough = passthrough_route(gateway)
+        config = gateway.config
+        self.cors = cors_edge(config.cors, config.routes, gateway.services.rules if gateway.services else None)
+        """None unless `cors:` is set globally or on a route: then the request path pays this one check."""
 
     @property
     def api(self) -> FastAPI:
@@ -54,6 +59,10 @@ class SluiceApp:
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "http":
+            if self.cors is not None:  # http/cors.py: preflights answered here, before auth; headers on the rest
+                answered, send = await self.cors.enter(scope, send)
+                if answered:
+                    return
             path = scope["path"]
             handler = self.hot.get(path)
             if handler is not None:
@@ -70,7 +79,7 @@ class SluiceApp:
                 await handler(scope, receive, send)
                 return
             if not path.startswith(API_PREFIXES):
-                await unknown_route(scope, stamped(self._plain_flow(scope), send), self.gateway.config.providers)
+                await self._service_or_unknown(scope, receive, send)
                 return
             project_route = path.startswith("/projects/")  # counted in flight, so a graceful stop waits for it
             flow = Flow.begin(self.gateway, scope, None, observers=(), counted=project_route)
@@ -80,6 +89,26 @@ class SluiceApp:
             await self._lifespan(receive, send)
             return
         await self.api(scope, receive, send)
+
+    async def _service_or_unknown(self, scope: Scope, receive: Receive, send: Send) -> None:
+        """A path the gateway does not serve itself: a service route's, `GET /`'s service info, or a 404."""
+        services = self.gateway.services
+        if services is not None:
+            headers = dict(scope["headers"])
+            rule = services.rules.match(scope["method"], scope["path"], headers, _query_of(scope))
+            if rule is not None:
+                from sluice.http.services import handle
+
+                await handle(self.gateway, rule, scope, receive, send)
+                return
+        if scope["path"] == "/" and scope["method"] in ("GET", "HEAD"):
+            from sluice.http.services import service_info
+
+            body = service_info(self.gateway)
+            await send_bytes(stamped(self._plain_flow(scope), send), 200, body,
+                             [JSON_TYPE, (b"content-length", str(len(body)).encode())])
+            return
+        await unknown_route(scope, stamped(self._plain_flow(scope), send), self.gateway.config.providers)
 
     def _plain_flow(self, scope: Scope) -> Flow:
         """The flow of a request answered before any route takes it (no exchange to observe)."""
@@ -103,6 +132,11 @@ class SluiceApp:
                 await self.gateway.aclose()
                 await send({"type": "lifespan.shutdown.complete"})
                 return
+
+
+def _query_of(scope: Scope) -> dict[str, str]:
+    query: bytes = scope.get("query_string", b"")
+    return dict(parse_qsl(query.decode("latin-1"), keep_blank_values=True)) if query else {}
 
 
 def tune_garbage_collector() -> None:

@@ -15,6 +15,7 @@ from sluice.limits.options import Budget, Limits, RateLimit
 from sluice.pricing import Price
 from sluice.prompts import PromptConfig
 from sluice.routing.options import BreakerOptions, HealthCheckOptions, RetryOptions, Strategy
+from sluice.services.options import RouteConfig, ServiceConfig
 from sluice.store.options import RequestLogConfig
 from sluice.telemetry.options import TelemetryConfig
 
@@ -227,6 +228,10 @@ class SluiceConfig(_Strict):
     models: list[ModelConfig] = []
     default_fallbacks: list[str] = []
     """Fallback models for every model that names none of its own."""
+    services: dict[str, ServiceConfig] = {}
+    """Plain HTTP and WebSocket services behind the gateway (docs/services.md)."""
+    routes: list[RouteConfig] = []
+    """The rules that send requests to `services` (most specific first: services/rules.py)."""
     limits: Limits = Limits()
     server: ServerConfig = ServerConfig()
     metrics: MetricsConfig = MetricsConfig()
@@ -271,7 +276,27 @@ class SluiceConfig(_Strict):
                 seen[public] = model.name
         self._check_fallbacks(set(seen))
         self._check_projects_and_keys(set(seen))
+        self._check_routes()
         return self
+
+    def _check_routes(self) -> None:
+        from sluice.services.rules import shadowed_prefix
+
+        for index, route in enumerate(self.routes):
+            where = f"routes[{index}]"
+            for name in route.services:
+                if name not in self.services:
+                    known = ", ".join(sorted(self.services)) or "none"
+                    raise ValueError(f"{where}: unknown service {name!r} (known: {known})")
+            shadowed = shadowed_prefix(route)
+            if shadowed is not None:
+                raise ValueError(f"{where}.path: {route.path or route.path_regex!r} would shadow the gateway's own "
+                                 f"{shadowed} routes")
+            if route.path_regex is not None:
+                try:
+                    re.compile(route.path_regex)
+                except re.error as exc:
+                    raise ValueError(f"{where}.path_regex: not a regular expression: {exc}") from None
 
     def _check_fallbacks(self, models: set[str]) -> None:
         for where, names in [("default_fallbacks", self.default_fallbacks)] + [

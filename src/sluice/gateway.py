@@ -28,6 +28,7 @@ from sluice.telemetry.observers import Telemetry
 if TYPE_CHECKING:
     from sluice.prompts_store import PromptStore
     from sluice.routing.breaker_sync import BreakerSync
+    from sluice.services.registry import ServiceRegistry
     from sluice.store.request_log import RequestLog
 
 
@@ -47,6 +48,8 @@ class Gateway:
         self.prompt_store: PromptStore | None = None
         """Templates added through /admin/prompts; set once the request log's database is open."""
         self.passthrough = build_targets(config)
+        self.services = _services(config, self.metrics)
+        """The service gateway's services and route rules (services/registry.py); None without `routes:`."""
         self.keys = build_key_ring(config, settings)
         self.guards = build_guards(config, self.providers, self.metrics)
         """Each provider's circuit breaker and retry policy for its passthrough requests, by provider name."""
@@ -85,6 +88,8 @@ class Gateway:
         for target in self.passthrough.values():
             if target is not None:
                 await target.start()
+        if self.services is not None:
+            await self.services.start()
         if self.request_log is not None:
             await self.request_log.start()
             if self.request_log.db is not None:
@@ -111,6 +116,8 @@ class Gateway:
         for target in self.passthrough.values():
             if target is not None:
                 await target.aclose()
+        if self.services is not None:
+            await self.services.aclose()
         await self.budgets.aclose()
         await self.admission.limiter.aclose()
         if self.cache is not None:
@@ -158,3 +165,13 @@ def _breaker_sync(config: SluiceConfig, settings: Settings, routes: RouteTable) 
 
     limits = config.limits
     return BreakerSync(settings.redis_url, limits.redis_prefix, max(limits.redis_timeout_seconds, 0.5), breakers)
+
+
+def _services(config: SluiceConfig, metrics: Metrics) -> ServiceRegistry | None:
+    """The service registry when the config routes to services (imported only then)."""
+    if not config.routes:
+        return None
+    from sluice.services.registry import ServiceRegistry
+    from sluice.services.rules import RuleTable
+
+    return ServiceRegistry(config.services, RuleTable(config.routes), metrics)

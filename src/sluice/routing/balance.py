@@ -2,18 +2,22 @@
 
 from __future__ import annotations
 
+import hashlib
+import math
 import random
 from collections.abc import Sequence
-from typing import Protocol
+from typing import Literal, Protocol
 
 from sluice.routing.endpoint import Endpoint
-from sluice.routing.options import Strategy
+
+AnyStrategy = Literal["round_robin", "weighted", "least_busy", "latency", "usage", "random", "consistent_hash"]
 
 
 class Balancer(Protocol):
-    """Picks one of `endpoints` (never empty, every one usable)."""
+    """Picks one of `endpoints` (never empty, every one usable); `affinity` is what keeps a caller on one
+    endpoint, for the strategies that use it."""
 
-    def pick(self, endpoints: Sequence[Endpoint]) -> Endpoint: ...
+    def pick(self, endpoints: Sequence[Endpoint], affinity: bytes | None = None) -> Endpoint: ...
 
 
 class RoundRobin:
@@ -22,7 +26,7 @@ class RoundRobin:
     def __init__(self) -> None:
         self._next = 0
 
-    def pick(self, endpoints: Sequence[Endpoint]) -> Endpoint:
+    def pick(self, endpoints: Sequence[Endpoint], affinity: bytes | None = None) -> Endpoint:
         self._next += 1
         return endpoints[self._next % len(endpoints)]
 
@@ -34,7 +38,7 @@ class SmoothWeighted:
     def __init__(self) -> None:
         self._current: dict[str, float] = {}
 
-    def pick(self, endpoints: Sequence[Endpoint]) -> Endpoint:
+    def pick(self, endpoints: Sequence[Endpoint], affinity: bytes | None = None) -> Endpoint:
         if len(endpoints) == 1:
             return endpoints[0]
         current = self._current
@@ -57,7 +61,7 @@ class LeastBusy:
     def __init__(self) -> None:
         self._turn = RoundRobin()
 
-    def pick(self, endpoints: Sequence[Endpoint]) -> Endpoint:
+    def pick(self, endpoints: Sequence[Endpoint], affinity: bytes | None = None) -> Endpoint:
         fewest = min(endpoint.in_flight for endpoint in endpoints)
         return self._turn.pick([endpoint for endpoint in endpoints if endpoint.in_flight == fewest])
 
@@ -69,7 +73,7 @@ class FastestOfTwo:
     def __init__(self, rng: random.Random | None = None) -> None:
         self._random = rng or random.Random()
 
-    def pick(self, endpoints: Sequence[Endpoint]) -> Endpoint:
+    def pick(self, endpoints: Sequence[Endpoint], affinity: bytes | None = None) -> Endpoint:
         if len(endpoints) == 1:
             return endpoints[0]
         first, second = self._random.sample(endpoints, 2)
@@ -83,17 +87,47 @@ class MostHeadroom:
     def __init__(self) -> None:
         self._turn = RoundRobin()
 
-    def pick(self, endpoints: Sequence[Endpoint]) -> Endpoint:
+    def pick(self, endpoints: Sequence[Endpoint], affinity: bytes | None = None) -> Endpoint:
         room = [endpoint.headroom() for endpoint in endpoints]
         most = max(room)
         return self._turn.pick([endpoint for endpoint, left in zip(endpoints, room, strict=True) if left == most])
+
+
+class WeightedRandom:
+    """At random, in proportion to the weights."""
+
+    def __init__(self, rng: random.Random | None = None) -> None:
+        self._random = rng or random.Random()
+
+    def pick(self, endpoints: Sequence[Endpoint], affinity: bytes | None = None) -> Endpoint:
+        return self._random.choices(endpoints, weights=[endpoint.weight for endpoint in endpoints])[0]
+
+
+class ConsistentHash:
+    """Rendezvous (highest random weight) hashing of `affinity` (a header or cookie value): the same caller goes
+    to the same endpoint while it is usable, and only the callers of an endpoint that leaves move; without an
+    affinity value, round-robin."""
+
+    def __init__(self) -> None:
+        self._turn = RoundRobin()
+
+    def pick(self, endpoints: Sequence[Endpoint], affinity: bytes | None = None) -> Endpoint:
+        if affinity is None or len(endpoints) == 1:
+            return self._turn.pick(endpoints)
+        return max(endpoints, key=lambda endpoint: _score(affinity, endpoint))
+
+
+def _score(affinity: bytes, endpoint: Endpoint) -> float:
+    digest = hashlib.blake2b(affinity + b"\0" + endpoint.id.encode(), digest_size=8).digest()
+    unit = ((int.from_bytes(digest, "big") >> 11) + 0.5) / 2.0 ** 53  # uniform in (0, 1), never 1
+    return endpoint.weight / -math.log(unit)
 
 
 def _load(endpoint: Endpoint) -> float:
     return (endpoint.latency or 0.0) * (endpoint.in_flight + 1)
 
 
-def balancer(strategy: Strategy) -> Balancer:
+def balancer(strategy: AnyStrategy) -> Balancer:
     """A new balancer of `strategy` (each pool keeps its own state)."""
     if strategy == "round_robin":
         return RoundRobin()
@@ -103,4 +137,8 @@ def balancer(strategy: Strategy) -> Balancer:
         return LeastBusy()
     if strategy == "latency":
         return FastestOfTwo()
+    if strategy == "random":
+        return WeightedRandom()
+    if strategy == "consistent_hash":
+        return ConsistentHash()
     return MostHeadroom()

@@ -19,7 +19,8 @@ class Pool:
         self._balancer = balancer
         self._single = self.endpoints[0] if len(self.endpoints) == 1 else None
 
-    def pick(self, tried: Collection[Endpoint], providers: frozenset[str] | None = None) -> Endpoint | None:
+    def pick(self, tried: Collection[Endpoint], providers: frozenset[str] | None = None,
+             affinity: bytes | None = None) -> Endpoint | None:
         """The endpoint for the next try, or None when none is left (all tried, unusable or out of scope)."""
         single = self._single
         if single is not None:  # the common case: one deployment, no list built
@@ -29,7 +30,7 @@ class Pool:
         offered = [endpoint for endpoint in self.endpoints
                    if endpoint not in tried and endpoint.usable
                    and (providers is None or endpoint.owner in providers)]
-        return self._balancer.pick(offered) if offered else None
+        return self._balancer.pick(offered, affinity) if offered else None
 
     def reachable_by(self, providers: frozenset[str] | None) -> bool:
         """Whether any endpoint's provider is within a key's provider scope (None: every provider)."""

@@ -1,0 +1,182 @@
+"""The service gateway's edge: a request a route rule matched, proxied to one instance of its service.
+
+Like provider passthrough it is raw ASGI over a `Flow`: the caller's method, path (rewritten by the rule), query,
+headers (hop-by-hop ones and the caller's credentials dropped, forwarding and identity headers set, the rule's
+edits applied) and body go upstream; the reply comes back as the instance sent it, streamed. Bodies up to
+`BUFFERED_BODY` bytes are read first, so an idempotent request can be tried on another instance; longer ones are
+streamed upstream as they arrive (never retried).
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from functools import partial
+from urllib.parse import quote
+
+import orjson
+
+from sluice.errors import PayloadTooLarge
+from sluice.gateway import Gateway
+from sluice.http.asgi import ClientDisconnected, Receive, Scope, Send, read_body, too_large
+from sluice.keys.principal import Principal
+from sluice.pipeline.answer import relay, serve
+from sluice.pipeline.flow import Flow
+from sluice.pipeline.service_call import call_service
+from sluice.providers.passthrough import CALLER_ONLY, forwarded_for, hop_by_hop, reply_headers
+from sluice.providers.upstream import OpenStream, body_chunks, map_transport_errors
+from sluice.services.options import HeaderEdits, RouteConfig
+from sluice.services.registry import Service
+from sluice.services.rules import Rule
+
+BUFFERED_BODY = 64 * 1024
+"""Request bodies up to this size (declared) are read before the call, so a retry can send them again."""
+WHOLE_REPLY = 256 * 1024
+IDEMPOTENT = frozenset({"GET", "HEAD", "OPTIONS", "PUT", "DELETE", "TRACE"})
+_NO_BODY_STATUSES = frozenset({204, 304})
+_KEYED_ONLY = frozenset({b"authorization", b"x-api-key"})
+"""Dropped on routes that authenticate the caller: the gateway's credentials never reach a service."""
+
+
+async def handle(gateway: Gateway, rule: Rule, scope: Scope, receive: Receive, send: Send) -> None:
+    """One request to a service route."""
+    flow = Flow.begin(gateway, scope, "service")
+    await serve(flow, send, partial(_answer, flow, rule, scope, receive, send))
+
+
+async def _answer(flow: Flow, rule: Rule, scope: Scope, receive: Receive, send: Send) -> None:
+    route = rule.config
+    await flow.admit_address(scope)
+    principal: Principal | None = None
+    if route.auth != "public":
+        principal = await flow.authenticate()
+        await flow.admit()
+    registry = flow.gateway.services
+    assert registry is not None
+    service = registry.services[rule.service_for(flow.headers)]
+    flow.exchange.provider = service.name
+    method = scope["method"]
+    body, retryable = await _body(flow, route, method, receive)
+    path = _query(scope, rule.upstream_path(_raw_path(scope)))
+    headers = upstream_headers(scope, flow, principal, route)
+    reply = await call_service(flow, service, method, path, headers, body, retryable=retryable,
+                               read_seconds=route.timeout_seconds)
+    answer = _edited(reply_headers(reply), route.response_headers)
+    ours = flow.response_headers()
+    if any(name == b"x-request-id" for name, _ in answer):
+        ours = [header for header in ours if header[0] != b"x-request-id"]
+    answer += ours
+    length = reply.response.get_header("content-length")
+    if method == "HEAD" or reply.status in _NO_BODY_STATUSES or (
+            length is not None and length.isdigit() and int(length) <= WHOLE_REPLY):
+        content = flow.exchange.response_body = await _read(service, reply)
+        await send({"type": "http.response.start", "status": reply.status, "headers": answer})
+        await send({"type": "http.response.body", "body": content})
+        return
+    await send({"type": "http.response.start", "status": reply.status, "headers": answer})
+    await relay(flow.relayed(body_chunks(reply, service.name)), receive, send, ending=None)
+
+
+async def _read(service: Service, reply: OpenStream) -> bytes:
+    try:
+        with map_transport_errors(service.name):
+            return await reply.read()
+    finally:
+        await reply.close()
+
+
+async def _body(flow: Flow, route: RouteConfig, method: str, receive: Receive
+                ) -> tuple[bytes | AsyncIterator[bytes], bool]:
+    """The body to send (bytes when small enough to read first, else an iterator) and whether the call may be
+    tried again on another instance."""
+    limit = route.max_body_bytes if route.max_body_bytes is not None else flow.body_limit
+    declared = flow.headers.get(b"content-length")
+    size = int(declared) if declared is not None and declared.isdigit() else None
+    if size is not None and size > limit:
+        raise too_large(limit)
+    retryable = method in IDEMPOTENT or route.retry_non_idempotent
+    if size is not None and size <= BUFFERED_BODY or (size is None and b"transfer-encoding" not in flow.headers):
+        body = flow.exchange.request_body = await read_body(receive, flow.headers, limit)
+        return body, retryable
+    return _streamed(receive, limit), False
+
+
+async def _streamed(receive: Receive, limit: int) -> AsyncIterator[bytes]:
+    """The request body as it arrives, refused past `limit` bytes (the upstream call is then aborted)."""
+    size = 0
+    while True:
+        message = await receive()
+        if message["type"] == "http.disconnect":
+            raise ClientDisconnected
+        chunk = message.get("body", b"")
+        if chunk:
+            size += len(chunk)
+            if size > limit:
+                raise PayloadTooLarge(f"The request body is larger than this route accepts ({limit} bytes).")
+            yield chunk
+        if not message.get("more_body", False):
+            return
+
+
+def upstream_headers(scope: Scope, flow: Flow, principal: Principal | None, route: RouteConfig
+                     ) -> list[tuple[str, str]]:
+    """The caller's end-to-end headers, forwarding info, the caller's identity (never its key), the route's
+    edits; `X-Sluice-*` headers a caller sent are dropped so no one can claim an identity."""
+    caller: list[tuple[bytes, bytes]] = scope["headers"]
+    drop = hop_by_hop(caller) | CALLER_ONLY
+    if principal is None:
+        drop -= _KEYED_ONLY  # a public route's Authorization is the service's own business
+    out = [(name.decode("latin-1"), value.decode("latin-1")) for name, value in caller
+           if name not in drop and not name.startswith(b"x-sluice-")]
+    client = scope.get("client")
+    out.append(("x-forwarded-for", forwarded_for(caller, client[0] if client else "unknown")))
+    out.append(("x-forwarded-proto", scope.get("scheme", "http")))
+    host = flow.headers.get(b"host")
+    if host:
+        out.append(("x-forwarded-host", host.decode("latin-1")))
+    out.append(("x-request-id", flow.request_id.decode()))
+    trace = flow.exchange.trace
+    if trace is not None:
+        out = [(name, value) for name, value in out if name != "traceparent"]
+        out.append(("traceparent", trace.traceparent_for_upstream()))
+    if principal is not None:
+        out.append(("x-sluice-key-id", principal.key_id))
+        if principal.name:
+            out.append(("x-sluice-key-name", principal.name))
+        subject = getattr(principal, "jwt_subject", None)
+        if subject:
+            out.append(("x-sluice-subject", str(subject)))
+    edits = route.request_headers
+    if edits.remove or edits.add:
+        removed = {name.lower() for name in (*edits.remove, *edits.add)}
+        out = [(name, value) for name, value in out if name.lower() not in removed] + list(edits.add.items())
+    return out
+
+
+def _edited(headers: list[tuple[bytes, bytes]], edits: HeaderEdits) -> list[tuple[bytes, bytes]]:
+    if not edits.remove and not edits.add:
+        return headers
+    removed = {name.lower().encode("latin-1") for name in (*edits.remove, *edits.add)}
+    kept = [(name, value) for name, value in headers if name not in removed]
+    return kept + [(name.lower().encode("latin-1"), value.encode("latin-1")) for name, value in edits.add.items()]
+
+
+def _raw_path(scope: Scope) -> str:
+    raw: bytes | None = scope.get("raw_path")
+    if raw:
+        try:
+            return raw.decode("ascii")
+        except UnicodeDecodeError:
+            pass
+    return quote(scope["path"])
+
+
+def _query(scope: Scope, path: str) -> str:
+    query: bytes = scope.get("query_string", b"")
+    return f"{path}?{query.decode('latin-1')}" if query else path
+
+
+def service_info(gateway: Gateway) -> bytes:
+    """`GET /`: the gateway's name, version and how many service routes it has."""
+    routes = len(gateway.services.rules.rules) if gateway.services is not None else 0
+    return orjson.dumps({"name": "sluice", "version": gateway.version, "routes": routes,
+                         "services": sorted(gateway.services.services) if gateway.services is not None else []})

@@ -1,0 +1,76 @@
+"""The tries of one service call: an instance from the service's pool, then (for a retryable request) another
+instance after a connection failure, a timeout or a 502/503/504, as long as no byte of the reply was relayed."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from typing import TYPE_CHECKING
+
+from sluice.errors import GatewayError, ServiceUnavailable, UpstreamError
+from sluice.routing.fallback import failover_reason
+
+if TYPE_CHECKING:
+    from sluice.pipeline.flow import Flow
+    from sluice.providers.upstream import OpenStream
+    from sluice.routing.endpoint import Endpoint
+    from sluice.services.registry import Service
+
+RETRIED_STATUSES = frozenset({502, 503, 504})
+
+
+async def call_service(flow: Flow, service: Service, method: str, path: str, headers: list[tuple[str, str]],
+                       body: bytes | AsyncIterator[bytes], *, retryable: bool, read_seconds: float | None
+                       ) -> OpenStream:
+    """The reply of the first instance that answers (a 5xx it answered on the last try included)."""
+    attempts = 1 + (service.config.retries.attempts if retryable else 0)
+    affinity = service.affinity(flow.headers)
+    tried: list[Endpoint] = []
+    last: GatewayError | None = None
+    while len(tried) < attempts:
+        endpoint = service.pool.pick(tried, None, affinity)
+        if endpoint is None:
+            break
+        tried.append(endpoint)
+        guard = endpoint.guard
+        try:
+            guard.admit()
+        except GatewayError as refused:
+            last = refused
+            flow.failed_over(service.name, endpoint, "breaker_open")
+            continue
+        endpoint.started()
+        flow.exchange.upstream_model = endpoint.target
+        started = flow.upstream_started()
+        try:
+            reply = await service.send(method, endpoint.target + path, headers, body, read_seconds)
+        except GatewayError as exc:
+            guard.judge(exc)
+            endpoint.finished(None, exc.message)
+            reason = failover_reason(exc)
+            if reason is None:
+                raise
+            last = exc
+            flow.failed_over(service.name, endpoint, reason)
+            continue
+        except BaseException as exc:
+            guard.judge(exc)
+            endpoint.finished(None)
+            raise
+        guard.answered(reply.status)
+        if reply.status in RETRIED_STATUSES and len(tried) < attempts and service.pool.pick(tried, None) is not None:
+            await reply.close()
+            endpoint.finished(None, f"HTTP {reply.status}")
+            last = UpstreamError(f"Service {service.name!r} answered {reply.status}.", status=reply.status)
+            flow.failed_over(service.name, endpoint, f"http_{reply.status}")
+            continue
+        flow.upstream_done(started)
+        flow.endpoint = endpoint
+        flow.exchange.status = reply.status
+        return reply
+    if last is not None:
+        raise last
+    error = ServiceUnavailable(f"No instance of service {service.name!r} can take requests right now (failing "
+                               "health checks, draining, or its circuit breakers are open).",
+                               code="no_available_instance")
+    error.headers = {"Retry-After": str(max(1, round(service.pool.retry_in())))}
+    raise error

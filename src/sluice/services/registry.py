@@ -1,0 +1,111 @@
+"""The services of the config as pools of instances (the same `Pool` and `Endpoint` models use), each with a
+pooled raw HTTP client, and the route table that sends requests to them."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Mapping
+from datetime import timedelta
+
+from pyreqwest.client import Client, ClientBuilder
+
+from sluice.errors import GatewayError
+from sluice.providers.upstream import POOL_MAX_IDLE_PER_HOST, OpenStream, map_transport_errors
+from sluice.routing.balance import balancer
+from sluice.routing.breaker import CircuitBreaker
+from sluice.routing.endpoint import Endpoint
+from sluice.routing.guard import UpstreamGuard
+from sluice.routing.pool import Pool
+from sluice.services.options import ServiceConfig
+from sluice.services.rules import RuleTable
+from sluice.telemetry.metrics import Metrics
+
+MAX_CONNECTIONS = 1024
+
+
+class Service:
+    """One service: its instances (a pool), the client that reaches them, and what its strategy hashes on."""
+
+    def __init__(self, name: str, config: ServiceConfig, metrics: Metrics) -> None:
+        self.name = name
+        self.config = config
+        endpoints = []
+        for instance in config.instances:
+            url = instance.url.rstrip("/")
+            breaker = CircuitBreaker(name, config.breaker, metrics, deployment=f"{name}/{url}") \
+                if config.breaker.enabled else None
+            guard = UpstreamGuard(None, breaker, None, metrics, name=name)
+            endpoints.append(Endpoint(name, url, instance.weight, guard, kind="instance"))
+        self.pool = Pool(endpoints, balancer(config.strategy))
+        hash_on = config.hash_on
+        self.hash_header = hash_on.header.lower().encode("latin-1") if hash_on and hash_on.header else None
+        self.hash_cookie = hash_on.cookie.encode("latin-1") + b"=" if hash_on and hash_on.cookie else None
+        self._client: Client | None = None
+
+    def affinity(self, headers: Mapping[bytes, bytes]) -> bytes | None:
+        """The value `consistent_hash` keeps a caller on one instance by (None for the other strategies)."""
+        if self.hash_header is not None:
+            return headers.get(self.hash_header)
+        if self.hash_cookie is not None:
+            for part in headers.get(b"cookie", b"").split(b";"):
+                part = part.strip()
+                if part.startswith(self.hash_cookie):
+                    return part[len(self.hash_cookie):]
+        return None
+
+    async def start(self) -> None:
+        timeout = self.config.timeout
+        self._client = (
+            ClientBuilder()
+            .max_connections(MAX_CONNECTIONS)
+            .connect_timeout(timedelta(seconds=timeout.connect))
+            .read_timeout(timedelta(seconds=timeout.read))
+            .error_for_status(False)
+            .gzip(False).brotli(False).zstd(False).deflate(False)
+            .follow_redirects(False)
+            .referer(False)
+            .pool_max_idle_per_host(POOL_MAX_IDLE_PER_HOST)
+            .build()
+        )
+
+    async def aclose(self) -> None:
+        if self._client is not None:
+            await self._client.close()
+            self._client = None
+
+    async def send(self, method: str, url: str, headers: list[tuple[str, str]],
+                   body: bytes | AsyncIterator[bytes], read_seconds: float | None = None) -> OpenStream:
+        """The reply once its headers arrived (its body is read by the caller); `body` is sent as it is read
+        when it is an iterator; `read_seconds` bounds the whole call (a route's `timeout_seconds`)."""
+        if self._client is None:
+            raise GatewayError(f"Service {self.name!r} is not started.")
+        builder = self._client.request(method, url).headers(headers)
+        if isinstance(body, bytes):
+            if body:
+                builder = builder.body_bytes(body)
+        else:
+            builder = builder.body_stream(body)
+        if read_seconds is not None:  # the route's own timeout, for the whole call
+            builder = builder.timeout(timedelta(seconds=read_seconds))
+        request = builder.streamed_read_buffer_limit(0).build_streamed()
+        with map_transport_errors(self.name):
+            return OpenStream(request, await request.__aenter__())
+
+
+class ServiceRegistry:
+    """Every service by name, and the rules (`services/rules.py`) that pick one for a request."""
+
+    def __init__(self, services: Mapping[str, ServiceConfig], rules: RuleTable, metrics: Metrics) -> None:
+        self.services = {name: Service(name, config, metrics) for name, config in services.items()}
+        self.rules = rules
+
+    def endpoints(self) -> list[tuple[str, Endpoint]]:
+        """Every (service, instance) pair."""
+        return [(name, endpoint) for name, service in self.services.items() for endpoint in service.pool.endpoints]
+
+    async def start(self) -> None:
+        for service in self.services.values():
+            await service.start()
+
+    async def aclose(self) -> None:
+        for service in self.services.values():
+            await service.aclose()
