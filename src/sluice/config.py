@@ -10,6 +10,7 @@ from typing import Annotated, Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator, model_validator
 
+from sluice.http.cors import CorsConfig
 from sluice.keys.options import KeysConfig
 from sluice.limits.options import Budget, Limits, RateLimit
 from sluice.pricing import Price
@@ -234,6 +235,8 @@ class SluiceConfig(_Strict):
     """The rules that send requests to `services` (most specific first: services/rules.py)."""
     limits: Limits = Limits()
     server: ServerConfig = ServerConfig()
+    cors: CorsConfig | None = None
+    """Cross-origin calls from browsers (docs/cors.md); off unless set. A route's own `cors:` replaces it there."""
     metrics: MetricsConfig = MetricsConfig()
     demo: DemoConfig = DemoConfig()
     projects: list[ProjectConfig] = []

@@ -7,6 +7,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+from sluice.http.cors import RouteCors
 from sluice.routing.options import BreakerOptions, RetryOptions
 
 RESERVED_PREFIXES = ("/v1", "/provider", "/projects", "/admin", "/health", "/metrics", "/docs", "/redoc",
@@ -111,6 +112,9 @@ class RouteConfig(_Strict):
     websocket: bool = False
     auth: Literal["public", "key", "jwt"] = "key"
     retry_non_idempotent: bool = False
+    cors: RouteCors = None
+    """This route's CORS policy (http/cors.py), in place of the global `cors:`; `false`: none, the service answers
+    preflights and sets its own CORS headers."""
 
     @model_validator(mode="after")
     def _shape(self) -> RouteConfig:
