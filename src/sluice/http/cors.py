@@ -97,8 +97,8 @@ def _parse_entry(entry: str) -> re.Match[str]:
                          "be allowed safely (`*` without credentials covers it)")
     match = _ENTRY.match(entry)
     if match is None:
-        scheme, _, rest = entry.partition("://")
-        if rest and ("/" in rest or "?" in rest or "#" in rest):
+        head = re.split(r"[/?#]", entry.partition("://")[2], maxsplit=1)[0]
+        if head and head != entry.partition("://")[2] and _ENTRY.match(f"{entry.partition('://')[0]}://{head}"):
             raise ValueError(f"{entry!r}: an origin is scheme://host[:port], with no path (not even a trailing /)")
         raise ValueError(f"{entry!r} is not an origin (scheme://host[:port]) nor a pattern (https://*.example.com, "
                          "http://localhost:*); '*' may only stand for the leftmost labels of the host or for the port")
