@@ -67,6 +67,8 @@ class Exchange:
     """The ids of this request's spans, set only when tracing is on (the upstream got its traceparent)."""
     upstream_offset: float | None = None
     """Seconds from arrival to the start of the upstream call; None when no upstream call was made."""
+    route: str | None = None
+    """The service route rule that matched (its `path` or `path_regex`), for a service request."""
     hops: list[dict[str, str]] | None = None
     """How routing got to the deployment that answered: each failed try (`deployment`, `error`: the reason) and
     each switch to a fallback model (`from`, `fallback`, `reason`), in order; None when the first try answered."""

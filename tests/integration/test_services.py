@@ -4,6 +4,7 @@ streamed bodies both ways, identity and forwarding headers, header edits, auth p
 from __future__ import annotations
 
 import hashlib
+import time
 from collections import Counter
 from collections.abc import AsyncIterator, Iterator
 from typing import Any
@@ -183,3 +184,21 @@ def test_a_post_is_never_sent_twice(services: dict[str, Starlette]) -> None:
         codes = Counter(httpx.post(url + "/api/users/new", json={"n": n}, headers=AUTH, timeout=10).status_code
                         for n in range(6))
     assert codes == {200: 3, 502: 3}  # round-robin: every other POST met the dead instance and was not retried
+
+
+def test_the_matched_route_is_on_the_request_log_row(services: dict[str, Starlette]) -> None:
+    admin = "sk-admin-services"
+    text = config(services).replace("request_log: {enabled: false}\n", "")
+    with run_gateway(text, admin_key=admin) as url:
+        reply = httpx.get(url + "/api/users/9", headers=AUTH)
+        assert reply.status_code == 200
+        entries: list[dict[str, Any]] = []
+        for _ in range(100):
+            entries = httpx.get(url + "/admin/logs", headers={"Authorization": f"Bearer {admin}"}).json()["data"]
+            if entries:
+                break
+            time.sleep(0.1)
+    entry = entries[0]
+    assert entry["routing"]["route"] == "/api/users/**"
+    assert entry["endpoint"] == "/api/users/9" and entry["operation"] == "service"
+    assert entry["provider"]["name"] == "users" and entry["response"]["status_code"] == 200

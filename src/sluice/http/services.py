@@ -9,6 +9,7 @@ streamed upstream as they arrive (never retried).
 
 from __future__ import annotations
 
+import logging
 from collections.abc import AsyncIterator
 from functools import partial
 from urllib.parse import quote
@@ -27,6 +28,8 @@ from sluice.providers.upstream import OpenStream, body_chunks, map_transport_err
 from sluice.services.options import HeaderEdits, RouteConfig
 from sluice.services.registry import Service
 from sluice.services.rules import Rule
+
+logger = logging.getLogger("sluice.services")
 
 BUFFERED_BODY = 64 * 1024
 """Request bodies up to this size (declared) are read before the call, so a retry can send them again."""
@@ -54,6 +57,8 @@ async def _answer(flow: Flow, rule: Rule, scope: Scope, receive: Receive, send: 
     assert registry is not None
     service = registry.services[rule.service_for(flow.headers)]
     flow.exchange.provider = service.name
+    flow.exchange.route = route.path or route.path_regex
+    logger.debug("route %s (rule %d) -> service %s", flow.exchange.route, rule.index, service.name)
     method = scope["method"]
     body, retryable = await _body(flow, route, method, receive)
     path = _query(scope, rule.upstream_path(_raw_path(scope)))

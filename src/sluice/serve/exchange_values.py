@@ -39,6 +39,7 @@ class ExchangeValues(NamedTuple):
     client_disconnected: bool
     cache: str | None
     hops: list[dict[str, str]] | None
+    route: str | None
     request_headers: Sequence[tuple[bytes, bytes]] = ()
     """Sent to the request log's writer only, with the credential headers' values redacted (`log_sender.packed`)."""
     key_hash: str | None = None

@@ -79,14 +79,15 @@ def _line(record: Record) -> str:
             f'"time_to_first_token_ms":{first_}}},"usage":{{"prompt_tokens":{prompt_},'
             f'"completion_tokens":{completion_},"total_tokens":{tokens_}}},"cost_usd":{cost_},{provided},'
             f'"metadata":{{"trace_id":{_text(trace_id)},{meta}}},"error":{_text(error)},'
-            f'"routing":{{"cache":{_text(cache)},"hops":{_hops(routing)}}}}}\n')
+            f'"routing":{_routing(cache, routing)}}}\n')
 
 
-def _hops(routing: str | None) -> str:
-    """The `hops` of a `routing` column's JSON text, as JSON text."""
+def _routing(cache: str | None, routing: str | None) -> str:
+    """The entry's `routing` member: the cache outcome, and the hops and matched route of the `routing` column."""
     if routing is None:
-        return "null"
-    return orjson.dumps(orjson.loads(routing).get("hops")).decode()
+        return f'{{"cache":{_text(cache)},"hops":null,"route":null}}'
+    decoded = orjson.loads(routing)
+    return orjson.dumps({"cache": cache, "hops": decoded.get("hops"), "route": decoded.get("route")}).decode()
 
 
 def _document(record: Record, bodies: bool) -> dict[str, Any]:
@@ -111,7 +112,7 @@ def _document(record: Record, bodies: bool) -> dict[str, Any]:
         "metadata": {"trace_id": trace_id, "project": project, "client_disconnected": disconnected,
                      "bodies_withheld": withheld},
         "error": error,
-        "routing": {"cache": cache, "hops": None if routing is None else orjson.loads(routing).get("hops")},
+        "routing": orjson.loads(_routing(cache, routing)),
     }
 
 

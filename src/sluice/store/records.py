@@ -98,7 +98,7 @@ class RecordBuilder:
             None if first_s is None else int(first_s * 1_000_000 + 0.5) / 1000,
             prompt, completion, total, self._cost(exchange, prompt, completion), error,
             exchange.client_disconnected, withheld, exchange.cache,
-            None if exchange.hops is None else _dumps({"hops": exchange.hops}),
+            _routing(exchange),
         ]
         for index, length in _LIMITS:
             value = record[index]
@@ -224,6 +224,17 @@ def document(row: Row, *, bodies: bool = True) -> dict[str, Any]:
                      "model_resolved": row["upstream_model"]},
         "metadata": {"trace_id": row["trace_id"], "project": row["project"],
                      "client_disconnected": row["client_disconnected"], "bodies_withheld": row["bodies_withheld"]},
-        "routing": {"cache": row.get("cache"), "hops": (row.get("routing") or {}).get("hops")},
+        "routing": {"cache": row.get("cache"), "hops": (row.get("routing") or {}).get("hops"),
+                    "route": (row.get("routing") or {}).get("route")},
         "error": row["error"],
     }
+
+
+def _routing(exchange: AnyExchange) -> str | None:
+    """The `routing` column: the hops routing made and the service route that matched, as JSON text."""
+    if exchange.hops is None and exchange.route is None:
+        return None
+    routing: dict[str, Any] = {"hops": exchange.hops}
+    if exchange.route is not None:
+        routing["route"] = exchange.route
+    return _dumps(routing)

@@ -177,6 +177,8 @@ def _sluice_attributes(exchange: AnyExchange) -> oi.Attributes:
         attributes["sluice.cache"] = exchange.cache
     if exchange.hops:
         attributes["sluice.routing.hops"] = orjson.dumps(exchange.hops).decode()
+    if exchange.route is not None:
+        attributes["sluice.route"] = exchange.route
     return attributes
 
 
