@@ -11,6 +11,7 @@ from sluice.config import SluiceConfig, load_config
 from sluice.errors import GatewayError
 from sluice.gateway import Gateway
 from sluice.http.asgi import JSON_TYPE, ASGIApp, Receive, Scope, Send, send_bytes, send_error
+from sluice.http.cors import cors_edge
 from sluice.http.light import light_route_for, light_routes
 from sluice.http.openai import hot_routes
 from sluice.http.passthrough import PREFIX, passthrough_route
@@ -44,6 +45,9 @@ class SluiceApp:
         self.hot: dict[str, ASGIApp] = hot_routes(gateway)
         self.light: dict[str, ASGIApp] = light_routes(gateway)
         self.passthrough = passthrough_route(gateway)
+        config = gateway.config
+        self.cors = cors_edge(config.cors, config.routes, gateway.services.rules if gateway.services else None)
+        """None unless `cors:` is set globally or on a route: then the request path pays this one check."""
 
     @property
     def api(self) -> FastAPI:
@@ -55,6 +59,10 @@ class SluiceApp:
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "http":
+            if self.cors is not None:  # http/cors.py: preflights answered here, before auth; headers on the rest
+                answered, send = await self.cors.enter(scope, send)
+                if answered:
+                    return
             path = scope["path"]
             handler = self.hot.get(path)
             if handler is not None:
