@@ -122,6 +122,7 @@ def test_a_repeated_request_is_a_hit_the_upstream_never_sees(upstream: Starlette
         hits = metric(url, "sluice_cache_requests_total", model="gpt", result="hit")
     assert (first.headers["x-cache"], second.headers["x-cache"], other.headers["x-cache"]) == ("MISS", "HIT", "MISS")
     assert second.content == first.content and second.json()["id"] == first.json()["id"]
+    assert first.headers["x-sluice-deployment"] == "up/gpt-test" and "x-sluice-deployment" not in second.headers
     assert other.json()["id"] != first.json()["id"]
     assert len(upstream.state.requests) == 2
     assert hits == 1
