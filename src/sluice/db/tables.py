@@ -1,5 +1,5 @@
 """The tables: request logs (one row per exchange), managed API keys, spend per key and period, and prompt
-templates added through the admin API."""
+templates and service instance changes added through the admin API."""
 
 from __future__ import annotations
 
@@ -168,6 +168,22 @@ class PromptTemplateRow(Base):
     created_at: Mapped[datetime] = mapped_column(UTCDateTime())
 
 
+class ServiceInstanceRow(Base):
+    """An admin API change to a service's instances, applied on top of sluice.yaml by every process: an instance
+    added (or re-weighted), removed, drained or restored."""
+
+    __tablename__ = "service_instances"
+
+    service: Mapped[str] = mapped_column(String(128), primary_key=True)
+    url: Mapped[str] = mapped_column(String(1024), primary_key=True)
+    weight: Mapped[float | None] = mapped_column(Float)
+    """None: the weight sluice.yaml gives it."""
+    removed: Mapped[bool] = mapped_column(Boolean, default=False)
+    draining: Mapped[bool] = mapped_column(Boolean, default=False)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime())
+
+
 API_KEYS = cast(Table, ApiKey.__table__)
 KEY_SPEND = cast(Table, KeySpend.__table__)
 PROMPT_TEMPLATES = cast(Table, PromptTemplateRow.__table__)
+SERVICE_INSTANCES = cast(Table, ServiceInstanceRow.__table__)

@@ -19,6 +19,12 @@ class Pool:
         self._balancer = balancer
         self._single = self.endpoints[0] if len(self.endpoints) == 1 else None
 
+    def replace(self, endpoints: Sequence[Endpoint]) -> None:
+        """Serve from `endpoints` from now on (a service's instances added or removed while running); calls in
+        flight on a dropped endpoint finish on it."""
+        chosen = tuple(endpoints)
+        self.endpoints, self._single = chosen, chosen[0] if len(chosen) == 1 else None
+
     def pick(self, tried: Collection[Endpoint], providers: frozenset[str] | None = None,
              affinity: bytes | None = None) -> Endpoint | None:
         """The endpoint for the next try, or None when none is left (all tried, unusable or out of scope)."""

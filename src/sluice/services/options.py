@@ -3,12 +3,12 @@ request to one."""
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from sluice.http.cors import RouteCors
-from sluice.routing.options import BreakerOptions, RetryOptions
+from sluice.routing.options import BreakerOptions, HealthCheckOptions, RetryOptions
 
 RESERVED_PREFIXES = ("/v1", "/provider", "/projects", "/admin", "/health", "/metrics", "/docs", "/redoc",
                      "/openapi.json", "/demo")
@@ -55,6 +55,18 @@ class ServiceConfig(_Strict):
     retries: RetryOptions = RetryOptions(attempts=2)
     """Retried for idempotent methods only (GET, HEAD, OPTIONS, PUT, DELETE) unless the route says otherwise."""
     breaker: BreakerOptions = BreakerOptions()
+    health_check: HealthCheckOptions | None = None
+    """Active checks of every instance (`path` under the instance's URL); `true` probes `GET /health` every 10 s.
+    Off unless set."""
+
+    @field_validator("health_check", mode="before")
+    @classmethod
+    def _check_path(cls, value: Any) -> Any:
+        if value is True or value == {}:
+            return {"path": "/health"}
+        if isinstance(value, dict) and "path" not in value and value.get("enabled", True):
+            return {**value, "path": "/health"}
+        return value
 
     @model_validator(mode="after")
     def _hash(self) -> ServiceConfig:

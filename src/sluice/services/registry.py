@@ -3,8 +3,10 @@ pooled raw HTTP client, and the route table that sends requests to them."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Mapping
+import hashlib
+from collections.abc import AsyncIterator, Mapping, Sequence
 from datetime import timedelta
+from typing import TYPE_CHECKING
 
 from pyreqwest.client import Client, ClientBuilder
 
@@ -19,7 +21,16 @@ from sluice.services.options import ServiceConfig
 from sluice.services.rules import RuleTable
 from sluice.telemetry.metrics import Metrics
 
+if TYPE_CHECKING:
+    from sluice.db.engine import Database
+    from sluice.services.store import ServiceStore
+
 MAX_CONNECTIONS = 1024
+
+
+def instance_id(url: str) -> str:
+    """An instance's id in the admin API: the same for its URL in every process and after a restart."""
+    return hashlib.blake2b(url.rstrip("/").encode(), digest_size=4).hexdigest()
 
 
 class Service:
@@ -28,18 +39,37 @@ class Service:
     def __init__(self, name: str, config: ServiceConfig, metrics: Metrics) -> None:
         self.name = name
         self.config = config
-        endpoints = []
-        for instance in config.instances:
-            url = instance.url.rstrip("/")
-            breaker = CircuitBreaker(name, config.breaker, metrics, deployment=f"{name}/{url}") \
-                if config.breaker.enabled else None
-            guard = UpstreamGuard(None, breaker, None, metrics, name=name)
-            endpoints.append(Endpoint(name, url, instance.weight, guard, kind="instance"))
-        self.pool = Pool(endpoints, balancer(config.strategy))
+        self._metrics = metrics
+        self.pool = Pool([self._endpoint(instance.url, instance.weight) for instance in config.instances],
+                         balancer(config.strategy))
         hash_on = config.hash_on
         self.hash_header = hash_on.header.lower().encode("latin-1") if hash_on and hash_on.header else None
         self.hash_cookie = hash_on.cookie.encode("latin-1") + b"=" if hash_on and hash_on.cookie else None
         self._client: Client | None = None
+
+    def _endpoint(self, url: str, weight: float) -> Endpoint:
+        url = url.rstrip("/")
+        config = self.config
+        breaker = CircuitBreaker(self.name, config.breaker, self._metrics, deployment=f"{self.name}/{url}") \
+            if config.breaker.enabled else None
+        guard = UpstreamGuard(None, breaker, None, self._metrics, name=self.name)
+        return Endpoint(self.name, url, weight, guard, kind="instance")
+
+    def instance(self, id_: str) -> Endpoint | None:
+        """The instance with admin id `id_` (`instance_id`), if the pool has it."""
+        return next((endpoint for endpoint in self.pool.endpoints if instance_id(endpoint.target) == id_), None)
+
+    def set_instances(self, wanted: Sequence[tuple[str, float, bool]]) -> None:
+        """Serve from exactly these (url, weight, draining) instances, in this order: known ones keep their
+        breaker, load and health; new ones start healthy; removed ones finish their calls in flight."""
+        known = {endpoint.target: endpoint for endpoint in self.pool.endpoints}
+        endpoints = []
+        for url, weight, draining in wanted:
+            endpoint = known.get(url.rstrip("/")) or self._endpoint(url, weight)
+            endpoint.weight, endpoint.draining = weight, draining
+            endpoints.append(endpoint)
+        if [e.target for e in endpoints] != [e.target for e in self.pool.endpoints]:
+            self.pool.replace(endpoints)
 
     def affinity(self, headers: Mapping[bytes, bytes]) -> bytes | None:
         """The value `consistent_hash` keeps a caller on one instance by (None for the other strategies)."""
@@ -97,6 +127,8 @@ class ServiceRegistry:
     def __init__(self, services: Mapping[str, ServiceConfig], rules: RuleTable, metrics: Metrics) -> None:
         self.services = {name: Service(name, config, metrics) for name, config in services.items()}
         self.rules = rules
+        self.store: ServiceStore | None = None
+        """The admin API's instance changes (services/store.py); set by `watch`."""
 
     def endpoints(self) -> list[tuple[str, Endpoint]]:
         """Every (service, instance) pair."""
@@ -106,6 +138,16 @@ class ServiceRegistry:
         for service in self.services.values():
             await service.start()
 
+    async def watch(self, db: Database | None) -> None:
+        """Apply the admin API's stored instance changes, and poll for other processes' (in memory without `db`).
+        Called once the database is migrated."""
+        from sluice.services.store import ServiceStore
+
+        self.store = ServiceStore(self, db)
+        await self.store.start()
+
     async def aclose(self) -> None:
+        if self.store is not None:
+            await self.store.aclose()
         for service in self.services.values():
             await service.aclose()
