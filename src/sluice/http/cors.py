@@ -36,6 +36,7 @@ _ENTRY = re.compile(rf"(?P<scheme>[a-z][a-z0-9+.-]*)://(?P<wild>\*\.)?(?P<host>{
 _LABELS = r"(?:[a-z0-9](?:[a-z0-9-]*[a-z0-9])?\.)+"
 """What `*.` stands for: one or more DNS labels."""
 
+_DECIDED = 1024
 _ACAO = b"access-control-allow-origin"
 _ACAC = (b"access-control-allow-credentials", b"true")
 _VARY_ORIGIN = b"Origin"
@@ -149,13 +150,22 @@ class CorsPolicy:
             tail.append((b"access-control-expose-headers", expose))
         self.allowed_tail = tail
         """What an allowed origin's response gets after its `Access-Control-Allow-Origin`."""
+        self._decided: dict[str, bool] = {}
+        """Origins already judged (pages come from a few origins; the first `_DECIDED` are remembered)."""
 
     def allows(self, origin: str) -> bool:
         if self.static:
             return True
+        known = self._decided.get(origin)
+        if known is not None:
+            return known
         if self.any_origin:  # echoed with credentials: only a well-formed origin, never `null`
-            return _ORIGIN.match(origin) is not None
-        return origin in self.origins or any(pattern.fullmatch(origin) for pattern in self.patterns)
+            allowed = _ORIGIN.match(origin) is not None
+        else:
+            allowed = origin in self.origins or any(pattern.fullmatch(origin) for pattern in self.patterns)
+        if len(self._decided) < _DECIDED:
+            self._decided[origin] = allowed
+        return allowed
 
     def preflight(self, headers: Mapping[bytes, bytes]) -> tuple[int, list[Header], bytes]:
         """The gateway's answer to a preflight (`OPTIONS` with `Origin` and `Access-Control-Request-Method`):
