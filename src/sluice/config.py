@@ -11,7 +11,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator, model_validator
 
 from sluice.http.cors import CorsConfig
-from sluice.keys.options import KeysConfig
+from sluice.keys.options import JwtConfig, KeysConfig
 from sluice.limits.options import Budget, Limits, RateLimit
 from sluice.pricing import Price
 from sluice.prompts import PromptConfig
@@ -211,6 +211,8 @@ class StaticKeyConfig(_Strict):
     """Projects this key may call (`/projects/{name}/…`); None means every project."""
     providers: list[str] | None = None
     """Providers this key may reach, through models, `/provider/{name}/…` or projects; None means every one."""
+    services: list[str] | None = None
+    """Services (`services:`) this key may reach through the service routes; None means every one."""
     projects_only: bool = False
     """True: only `/projects/…` (the projects' own calls still obey `models` and `providers`); `/v1` lists and
     serves no model, `/provider/…` is 403."""
@@ -245,6 +247,8 @@ class SluiceConfig(_Strict):
     static_keys: list[StaticKeyConfig] = []
     keys: KeysConfig = KeysConfig()
     """Managed API keys (docs/keys.md)."""
+    jwt: JwtConfig | None = None
+    """JWTs accepted in place of an API key: issuer, audience, algorithms, the issuer's keys (docs/keys.md)."""
     request_log: RequestLogConfig = Field(default_factory=RequestLogConfig)
     prices: dict[str, Price] = {}
     """USD per million tokens by public or upstream model name, over the built-in defaults (sluice.pricing)."""
@@ -324,6 +328,9 @@ class SluiceConfig(_Strict):
             for name in key.models or []:
                 if name not in models:
                     raise ValueError(f"static_keys[{index}].models: unknown model {name!r}")
+            for name in key.services or []:
+                if name not in self.services:
+                    raise ValueError(f"static_keys[{index}].services: unknown service {name!r}")
 
     def _check_providers(self, where: str, names: list[str] | None) -> None:
         for name in names or []:

@@ -39,6 +39,7 @@ class UpdateKey(BaseModel):
     models: list[str] | None = None
     providers: list[str] | None = None
     projects: list[str] | None = None
+    services: list[str] | None = None
     admin: bool | None = None
     limits: RateLimit | None = None
     budget: Budget | None = None

@@ -62,6 +62,7 @@ def add_commands(commands: Any, config_option: Any) -> None:
     create.add_argument("--models", type=_names, metavar="A,B", help="public model names the key may use")
     create.add_argument("--providers", type=_names, metavar="A,B", help="providers the key may reach")
     create.add_argument("--projects", type=_names, metavar="A,B", help="projects the key may call")
+    create.add_argument("--services", type=_names, metavar="A,B", help="services the key may reach")
     create.add_argument("--admin", action="store_true", help="the key may use the /admin API")
     create.add_argument("--rpm", type=_positive_int, metavar="N", help="requests per minute")
     create.add_argument("--tpm", type=_positive_int, metavar="N", help="tokens per minute")

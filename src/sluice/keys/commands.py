@@ -68,8 +68,8 @@ def _settings(args: argparse.Namespace, config: SluiceConfig) -> KeySettings:
     limits = RateLimit(requests_per_minute=args.rpm, tokens_per_minute=args.tpm, max_concurrent=args.concurrency)
     budget = Budget(usd=args.budget_usd, period=args.budget_period) if args.budget_usd is not None else None
     settings = KeySettings(name=args.name, models=args.models, providers=args.providers, projects=args.projects,
-                           admin=args.admin, limits=None if limits.unlimited else limits, budget=budget,
-                           expires_at=expiry(None, args.expires_in_days))
+                           services=args.services, admin=args.admin, limits=None if limits.unlimited else limits,
+                           budget=budget, expires_at=expiry(None, args.expires_in_days))
     check_settings(settings, config)
     return settings
 
@@ -102,7 +102,8 @@ def _print_list(records: list[KeyRecord], as_json: bool) -> None:
 
 def _scopes(record: KeyRecord) -> str:
     parts = [f"{field}={','.join(values)}" for field, values in
-             (("models", record.models), ("providers", record.providers), ("projects", record.projects))
+             (("models", record.models), ("providers", record.providers), ("projects", record.projects),
+              ("services", record.services))
              if values is not None]
     if record.admin:
         parts.append("admin")

@@ -11,7 +11,8 @@ from sluice.limits.options import NO_LIMIT, Budget, RateLimit
 
 @dataclass(frozen=True, slots=True)
 class Principal:
-    """A caller identified by its key; a scope of None (`models`, `projects`, `providers`) means no limit.
+    """A caller identified by its key (or a JWT); a scope of None (`models`, `projects`, `providers`, `services`)
+    means no limit.
 
     `limits` and `budget` are the ones in effect: the key's own, or the configured defaults.
     """
@@ -24,6 +25,8 @@ class Principal:
     models: frozenset[str] | None = None
     projects: frozenset[str] | None = None
     providers: frozenset[str] | None = None
+    services: frozenset[str] | None = None
+    """Services (`services:` in the config) this caller may reach through the service routes."""
     admin: bool = False
     projects_only: bool = False
     """True: the key reaches models and providers only through its projects (no `/v1` model, no `/provider/…`);
@@ -31,6 +34,8 @@ class Principal:
     limits: RateLimit = NO_LIMIT
     budget: Budget | None = None
     metadata: dict[str, Any] = field(default_factory=dict, hash=False, compare=False)
+    jwt_subject: str | None = None
+    """The `sub` claim of the JWT this caller presented (None for an API key)."""
 
     def may_use(self, model: str) -> bool:
         return not self.projects_only and (self.models is None or model in self.models)
@@ -51,6 +56,13 @@ class Principal:
         """PermissionDenied (403) unless this key may call project `project`."""
         if self.projects is not None and project not in self.projects:
             raise PermissionDenied(f"This API key may not call project {project!r}.")
+
+    def check_service(self, service: str) -> None:
+        """PermissionDenied (403) unless this key may reach service `service` (a `projects_only` key may not)."""
+        if self.projects_only:
+            raise PermissionDenied("This API key may only call projects (/projects/{name}/...), not services.")
+        if self.services is not None and service not in self.services:
+            raise PermissionDenied(f"This API key may not use service {service!r}.")
 
 
 ANONYMOUS = Principal(key_id="anonymous")

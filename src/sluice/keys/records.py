@@ -29,6 +29,8 @@ class KeySettings(BaseModel):
     """Providers the key may reach; null means every provider."""
     projects: list[str] | None = None
     """Projects the key may call; null means every project."""
+    services: list[str] | None = None
+    """Services (the config's `services:`) the key may reach; null means every service."""
     admin: bool = False
     """May use the /admin API (keys, logs, usage)."""
     limits: RateLimit | None = None
@@ -73,7 +75,7 @@ def settings_columns(settings: KeySettings) -> dict[str, Any]:
     return {
         "name": settings.name,
         "scopes": {"models": settings.models, "providers": settings.providers, "projects": settings.projects,
-                   "admin": settings.admin},
+                   "services": settings.services, "admin": settings.admin},
         "limits": None if settings.limits is None else settings.limits.model_dump(exclude_none=True),
         "budget": None if settings.budget is None else settings.budget.model_dump(),
         "expires_at": settings.expires_at,
@@ -85,7 +87,7 @@ def settings_of(row: Mapping[str, Any] | RowMapping) -> KeySettings:
     scopes = row["scopes"] or {}
     return KeySettings(
         name=row["name"], models=scopes.get("models"), providers=scopes.get("providers"),
-        projects=scopes.get("projects"), admin=bool(scopes.get("admin", False)),
+        projects=scopes.get("projects"), services=scopes.get("services"), admin=bool(scopes.get("admin", False)),
         limits=None if row["limits"] is None else RateLimit.model_validate(row["limits"]),
         budget=None if row["budget"] is None else Budget.model_validate(row["budget"]),
         expires_at=row["expires_at"], metadata=row["metadata"] or {},
@@ -112,6 +114,7 @@ def principal_of(record: KeyRecord, defaults: Limits, key_hash: str | None = Non
         models=None if record.models is None else frozenset(record.models),
         projects=None if record.projects is None else frozenset(record.projects),
         providers=None if record.providers is None else frozenset(record.providers),
+        services=None if record.services is None else frozenset(record.services),
         admin=record.admin,
         limits=record.limits or defaults.default_key,
         budget=record.budget or defaults.default_budget,

@@ -1,5 +1,6 @@
-"""`gateway.keys`: static keys first (constant time, no I/O), then managed keys through a short-lived cache; both are
-known by their HMAC under one pepper, which the principal carries as `key_hash`."""
+"""`gateway.keys`: static keys first (constant time, no I/O), then JWTs when `jwt:` is configured (keys/jwt.py),
+then managed keys through a short-lived cache; all are known by an HMAC under one pepper, which the principal carries
+as `key_hash` (a JWT's is that of its `jwt:<subject>` id, never of the token)."""
 
 from __future__ import annotations
 
@@ -21,6 +22,7 @@ from sluice.keys.static import StaticKeyRing, scoped_keys
 from sluice.settings import Settings
 
 if TYPE_CHECKING:
+    from sluice.keys.jwt import JwtValidator
     from sluice.keys.store import KeyStore
 
 logger = logging.getLogger("sluice.keys")
@@ -138,11 +140,12 @@ def _valid_until(record: KeyRecord) -> float | None:
 
 
 class KeyRing:
-    """What `gateway.keys` is: one `authenticate` for static and managed keys."""
+    """What `gateway.keys` is: one `authenticate` for static keys, JWTs and managed keys."""
 
-    def __init__(self, static: StaticKeyRing, managed: ManagedKeys | None) -> None:
+    def __init__(self, static: StaticKeyRing, managed: ManagedKeys | None, jwt: JwtValidator | None = None) -> None:
         self.static = static
         self.managed = managed
+        self.jwt = jwt
 
     async def authenticate(self, presented: str | None) -> Principal:
         """The principal for `presented`; AuthenticationFailed (401) for any key that does not work now, the same
@@ -152,9 +155,23 @@ class KeyRing:
         principal = self.static.find(presented)
         if principal is not None:
             return principal
+        if self.jwt is not None and self.jwt.recognises(presented):
+            return await self.jwt.authenticate(presented)
         if self.managed is None or not looks_managed(presented):
             raise incorrect_key()
         return await self.managed.authenticate(presented)
+
+    async def authenticate_jwt(self, token: str | None) -> Principal:
+        """The principal of a JWT, for routes that take nothing else (`auth: jwt`): 401 without one, with an API
+        key or with a token that fails (the incorrect-key answer); 503 while the issuer's keys cannot be had."""
+        if self.jwt is None:
+            logger.warning("jwt: a route takes only JWTs, but the config has no `jwt:` section")
+            raise incorrect_key()
+        if not token:
+            from sluice.keys.jwt import missing_token
+
+            raise missing_token()
+        return await self.jwt.authenticate(token)
 
     async def store(self) -> KeyStore:
         """The managed key store, for the admin API; 404 when managed keys are off in the config."""
@@ -170,16 +187,23 @@ class KeyRing:
     async def aclose(self) -> None:
         if self.managed is not None:
             await self.managed.aclose()
+        if self.jwt is not None:
+            await self.jwt.aclose()
 
 
 def build_key_ring(config: SluiceConfig, settings: Settings) -> KeyRing:
     """The key ring; with static keys, the pepper is read (or its file created) now: a pepper that cannot be had
     stops the start rather than every request."""
     keys = [key.get_secret_value() for key in settings.api_keys]
-    pepper = static_pepper(settings) if keys or config.static_keys else b""
+    pepper = static_pepper(settings) if keys or config.static_keys or config.jwt else b""
     static = StaticKeyRing(keys, pepper=pepper, allow_no_auth=settings.allow_no_auth,
                            scoped=scoped_keys(config.static_keys, config.limits, pepper), defaults=config.limits)
-    return KeyRing(static, ManagedKeys(config, settings) if config.keys.managed else None)
+    validator = None
+    if config.jwt is not None:
+        from sluice.keys.jwt import build_validator  # PyJWT and cryptography load only for a `jwt:` section
+
+        validator = build_validator(config.jwt, pepper=pepper, defaults=config.limits)
+    return KeyRing(static, ManagedKeys(config, settings) if config.keys.managed else None, validator)
 
 
 def static_pepper(settings: Settings) -> bytes:

@@ -1,4 +1,5 @@
-"""Checks a key's settings against the config: scopes name real models, providers and projects; expiry is ahead."""
+"""Checks a key's settings against the config: scopes name real models, providers, projects and services; expiry
+is ahead."""
 
 from __future__ import annotations
 
@@ -13,7 +14,7 @@ PROJECT_ENTRY_POINTS = "sluice.projects"
 
 
 def known_names(config: SluiceConfig) -> dict[str, set[str]]:
-    """What each scope may name: public model names and aliases, providers, and mountable projects."""
+    """What each scope may name: public model names and aliases, providers, mountable projects, and services."""
     projects = {project.name for project in config.projects}
     if config.discover_projects:
         projects.update(point.name for point in entry_points(group=PROJECT_ENTRY_POINTS))
@@ -21,6 +22,7 @@ def known_names(config: SluiceConfig) -> dict[str, set[str]]:
         "models": {name for model in config.models for name in (model.name, *model.aliases)},
         "providers": set(config.providers),
         "projects": projects,
+        "services": set(config.services),
     }
 
 

@@ -80,6 +80,7 @@ def scoped_keys(entries: Iterable[StaticKeyConfig], defaults: Limits, pepper: by
             models=None if entry.models is None else frozenset(entry.models),
             projects=None if entry.projects is None else frozenset(entry.projects),
             providers=None if entry.providers is None else frozenset(entry.providers),
+            services=None if entry.services is None else frozenset(entry.services),
             admin=entry.admin,
             projects_only=entry.projects_only,
             limits=entry.limits or defaults.default_key,
