@@ -290,11 +290,9 @@ class CorsEdge:
         for name, value in scope["headers"]:
             if name == b"origin":
                 origin = value
-        preflight = origin is not None and scope["method"] == "OPTIONS"
-        headers = dict(scope["headers"]) if preflight or self.rules is not None else None
-        if preflight and headers is not None and b"access-control-request-method" not in headers:
-            preflight = False
-        policy = self.default if self.rules is None else self.policy_for(scope, headers or {}, preflight)
+        headers = dict(scope["headers"]) if origin is not None and scope["method"] == "OPTIONS" else None
+        preflight = headers is not None and b"access-control-request-method" in headers
+        policy = self.default if self.rules is None else self.policy_for(scope, headers, preflight)
         if policy is None:
             return False, send
         if preflight and headers is not None:
@@ -303,10 +301,12 @@ class CorsEdge:
             return True, send
         return False, policy.wrap(origin, send)
 
-    def policy_for(self, scope: Scope, headers: Mapping[bytes, bytes], preflight: bool) -> CorsPolicy | None:
+    def policy_for(self, scope: Scope, headers: Mapping[bytes, bytes] | None, preflight: bool) -> CorsPolicy | None:
         path: str = scope["path"]
         if self.rules is None or path in self._builtin or path.startswith(self._builtin_below):
             return self.default
+        if headers is None:
+            headers = dict(scope["headers"])
         method = scope["method"]
         if preflight:
             method = headers[b"access-control-request-method"].decode("latin-1").strip()
