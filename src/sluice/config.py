@@ -235,6 +235,8 @@ class SluiceConfig(_Strict):
     """Plain HTTP and WebSocket services behind the gateway (docs/services.md)."""
     routes: list[RouteConfig] = []
     """The rules that send requests to `services` (most specific first: services/rules.py)."""
+    services_health_path: str | None = Field(None, pattern=r"^/[A-Za-z0-9_./-]*$")
+    """An extra path for `GET /health/services` (brief 003's `/api/health`); it answers before any route."""
     limits: Limits = Limits()
     server: ServerConfig = ServerConfig()
     cors: CorsConfig | None = None

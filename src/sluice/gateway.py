@@ -53,7 +53,7 @@ class Gateway:
         self.keys = build_key_ring(config, settings)
         self.guards = build_guards(config, self.providers, self.metrics)
         """Each provider's circuit breaker and retry policy for its passthrough requests, by provider name."""
-        self.health = HealthChecker(config, self.routes, self.passthrough, self.metrics)
+        self.health = HealthChecker(config, self.routes, self.passthrough, self.metrics, self.services)
         """Active health checks of the deployments whose provider or deployment sets `health_check:`."""
         self.prices = PriceTable(config.prices)
         """USD per million tokens (defaults + `prices:`): the request log's cost, the cost metric, budgets."""
@@ -97,6 +97,8 @@ class Gateway:
 
                 self.prompt_store = PromptStore(self.prompts, self.request_log.db)
                 await self.prompt_store.start()
+        if self.services is not None:  # the admin API's instance changes, over sluice.yaml (services/store.py)
+            await self.services.watch(self.request_log.db if self.request_log is not None else None)
         await self.budgets.start()
         await self.admission.limiter.start()
         await self.telemetry.start()

@@ -49,7 +49,15 @@ ROUTES: dict[str, LightRoute] = {
 
 def light_routes(gateway: Gateway) -> dict[str, ASGIApp]:
     """The raw ASGI handler for each light route, by path (`/v1/models/` stands for every `/v1/models/{id}`)."""
-    return {path: partial(serve, gateway, route) for path, route in ROUTES.items()}
+    routes: dict[str, ASGIApp] = {path: partial(serve, gateway, route) for path, route in ROUTES.items()}
+    if gateway.services is not None:  # the services' aggregated health (http/services_health.py)
+        from sluice.http.services_health import services_health
+
+        aggregated = partial(serve, gateway, LightRoute(services_health))
+        routes["/health/services"] = aggregated
+        if gateway.config.services_health_path:
+            routes[gateway.config.services_health_path] = aggregated
+    return routes
 
 
 def light_route_for(routes: dict[str, ASGIApp], path: str) -> ASGIApp | None:

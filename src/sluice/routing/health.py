@@ -2,7 +2,9 @@
 interval and takes the deployments it covers out of their pools, or brings them back (docs/reliability.md).
 
 Deployments that share a provider and the same `health_check:` share one probe. Each process probes on its own
-(as each keeps its own breakers); a probe carries the provider's credentials, which are never logged.
+(as each keeps its own breakers); a probe carries the provider's credentials, which are never logged. A service
+with `health_check:` has a probe per instance (`path` under the instance's URL), made as instances are added
+through the admin API and dropped as they are removed.
 """
 
 from __future__ import annotations
@@ -14,7 +16,7 @@ import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import timedelta
-from typing import Final, Literal
+from typing import TYPE_CHECKING, Final, Literal
 
 from pyreqwest.client import Client, ClientBuilder
 from pyreqwest.exceptions import RequestError, RequestTimeoutError
@@ -25,6 +27,9 @@ from sluice.routing.endpoint import Endpoint
 from sluice.routing.options import HealthCheckOptions
 from sluice.routing.table import RouteTable
 from sluice.telemetry.metrics import Metrics
+
+if TYPE_CHECKING:
+    from sluice.services.registry import Service, ServiceRegistry
 
 logger = logging.getLogger("sluice.health")
 
@@ -67,7 +72,10 @@ class Probe:
     failures: int = 0
     """Consecutive failures, counted while healthy."""
     last: CheckResult | None = None
-    lock: asyncio.Lock = field(default_factory=asyncio.Lock)
+    instance: str | None = None
+    """A service instance's URL (then `provider` is the service's name); None for a provider's probe."""
+    running: asyncio.Task[CheckResult] | None = None
+    """The check under way: another caller waits for it instead of probing again."""
 
     def record(self, result: CheckResult) -> bool:
         """Count `result` against the thresholds; True when it moved the probe (in or out)."""
@@ -125,23 +133,57 @@ class HealthChecker:
     metrics up to date. With no check configured it does nothing: no task, no client."""
 
     def __init__(self, config: SluiceConfig, routes: RouteTable, targets: Mapping[str, PassthroughTarget | None],
-                 metrics: Metrics) -> None:
+                 metrics: Metrics, services: ServiceRegistry | None = None) -> None:
         self.probes = build_probes(config, routes, targets)
+        self.services = services
+        self._instance_probes: dict[Endpoint, Probe] = {}
         self._metrics = metrics
         self._client: Client | None = None
         self._task: asyncio.Task[None] | None = None
         for model, endpoint in routes.endpoints():
             metrics.deployment_healthy.labels(model, endpoint.id).set(1)
         for probe in self.probes:
-            metrics.health_check_status.labels(probe.provider, probe.options.path).set(1)
+            metrics.health_check_status.labels(probe.provider, probe.options.path, "", "").set(1)
+
+    def checked_services(self) -> list[Service]:
+        """The services whose instances are checked (`health_check:` set and enabled)."""
+        if self.services is None:
+            return []
+        return [service for service in self.services.services.values()
+                if service.config.health_check is not None and service.config.health_check.enabled]
+
+    def service_probes(self, service: Service) -> list[Probe]:
+        """A probe per instance the service has now (none without `health_check:`)."""
+        options = service.config.health_check
+        if options is None or not options.enabled:
+            return []
+        probes = []
+        for endpoint in service.pool.endpoints:
+            probe = self._instance_probes.get(endpoint)
+            if probe is None:
+                probe = self._instance_probes[endpoint] = Probe(
+                    service.name, options, endpoint.target + options.path, [], [(service.name, endpoint)],
+                    healthy=endpoint.healthy, instance=endpoint.target)
+                self._metrics.health_check_status.labels("", options.path, service.name, endpoint.target).set(
+                    1 if endpoint.healthy else 0)
+            probes.append(probe)
+        return probes
+
+    async def check_service(self, service: Service) -> list[Probe]:
+        """Check each instance of `service` once now, concurrently (each within its timeout)."""
+        probes = self.service_probes(service)
+        if self._client is not None:
+            await asyncio.gather(*(self.check(probe) for probe in probes))
+        return probes
 
     async def start(self) -> None:
         """Start probing (the first round at once; deployments count as healthy until a check says otherwise)."""
-        if not self.probes:
+        checked = self.checked_services()
+        if not self.probes and not checked:
             return
         self._client = (
             ClientBuilder()
-            .max_connections(max(4, 2 * len(self.probes)))
+            .max_connections(max(4, 2 * (len(self.probes) + sum(len(s.pool.endpoints) for s in checked))))
             .error_for_status(False)
             .follow_redirects(False)  # a redirect is an unexpected status, as for Envoy
             .pool_max_idle_per_host(2)
@@ -166,26 +208,53 @@ class HealthChecker:
         return self.probes
 
     async def check(self, probe: Probe) -> CheckResult:
-        """Probe once, record the result and apply it to the deployments the probe covers."""
-        async with probe.lock:
-            result = await self._probe(probe)
-            self._metrics.health_checks.labels(probe.provider, probe.options.path, result.result).inc()
-            moved = probe.record(result)
-            for model, endpoint in probe.endpoints:
-                endpoint.last_check = result
-                if moved:
-                    endpoint.healthy = probe.healthy
-                    self._metrics.deployment_healthy.labels(model, endpoint.id).set(1 if probe.healthy else 0)
+        """Probe once (or join the check under way), record the result and apply it to what the probe covers."""
+        running = probe.running
+        if running is None:
+            running = probe.running = asyncio.create_task(self._check(probe))
+            running.add_done_callback(lambda _: setattr(probe, "running", None))
+        return await asyncio.shield(running)
+
+    async def _check(self, probe: Probe) -> CheckResult:
+        result = await self._probe(probe)
+        self._metrics.health_checks.labels(probe.provider, probe.options.path, result.result).inc()
+        moved = probe.record(result)
+        for model, endpoint in probe.endpoints:
+            endpoint.last_check = result
             if moved:
-                self._metrics.health_check_status.labels(probe.provider, probe.options.path).set(
-                    1 if probe.healthy else 0)
-                _log_move(probe, result)
-            return result
+                endpoint.healthy = probe.healthy
+                if probe.instance is None:
+                    self._metrics.deployment_healthy.labels(model, endpoint.id).set(1 if probe.healthy else 0)
+        if moved:
+            status = self._metrics.health_check_status
+            gauge = status.labels(probe.provider, probe.options.path, "", "") if probe.instance is None else \
+                status.labels("", probe.options.path, probe.provider, probe.instance)
+            gauge.set(1 if probe.healthy else 0)
+            _log_move(probe, result)
+        return result
 
     async def _run(self) -> None:
         async with asyncio.TaskGroup() as probes:
             for probe in self.probes:
                 probes.create_task(self._loop(probe))
+            for service in self.checked_services():
+                probes.create_task(self._service_loop(service))
+
+    async def _service_loop(self, service: Service) -> None:
+        """Every interval, each instance the service has then (added and removed ones followed)."""
+        options = service.config.health_check
+        assert options is not None
+        while True:
+            started = time.monotonic()
+            try:
+                await self.check_service(service)
+                alive = set(service.pool.endpoints)
+                for endpoint in [e for e, p in self._instance_probes.items() if p.provider == service.name
+                                 and e not in alive]:
+                    del self._instance_probes[endpoint]
+            except Exception:  # a bug here must not stop the other probes, nor this one for good
+                logger.exception("health check of service %r failed unexpectedly", service.name)
+            await asyncio.sleep(max(0.0, options.interval_seconds - (time.monotonic() - started)))
 
     async def _loop(self, probe: Probe) -> None:
         interval = probe.options.interval_seconds
@@ -225,7 +294,8 @@ class HealthChecker:
 
 def _log_move(probe: Probe, result: CheckResult) -> None:
     deployments = ", ".join(sorted({endpoint.id for _, endpoint in probe.endpoints}))
-    where = f"{probe.options.method} {probe.options.path} of provider {probe.provider!r}"
+    where = f"{probe.options.method} {probe.options.path} of provider {probe.provider!r}" if probe.instance is None \
+        else f"{probe.options.method} {probe.instance}{probe.options.path} of service {probe.provider!r}"
     if probe.healthy:
         logger.info("health check passed again: %s; back in rotation: %s", where, deployments)
     else:

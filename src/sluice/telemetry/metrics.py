@@ -142,7 +142,9 @@ class Metrics:
             registry=self.registry, multiprocess_mode="livemin")
         self.health_check_status = Gauge(
             "sluice_health_check_status", "1 while an active health check passes (after its thresholds), 0 while "
-            "it fails (the lowest of the live workers)", ["provider", "path"], registry=self.registry,
+            "it fails (the lowest of the live workers); a deployment's check has provider and path, a service "
+            "instance's service, instance (its URL) and path", ["provider", "path", "service", "instance"],
+            registry=self.registry,
             multiprocess_mode="livemin")
         self.health_checks = Counter(
             "sluice_health_checks", "Active health checks run, by result: healthy, unexpected_status, timeout, "
