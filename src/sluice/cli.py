@@ -139,7 +139,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.command == keys_cli.COMMAND:
         return keys_cli.run(args, settings, config)
     managed = config.keys.managed and "keys" in config.model_fields_set  # managed keys, asked for explicitly
-    return serve(args, settings, path, has_config_keys=bool(config.static_keys) or managed,
+    return serve(args, settings, path, has_config_keys=bool(config.static_keys) or managed or config.jwt is not None,
                  shutdown_grace_seconds=config.server.shutdown_grace_seconds)
 
 
@@ -174,7 +174,8 @@ def serve(args: argparse.Namespace, settings: Settings, path: str | None, *, has
     if not settings.api_keys and not settings.admin_key and not has_config_keys and not allow_no_auth:
         print("sluice: refusing to start without API keys: set SLUICE_API_KEYS=key1,key2, or SLUICE_ADMIN_KEY and "
               "create keys (`sluice keys create`, POST /admin/keys; `keys: {managed: true}` in the config accepts "
-              "them without SLUICE_ADMIN_KEY), or pass --allow-no-auth to serve without authentication",
+              "them without SLUICE_ADMIN_KEY), or accept JWTs (a `jwt:` section, docs/keys.md), or pass "
+              "--allow-no-auth to serve without authentication",
               file=sys.stderr)
         return 2
     # Workers build their app from the environment, so hand them exactly what was resolved here.

@@ -77,10 +77,13 @@ class Issuer:
 
     keys: list[dict[str, Any]] = field(default_factory=list)
     fetches: int = 0
+    failing: bool = False
 
     def app(self) -> Starlette:
         async def jwks(request: Request) -> JSONResponse:
             self.fetches += 1
+            if self.failing:
+                return JSONResponse({"error": "down for maintenance"}, status_code=503)
             return JSONResponse({"keys": self.keys})
 
         return Starlette(routes=[Route("/.well-known/jwks.json", jwks)])
@@ -242,6 +245,23 @@ def test_an_unknown_kid_fetches_the_jwks_again_once_then_a_rotated_key_works(tmp
         time.sleep(0.6)
         assert client.get("/v1/models", headers=bearer(rotated)).status_code == 200
         assert published.fetches == 3
+
+
+def test_keys_past_their_cache_time_are_fetched_again_and_serve_while_the_issuer_is_down(tmp_path: Path) -> None:
+    with issuer(jwk(RSA_KEY, "rsa-1")) as (published, jwks_url), \
+            run_gateway(config(jwks_url, jwks_cache_seconds=0.5, jwks_refresh_min_seconds=0), keys=(),
+                        key_pepper=PEPPER, data_dir=str(tmp_path)) as url, \
+            httpx.Client(base_url=url, timeout=10) as client:
+        assert client.get("/v1/models", headers=bearer(token(sub="jo"))).status_code == 200
+        assert client.get("/v1/models", headers=bearer(token(sub="kim"))).status_code == 200
+        assert published.fetches == 1  # cached
+        published.failing = True
+        time.sleep(0.6)
+        assert client.get("/v1/models", headers=bearer(token(sub="lee"))).status_code == 200  # the old keys serve
+        deadline = time.monotonic() + 5
+        while published.fetches < 2 and time.monotonic() < deadline:
+            time.sleep(0.02)
+        assert published.fetches == 2  # ... while they are fetched again in the background
 
 
 def test_a_jwks_that_cannot_be_fetched_is_503_not_401(tmp_path: Path) -> None:
