@@ -55,7 +55,7 @@ def apps() -> Iterator[dict[str, Starlette]]:
         yield made
 
 
-def config(apps: dict[str, Starlette], *, check: str = "", hung: bool = False) -> str:
+def config(apps: dict[str, Starlette], *, check: str = "", hung: bool = False, migrate: bool = False) -> str:
     health_check = f"\n    health_check: {check}" if check else ""
     hung_service = f"""
   hung:
@@ -66,6 +66,7 @@ providers:
   mock: {{type: mock}}
 models:
   - {{name: mock, provider: mock, model: mock-1}}
+{"request_log: {auto_migrate: true}" if migrate else ""}
 services_health_path: /api/health
 services:
   users:
@@ -76,6 +77,10 @@ routes:
   - {{path: "/api/users/**", service: users, strip_prefix: /api/users}}
   - {{path: "/api/users/me", service: users}}
 """
+
+
+def add(url: str, instance_url: str) -> httpx.Response:
+    return httpx.post(url + "/admin/services/users/instances", headers=ADMIN, json={"url": instance_url})
 
 
 def who(url: str, n: int = 12) -> Counter[str]:
@@ -144,10 +149,10 @@ def test_add_drain_restore_remove_change_traffic_and_survive_a_restart(apps: dic
 async def test_a_second_gateway_on_the_same_database_sees_a_change_within_seconds(
         apps: dict[str, Starlette], postgres_url: str) -> None:
     c = apps["c"].state.url
-    text, shared = config(apps), {"admin_key": "admin-services", "database_url": postgres_url}
+    text, shared = config(apps, migrate=True), {"admin_key": "admin-services", "database_url": postgres_url}
     with run_gateway(text, **shared) as first, run_gateway(text, **shared) as second:
         assert who(second, 4) == {"a": 4}
-        assert httpx.post(first + "/admin/services/users/instances", headers=ADMIN, json={"url": c}).status_code == 201
+        assert add(first, c).status_code == 201
         started = time.monotonic()
         while who(second, 2) != {"a": 1, "c": 1}:
             assert time.monotonic() - started < 5, "the second gateway did not see the new instance"
@@ -167,7 +172,7 @@ def test_health_checks_take_an_instance_out_and_back(apps: dict[str, Starlette],
                 time.sleep(0.1)
             view = {i["url"]: i for i in service(url)["instances"]}  # type: ignore[attr-defined]
             assert view[b]["healthy"] is False and view[b]["last_check"]["status"] == 503
-            metrics = httpx.get(url + "/metrics").text
+            metrics = httpx.get(url + "/metrics", headers=AUTH).text
             assert f'sluice_health_check_status{{instance="{b}",path="/health",provider="",service="users"}} 0.0' \
                 in metrics
         finally:
