@@ -88,7 +88,23 @@ class SluiceApp:
         elif scope["type"] == "lifespan":
             await self._lifespan(receive, send)
             return
+        elif scope["type"] == "websocket" and not scope["path"].startswith(API_PREFIXES):
+            await self._websocket(scope, receive, send)
+            return
         await self.api(scope, receive, send)
+
+    async def _websocket(self, scope: Scope, receive: Receive, send: Send) -> None:
+        """A WebSocket handshake outside FastAPI's paths: proxied by a `websocket: true` service route (matched as
+        a GET, http/websocket.py), else refused with 404."""
+        from sluice.http import websocket
+
+        services = self.gateway.services
+        if services is not None:
+            rule = services.rules.match("GET", scope["path"], dict(scope["headers"]), _query_of(scope))
+            if rule is not None and rule.config.websocket:
+                await websocket.handle(self.gateway, rule, scope, receive, send)
+                return
+        await websocket.refuse_unrouted(self.gateway, scope, receive, send)
 
     async def _service_or_unknown(self, scope: Scope, receive: Receive, send: Send) -> None:
         """A path the gateway does not serve itself: a service route's, `GET /`'s service info, or a 404."""

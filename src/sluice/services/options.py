@@ -122,6 +122,12 @@ class RouteConfig(_Strict):
     timeout_seconds: float | None = Field(None, gt=0)
     max_body_bytes: int | None = Field(None, ge=0)
     websocket: bool = False
+    """A WebSocket route (http/websocket.py): handshakes it matches (as a GET) are proxied, frames relayed."""
+    websocket_max_message_bytes: int = Field(1024 * 1024, gt=0)
+    """The largest WebSocket message either side may send through this route; a larger one closes the
+    connection with 1009 both ways."""
+    websocket_idle_seconds: float = Field(300.0, gt=0)
+    """A WebSocket connection with no message either way for this long is closed with 1001 both ways."""
     auth: Literal["public", "key", "jwt"] = "key"
     retry_non_idempotent: bool = False
     cors: RouteCors = None
