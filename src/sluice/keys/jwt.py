@@ -70,14 +70,10 @@ class JwtValidator:
     async def authenticate(self, token: str) -> Principal:
         """The principal `token` stands for; AuthenticationFailed (401, the incorrect-key answer) for any token
         that fails, whatever the reason; ServiceUnavailable (503) while the issuer's keys cannot be had at all."""
-        digest = hashlib.sha256(token.encode("utf-8", "surrogateescape")).digest()
-        remembered = self._verified.get(digest)
+        remembered = self.remembered(token)
         if remembered is not None:
-            principal, valid_until = remembered
-            if time.time() < valid_until:
-                self._verified.move_to_end(digest)
-                return principal
-            del self._verified[digest]
+            return remembered
+        digest = _digest(token)
         try:
             principal, valid_until = await self._verify(token)
         except (Refused, jwt.PyJWTError, ValueError, TypeError, KeyError) as exc:
@@ -87,6 +83,19 @@ class JwtValidator:
             self._verified.popitem(last=False)
         self._verified[digest] = (principal, valid_until)
         return principal
+
+    def remembered(self, token: str) -> Principal | None:
+        """The principal of a token verified before and not expired since (~1 µs), else None."""
+        digest = _digest(token)
+        remembered = self._verified.get(digest)
+        if remembered is None:
+            return None
+        principal, valid_until = remembered
+        if time.time() < valid_until:
+            self._verified.move_to_end(digest)
+            return principal
+        del self._verified[digest]
+        return None
 
     @staticmethod
     def recognises(presented: str) -> bool:
@@ -127,6 +136,10 @@ class JwtValidator:
             services=scopes["services"], admin=admin,
             limits=self._defaults.default_key, budget=self._defaults.default_budget,
         )
+
+
+def _digest(token: str) -> bytes:
+    return hashlib.sha256(token.encode("utf-8", "surrogateescape")).digest()
 
 
 def granted(claims: dict[str, Any], config: JwtConfig) -> tuple[dict[str, frozenset[str] | None], bool]:

@@ -152,11 +152,16 @@ class KeyRing:
         answer whether it never existed, expired or was revoked; ServiceUnavailable (503) if the store is down."""
         if not presented:
             return self.static.anonymous()
+        jwt = self.jwt
+        if jwt is not None:
+            principal = jwt.remembered(presented)  # a token verified before: the common case once JWTs are in use
+            if principal is not None:
+                return principal
         principal = self.static.find(presented)
         if principal is not None:
             return principal
-        if self.jwt is not None and self.jwt.recognises(presented):
-            return await self.jwt.authenticate(presented)
+        if jwt is not None and jwt.recognises(presented):
+            return await jwt.authenticate(presented)
         if self.managed is None or not looks_managed(presented):
             raise incorrect_key()
         return await self.managed.authenticate(presented)
