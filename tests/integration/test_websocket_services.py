@@ -16,6 +16,7 @@ from websockets.sync.client import ClientConnection, connect
 
 from tests.conftest import DEV_KEY, run_gateway
 from tests.fakes.websocket_service import WebSocketService
+from tests.servers import free_port
 
 AUTH = {"Authorization": f"Bearer {DEV_KEY}"}
 ADMIN = "sk-admin-websockets"
@@ -182,3 +183,17 @@ def test_a_connection_is_one_request_log_row(upstream: WebSocketService) -> None
     assert entry["response"]["body"] == {"client_to_upstream": {"messages": 3, "bytes": 16},
                        "upstream_to_client": {"messages": 3, "bytes": 16},
                        "subprotocol": "chat.v1", "close": {"by": "client", "code": 1000, "reason": "done"}}
+
+
+def test_a_handshake_goes_to_another_instance_when_one_is_down(upstream: WebSocketService) -> None:
+    dead = f"http://127.0.0.1:{free_port()}"
+    text = config(upstream).replace(f'instances: [{{url: "{upstream.url}"}}]',
+                                    f'strategy: round_robin, instances: [{{url: "{dead}"}}, {{url: "{upstream.url}"}}]')
+    assert dead in text
+    with run_gateway(text) as url:
+        for _ in range(2):  # round-robin: one of the two handshakes meets the dead instance first
+            with open_socket(url.replace("http://", "ws://") + "/ws/echo", additional_headers=AUTH) as ws:
+                ws.send("still here")
+                assert ws.recv(timeout=5) == "still here"
+                assert ws.response.headers["x-sluice-instance"] == f"chat/{upstream.url}"
+            seen(upstream)
