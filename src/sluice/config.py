@@ -297,6 +297,8 @@ class SluiceConfig(_Strict):
                 if name not in self.services:
                     known = ", ".join(sorted(self.services)) or "none"
                     raise ValueError(f"{where}: unknown service {name!r} (known: {known})")
+            if route.auth == "jwt" and self.jwt is None:
+                raise ValueError(f"{where}.auth: jwt needs a jwt: section (issuer, audience, keys: docs/keys.md)")
             shadowed = shadowed_prefix(route)
             if shadowed is not None:
                 raise ValueError(f"{where}.path: {route.path or route.path_regex!r} would shadow the gateway's own "

@@ -373,3 +373,35 @@ static_keys:
         (await ring.authenticate("sk-every-service")).check_service("orders")
     finally:
         await ring.aclose()
+
+
+def test_a_jwt_route_takes_only_tokens_and_tells_the_service_who_called(published: tuple[Issuer, str],
+                                                                        tmp_path: Path) -> None:
+    seen: list[dict[str, str]] = []
+
+    async def echo(request: Request) -> JSONResponse:
+        seen.append(dict(request.headers))
+        return JSONResponse({"ok": True})
+
+    service = Starlette(routes=[Route("/{path:path}", echo)])
+    with serve(service) as service_url:
+        text = config(published[1]) + f"""
+services:
+  users: {{instances: [{{url: "{service_url}"}}]}}
+  orders: {{instances: [{{url: "{service_url}"}}]}}
+routes:
+  - {{path: "/api/users/**", service: users, auth: jwt}}
+  - {{path: "/api/orders/**", service: orders}}
+"""
+        with run_gateway(text, keys=("sk-static-jwt-tests",), key_pepper=PEPPER, data_dir=str(tmp_path)) as url:
+            bearer = {"Authorization": f"Bearer {token(sub='hana', scope='services:users')}"}
+            assert httpx.get(url + "/api/users/1", headers=bearer).status_code == 200
+            assert httpx.get(url + "/api/users/1", headers={"Authorization": "Bearer sk-static-jwt-tests"}
+                             ).status_code == 401  # an API key is not a token
+            assert httpx.get(url + "/api/orders/1", headers=bearer).status_code == 403  # scoped to users
+            crafted = token(sub="eve\r\nX-Admin: 1")
+            with_newline = {"Authorization": f"Bearer {crafted}"}
+            assert httpx.get(url + "/api/users/2", headers=with_newline).status_code == 200
+    assert seen[0]["x-sluice-subject"] == "hana" and seen[0]["x-sluice-key-id"] == "jwt:hana"
+    assert "authorization" not in seen[0]
+    assert seen[1]["x-sluice-subject"] == "eve%0D%0AX-Admin: 1" and "x-admin" not in seen[1]

@@ -4,7 +4,7 @@ in match order. Admins only."""
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from fastapi import APIRouter
 from pydantic import BaseModel, Field
@@ -17,8 +17,11 @@ from sluice.http.auth import CurrentGateway
 from sluice.http.limits import AddressLimit
 from sluice.routing.endpoint import Endpoint
 from sluice.routing.health import covered
+from sluice.services.changes import Change
 from sluice.services.registry import Service, ServiceRegistry, instance_id
-from sluice.services.store import Change, ServiceStore
+
+if TYPE_CHECKING:
+    from sluice.services.store import ServiceStore  # SQLAlchemy: only once a database is used
 
 router = APIRouter(prefix="/admin", tags=["admin"], dependencies=[AddressLimit, AdminAccess])
 

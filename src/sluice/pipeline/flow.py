@@ -118,9 +118,12 @@ class Flow:
         if admission.per_ip:
             self.grant = await admission.admit_ip(scope)
 
-    async def authenticate(self) -> Principal:
-        """The caller, from the request's credentials (AuthenticationFailed, 401, without a valid one)."""
-        principal = await self.gateway.keys.authenticate(presented_in(self.headers))
+    async def authenticate(self, *, jwt_only: bool = False) -> Principal:
+        """The caller, from the request's credentials (AuthenticationFailed, 401, without a valid one); only a
+        JWT when `jwt_only` (a route with `auth: jwt`)."""
+        keys = self.gateway.keys
+        presented = presented_in(self.headers)
+        principal = await (keys.authenticate_jwt(presented) if jwt_only else keys.authenticate(presented))
         self.identify(principal)
         return principal
 

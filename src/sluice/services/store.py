@@ -6,7 +6,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from dataclasses import dataclass
 from datetime import UTC, datetime
 
 from sqlalchemy import select
@@ -14,20 +13,12 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from sluice.db.engine import Database
 from sluice.db.tables import SERVICE_INSTANCES
+from sluice.services.changes import Change
 from sluice.services.registry import ServiceRegistry
 
 logger = logging.getLogger("sluice.services")
 
 REFRESH_SECONDS = 2.0
-
-
-@dataclass(frozen=True, slots=True)
-class Change:
-    """What the admin API says of one (service, instance URL): its weight (None: the config's), removed, draining."""
-
-    weight: float | None = None
-    removed: bool = False
-    draining: bool = False
 
 
 class ServiceStore:
