@@ -92,7 +92,7 @@ class PriceTable:
         except KeyError:
             pass
         price = self._find(model) or self._find(upstream_model)
-        if price is None and self._warn and (model or upstream_model):
+        if price is None and self._warn and model:  # a service call or passthrough names no model: no price to miss
             logger.warning("no price for model %r (upstream %r): its requests have no cost and are not charged "
                            "to budgets; add it under `prices:` in the config", model, upstream_model)
         if len(self._found) >= _CACHE_SIZE:

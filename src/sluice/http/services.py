@@ -46,15 +46,23 @@ async def handle(gateway: Gateway, rule: Rule, scope: Scope, receive: Receive, s
     await serve(flow, send, partial(_answer, flow, rule, scope, receive, send))
 
 
-async def _answer(flow: Flow, rule: Rule, scope: Scope, receive: Receive, send: Send) -> None:
+async def admitted(flow: Flow, rule: Rule, scope: Scope) -> Principal | None:
+    """The caller of a service route, admitted: the address's limits, the route's auth (`public`, `key`: a key or
+    a JWT, `jwt`: a JWT only), the key's services scope, its limits. None on a public route."""
     route = rule.config
     await flow.admit_address(scope)
-    principal: Principal | None = None
-    if route.auth != "public":
-        principal = await flow.authenticate(jwt_only=route.auth == "jwt")
-        for name in route.services:  # every side of a split: a scoped key is refused always, not 10 % of the time
-            principal.check_service(name)
-        await flow.admit()
+    if route.auth == "public":
+        return None
+    principal = await flow.authenticate(jwt_only=route.auth == "jwt")
+    for name in route.services:  # every side of a split: a scoped key is refused always, not 10 % of the time
+        principal.check_service(name)
+    await flow.admit()
+    return principal
+
+
+async def _answer(flow: Flow, rule: Rule, scope: Scope, receive: Receive, send: Send) -> None:
+    route = rule.config
+    principal = await admitted(flow, rule, scope)
     registry = flow.gateway.services
     assert registry is not None
     service = registry.services[rule.service_for(flow.headers)]
@@ -63,11 +71,11 @@ async def _answer(flow: Flow, rule: Rule, scope: Scope, receive: Receive, send: 
     logger.debug("route %s (rule %d) -> service %s", flow.exchange.route, rule.index, service.name)
     method = scope["method"]
     body, retryable = await _body(flow, route, method, receive)
-    path = _query(scope, rule.upstream_path(_raw_path(scope)))
+    path = with_query(scope, rule.upstream_path(raw_path(scope)))
     headers = upstream_headers(scope, flow, principal, route)
     reply = await call_service(flow, service, method, path, headers, body, retryable=retryable,
                                read_seconds=route.timeout_seconds)
-    answer = _edited(reply_headers(reply), route.response_headers)
+    answer = edited_headers(reply_headers(reply), route.response_headers)
     ours = flow.response_headers()
     if any(name == b"x-request-id" for name, _ in answer):
         ours = [header for header in ours if header[0] != b"x-request-id"]
@@ -164,7 +172,8 @@ def _header_safe(value: str) -> str:
     return value if value.isascii() and value.isprintable() else quote(value, safe=" !#$&'()*+,/:;=?@[]~")
 
 
-def _edited(headers: list[tuple[bytes, bytes]], edits: HeaderEdits) -> list[tuple[bytes, bytes]]:
+def edited_headers(headers: list[tuple[bytes, bytes]], edits: HeaderEdits) -> list[tuple[bytes, bytes]]:
+    """`headers` with a route's edits applied: the named ones removed, the added ones set."""
     if not edits.remove and not edits.add:
         return headers
     removed = {name.lower().encode("latin-1") for name in (*edits.remove, *edits.add)}
@@ -172,7 +181,8 @@ def _edited(headers: list[tuple[bytes, bytes]], edits: HeaderEdits) -> list[tupl
     return kept + [(name.lower().encode("latin-1"), value.encode("latin-1")) for name, value in edits.add.items()]
 
 
-def _raw_path(scope: Scope) -> str:
+def raw_path(scope: Scope) -> str:
+    """The request path as the caller sent it (undecoded), or the decoded one quoted again."""
     raw: bytes | None = scope.get("raw_path")
     if raw:
         try:
@@ -182,7 +192,8 @@ def _raw_path(scope: Scope) -> str:
     return quote(scope["path"])
 
 
-def _query(scope: Scope, path: str) -> str:
+def with_query(scope: Scope, path: str) -> str:
+    """`path` with the request's query string, if it has one."""
     query: bytes = scope.get("query_string", b"")
     return f"{path}?{query.decode('latin-1')}" if query else path
 

@@ -32,8 +32,7 @@ from websockets.typing import Subprotocol
 from sluice.errors import GatewayError, NotFound, UpstreamError, UpstreamTimeout, UpstreamUnreachable
 from sluice.gateway import Gateway
 from sluice.http.asgi import Message, Receive, Scope, Send, send_error
-from sluice.http.services import _edited, _query, _raw_path, upstream_headers
-from sluice.keys.principal import Principal
+from sluice.http.services import admitted, edited_headers, raw_path, upstream_headers, with_query
 from sluice.pipeline.answer import serve
 from sluice.pipeline.flow import Flow, Headers
 from sluice.pipeline.service_call import on_an_instance
@@ -117,11 +116,7 @@ async def _as_websocket_response(send: Send, message: Message) -> None:
 async def _proxy(flow: Flow, rule: Rule, client: _Client, receive: Receive) -> None:
     route = rule.config
     scope = client.http_scope
-    await flow.admit_address(scope)
-    principal: Principal | None = None
-    if route.auth != "public":
-        principal = await flow.authenticate()
-        await flow.admit()
+    principal = await admitted(flow, rule, scope)
     registry = flow.gateway.services
     assert registry is not None
     service = registry.services[rule.service_for(flow.headers)]
@@ -129,7 +124,7 @@ async def _proxy(flow: Flow, rule: Rule, client: _Client, receive: Receive) -> N
     exchange.provider = service.name
     exchange.route = route.path or route.path_regex
     logger.debug("websocket route %s (rule %d) -> service %s", exchange.route, rule.index, service.name)
-    path = _query(scope, rule.upstream_path(_raw_path(scope)))
+    path = with_query(scope, rule.upstream_path(raw_path(scope)))
     headers = [(name, value) for name, value in upstream_headers(scope, flow, principal, route)
                if not name.lower().startswith("sec-websocket-")]
     offered = [Subprotocol(name) for name in client.scope.get("subprotocols") or ()]
@@ -140,7 +135,7 @@ async def _proxy(flow: Flow, rule: Rule, client: _Client, receive: Receive) -> N
         reply = [(name.lower().encode("latin-1"), value.encode("latin-1"))
                  for name, value in upstream.response.headers.raw_items()
                  if name.lower() not in _HANDSHAKE_REPLY_DROPPED] if upstream.response is not None else []
-        answer = _edited(reply, route.response_headers)
+        answer = edited_headers(reply, route.response_headers)
         ours = flow.response_headers()
         if any(name == b"x-request-id" for name, _ in answer):
             ours = [header for header in ours if header[0] != b"x-request-id"]
