@@ -16,9 +16,12 @@ from pathlib import Path
 import httpx
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
+from starlette.applications import Starlette
+from starlette.responses import JSONResponse
+from starlette.routing import Route
 
 from tests.e2e.test_serve import run_serve, worker_pids
-from tests.servers import free_port
+from tests.servers import free_port, serve
 
 CONFIG = """
 providers:
@@ -83,7 +86,9 @@ def test_sighup_with_a_bad_config_keeps_the_running_one(tmp_path: Path) -> None:
 @pytest.mark.parametrize(("workers", "trigger"), [(1, "sighup"), (2, "command")])
 def test_reload_under_load_fails_no_request(tmp_path: Path, workers: int, trigger: str) -> None:
     port = free_port()
-    with run_serve(CONFIG, tmp_path, port=port, args=["--workers", str(workers)]) as (url, process):
+    service = Starlette(routes=[Route("/{path:path}", lambda request: JSONResponse({"pong": request.url.path}))])
+    with serve(service) as service_url, \
+            run_serve(CONFIG, tmp_path, port=port, args=["--workers", str(workers)]) as (url, process):
         deadline = time.monotonic() + 30
         while len(worker_pids(process.pid)) < workers:  # /health answered; another may still boot
             assert time.monotonic() < deadline
@@ -125,7 +130,12 @@ def test_reload_under_load_fails_no_request(tmp_path: Path, workers: int, trigge
         try:
             time.sleep(1)
             (tmp_path / "sluice.yaml").write_text(CONFIG.replace(
-                "models:\n", "models:\n  - {name: fresh, provider: mock, model: mock-2}\n"))
+                "models:\n", "models:\n  - {name: fresh, provider: mock, model: mock-2}\n") + f"""
+services:
+  pinger: {{instances: [{{url: "{service_url}"}}]}}
+routes:
+  - {{path: "/svc/**", service: pinger}}
+""")  # a new model and a new service route
             if trigger == "command":
                 done = reload_command(tmp_path, port)
                 assert done.returncode == 0, done.stderr
@@ -138,6 +148,7 @@ def test_reload_under_load_fails_no_request(tmp_path: Path, workers: int, trigge
                     assert time.monotonic() < deadline, "the new config did not take effect"
                     time.sleep(0.2)
             switched = time.monotonic()
+            assert httpx.get(url + "/svc/ping", headers=AUTH, timeout=10).json() == {"pong": "/svc/ping"}
             time.sleep(1.5)
         finally:
             stop.set()
