@@ -126,6 +126,10 @@ class SluiceApp:
             return
         await unknown_route(scope, stamped(self._plain_flow(scope), send), self.gateway.config.providers)
 
+    def drain(self) -> None:
+        """This worker is being replaced (a reload): end its WebSockets (1001) so they reconnect to a new one."""
+        self.gateway.closing.set()
+
     def _plain_flow(self, scope: Scope) -> Flow:
         """The flow of a request answered before any route takes it (no exchange to observe)."""
         return Flow.begin(self.gateway, scope, None, observers=(), counted=False)

@@ -79,6 +79,8 @@ class Gateway:
         self.tracing = self.telemetry.tracing is not None
         """Whether the request path should choose trace ids (`TraceIds`) and send them upstream."""
         self.in_flight = 0
+        self.closing = asyncio.Event()
+        """Set when the gateway starts to stop: long-lived connections (WebSockets) end instead of holding it."""
         self._idle = asyncio.Event()
         self._idle.set()
 
@@ -108,6 +110,7 @@ class Gateway:
 
     async def aclose(self) -> None:
         """Wait (bounded by the grace period) for in-flight requests, then close every upstream pool."""
+        self.closing.set()
         try:
             await asyncio.wait_for(self._idle.wait(), self.config.server.shutdown_grace_seconds)
         except TimeoutError:

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -14,9 +15,12 @@ import pytest
 from websockets.exceptions import ConnectionClosed, InvalidStatus
 from websockets.sync.client import ClientConnection, connect
 
+from sluice.app import create_app
+from sluice.config import parse_config
+from sluice.settings import Settings
 from tests.conftest import DEV_KEY, run_gateway
 from tests.fakes.websocket_service import WebSocketService
-from tests.servers import free_port
+from tests.servers import free_port, serve
 
 AUTH = {"Authorization": f"Bearer {DEV_KEY}"}
 ADMIN = "sk-admin-websockets"
@@ -197,3 +201,26 @@ def test_a_handshake_goes_to_another_instance_when_one_is_down(upstream: WebSock
                 assert ws.recv(timeout=5) == "still here"
                 assert ws.response.headers["x-sluice-instance"] == f"chat/{upstream.url}"
             seen(upstream)
+
+
+def test_a_draining_worker_ends_its_websockets_at_once(upstream: WebSocketService, tmp_path: Path) -> None:
+    """A reload drains the old worker: its WebSockets end with 1001 (clients reconnect to a new worker) instead of
+    holding it for the whole grace period."""
+    app = create_app(parse_config(config(upstream), "test.yaml"),
+                     Settings(api_keys=[DEV_KEY], data_dir=str(tmp_path)))
+    with serve(app) as url, open_socket(url.replace("http://", "ws://") + "/ws/echo",
+                                        additional_headers=AUTH) as ws:
+        ws.send("hi")
+        assert ws.recv(timeout=5) == "hi"
+        started = time.monotonic()
+        app.drain()
+        with pytest.raises(ConnectionClosed) as closed:
+            ws.recv(timeout=5)
+    assert closed.value.rcvd is not None and closed.value.rcvd.code == 1001
+    assert time.monotonic() - started < 2
+
+
+def test_plain_http_to_a_websocket_route_is_told_to_upgrade(gateway: str) -> None:
+    reply = httpx.get(gateway.replace("ws://", "http://") + "/ws/echo", headers=AUTH)
+    assert reply.status_code == 426 and reply.headers["upgrade"] == "websocket"
+    assert reply.json()["error"]["code"] == "upgrade_required"

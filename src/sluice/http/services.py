@@ -16,7 +16,7 @@ from urllib.parse import quote
 
 import orjson
 
-from sluice.errors import PayloadTooLarge
+from sluice.errors import GatewayError, PayloadTooLarge
 from sluice.gateway import Gateway
 from sluice.http.asgi import ClientDisconnected, Receive, Scope, Send, read_body, too_large
 from sluice.keys.principal import Principal
@@ -62,6 +62,11 @@ async def admitted(flow: Flow, rule: Rule, scope: Scope) -> Principal | None:
 
 async def _answer(flow: Flow, rule: Rule, scope: Scope, receive: Receive, send: Send) -> None:
     route = rule.config
+    if route.websocket:
+        error = GatewayError(f"{scope['path']} is a WebSocket route: connect with a WebSocket handshake.",
+                             status=426, type="invalid_request_error", code="upgrade_required")
+        error.headers = {"Upgrade": "websocket", "Connection": "Upgrade"}
+        raise error
     principal = await admitted(flow, rule, scope)
     registry = flow.gateway.services
     assert registry is not None

@@ -142,7 +142,7 @@ async def _proxy(flow: Flow, rule: Rule, client: _Client, receive: Receive) -> N
         await client.accept(upstream.subprotocol, answer + ours)
         exchange.status = 101
         await _relay(client, receive, upstream, route.websocket_max_message_bytes, route.websocket_idle_seconds,
-                     tally)
+                     tally, flow.gateway.closing)
     finally:
         await upstream.close()
         exchange.response_body = tally.summary(upstream.subprotocol)
@@ -214,11 +214,13 @@ class _Ending:
 
 
 async def _relay(client: _Client, receive: Receive, upstream: ClientConnection, limit: int, idle: float,
-                 tally: _Tally) -> None:
-    """Relay both ways until one side closes (or the limit or the idle timeout ends it), then close the other."""
+                 tally: _Tally, closing: asyncio.Event) -> None:
+    """Relay both ways until one side closes (or the limit, the idle timeout or the gateway stopping ends it),
+    then close the other."""
     pumps = [asyncio.create_task(_from_client(receive, upstream, limit, tally)),
              asyncio.create_task(_from_upstream(upstream, client.send, tally)),
-             asyncio.create_task(_idle(tally, idle))]
+             asyncio.create_task(_idle(tally, idle)),
+             asyncio.create_task(_stopping(closing))]
     try:
         await asyncio.wait(pumps, return_when=asyncio.FIRST_COMPLETED)
     finally:
@@ -283,6 +285,12 @@ async def _from_upstream(upstream: ClientConnection, send: Send, tally: _Tally) 
         except Exception:  # the client is gone (each server says so with its own exception)
             logger.debug("websocket send to the client failed", exc_info=True)
             return _Ending("client", 1006, "", False, True)
+
+
+async def _stopping(closing: asyncio.Event) -> _Ending:
+    """The gateway stops (or this worker drains): both sides are told 1001, so neither waits out the grace."""
+    await closing.wait()
+    return _Ending("gateway", 1001, "gateway going away", True, True)
 
 
 async def _idle(tally: _Tally, seconds: float) -> _Ending:

@@ -48,6 +48,9 @@ class Draining:
         if self.draining:
             return
         self.draining = True
+        ending = getattr(self.app, "drain", None)
+        if callable(ending):
+            ending()  # the app's long-lived connections (WebSockets) end now rather than hold the worker
         removed = stop_polling(self.listener_inode)
         logger.info("worker PID %s drains: no new connections (%s epoll registrations removed), each open one "
                     "closes after its next response", os.getpid(), removed)
