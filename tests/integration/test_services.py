@@ -202,3 +202,16 @@ def test_the_matched_route_is_on_the_request_log_row(services: dict[str, Starlet
     assert entry["routing"]["route"] == "/api/users/**"
     assert entry["endpoint"] == "/api/users/9" and entry["operation"] == "service"
     assert entry["provider"]["name"] == "users" and entry["response"]["status_code"] == 200
+
+
+def test_metrics_count_service_requests_by_route_pattern_not_by_path(gateway: str) -> None:
+    for user in range(5):
+        assert httpx.get(gateway + f"/api/users/{user}", headers=AUTH).status_code == 200
+    text = ""
+    for _ in range(50):  # the metrics observer counts every 50 ms
+        text = httpx.get(gateway + "/metrics", headers=AUTH).text
+        if 'route="/api/users/**"' in text:
+            break
+        time.sleep(0.1)
+    assert 'sluice_requests_total{model="",provider="users",route="/api/users/**",status="200"}' in text
+    assert 'route="/api/users/3"' not in text

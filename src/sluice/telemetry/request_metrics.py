@@ -28,7 +28,10 @@ _UPSTREAM_ERROR_KINDS = {"upstream_timeout": "timeout", "upstream_unreachable": 
 
 
 def route_of(exchange: Exchange) -> str:
-    """The route label: the endpoint, with passthrough paths cut to `/provider/<name>` (bounded cardinality)."""
+    """The route label: the matched service rule's pattern, the endpoint with passthrough paths cut to
+    `/provider/<name>`, or the endpoint (bounded cardinality: never a path a caller chose)."""
+    if exchange.route is not None:
+        return exchange.route
     endpoint = exchange.endpoint
     if endpoint.startswith("/provider/"):
         return "/".join(endpoint.split("/", 3)[:3])
@@ -132,12 +135,13 @@ class MetricsObserver:
         """Observe the histograms and errors of one exchange; return its label children for the counters."""
         provider = exchange.provider or ""
         model = (exchange.model or "") if provider else ""  # unresolved names would be unbounded label values
-        key = (exchange.endpoint, provider, model, exchange.status)
+        route = route_of(exchange)
+        key = (route, provider, model, exchange.status)
         children = self._children.get(key)
         if children is None:
             price = self.prices.lookup(exchange.model, exchange.upstream_model) if provider else None
-            children = self._children[key] = _Children(self.metrics, route_of(exchange), provider, model,
-                                                        exchange.status, price)
+            children = self._children[key] = _Children(self.metrics, route, provider, model, exchange.status,
+                                                        price)
         if exchange.latency_total is not None:
             children.duration.observe(exchange.latency_total)
         if exchange.latency_upstream is not None and provider:
