@@ -10,10 +10,9 @@ from __future__ import annotations
 
 from collections.abc import AsyncGenerator, Iterable, Mapping
 from dataclasses import dataclass
-from datetime import timedelta
 from urllib.parse import parse_qsl, urlencode
 
-from pyreqwest.client import Client, ClientBuilder
+from pyreqwest.client import Client
 from pyreqwest.http import Url
 
 from sluice.config import (
@@ -25,7 +24,7 @@ from sluice.config import (
 )
 from sluice.errors import GatewayError, InvalidRequest
 from sluice.providers.passthrough_paths import safe_query, safe_suffix
-from sluice.providers.upstream import POOL_MAX_IDLE_PER_HOST, OpenStream, body_chunks, map_transport_errors
+from sluice.providers.upstream import OpenStream, body_chunks, map_transport_errors, pooled_client
 
 Headers = Iterable[tuple[bytes, bytes]]
 UpstreamConfig = OpenAIProviderConfig | AzureProviderConfig | AnthropicProviderConfig
@@ -102,18 +101,8 @@ class PassthroughTarget:
         self._client: Client | None = None
 
     async def start(self) -> None:
-        self._client = (
-            ClientBuilder()
-            .max_connections(self.config.max_connections)
-            .connect_timeout(timedelta(seconds=self.config.timeout.connect))
-            .read_timeout(timedelta(seconds=self.config.timeout.read))
-            .error_for_status(False)
-            .gzip(False).brotli(False).zstd(False).deflate(False)
-            .follow_redirects(False)
-            .referer(False)
-            .pool_max_idle_per_host(POOL_MAX_IDLE_PER_HOST)
-            .build()
-        )
+        timeout = self.config.timeout
+        self._client = pooled_client(self.config.max_connections, timeout.connect, timeout.read, raw=True)
 
     async def aclose(self) -> None:
         if self._client is not None:

@@ -57,6 +57,21 @@ class OpenStream:
         await self.request.__aexit__(None, None, None)
 
 
+def pooled_client(max_connections: int, connect_seconds: float, read_seconds: float, *, raw: bool = False
+                  ) -> Client:
+    """A pooled client: statuses never raised, idle keep-alive connections bounded; `raw` for relaying replies
+    as they are (no decompression, no redirects followed, no Referer), as passthrough and services need."""
+    builder = (ClientBuilder()
+               .max_connections(max_connections)
+               .connect_timeout(timedelta(seconds=connect_seconds))
+               .read_timeout(timedelta(seconds=read_seconds))
+               .error_for_status(False)
+               .pool_max_idle_per_host(POOL_MAX_IDLE_PER_HOST))
+    if raw:
+        builder = builder.gzip(False).brotli(False).zstd(False).deflate(False).follow_redirects(False).referer(False)
+    return builder.build()
+
+
 class UpstreamClient:
     """One pooled client for one provider, opened at start-up and closed at shutdown."""
 
@@ -70,15 +85,7 @@ class UpstreamClient:
         self._client: Client | None = None
 
     async def start(self) -> None:
-        self._client = (
-            ClientBuilder()
-            .max_connections(self._max_connections)
-            .connect_timeout(timedelta(seconds=self._timeout.connect))
-            .read_timeout(timedelta(seconds=self._timeout.read))
-            .error_for_status(False)
-            .pool_max_idle_per_host(POOL_MAX_IDLE_PER_HOST)
-            .build()
-        )
+        self._client = pooled_client(self._max_connections, self._timeout.connect, self._timeout.read)
 
     async def aclose(self) -> None:
         if self._client is not None:
