@@ -19,6 +19,7 @@ import orjson
 from sluice.errors import GatewayError, PayloadTooLarge
 from sluice.gateway import Gateway
 from sluice.http.asgi import ClientDisconnected, Receive, Scope, Send, read_body, too_large
+from sluice.http.service_cache import REVALIDATED, look_up
 from sluice.keys.principal import Principal
 from sluice.pipeline.answer import relay, serve
 from sluice.pipeline.flow import Flow
@@ -78,17 +79,32 @@ async def _answer(flow: Flow, rule: Rule, scope: Scope, receive: Receive, send: 
     body, retryable = await _body(flow, route, method, receive)
     path = with_query(scope, rule.upstream_path(raw_path(scope)))
     headers = upstream_headers(scope, flow, principal, route)
+    cached = await look_up(flow, rule, service.name, method, path, headers)
+    edit = partial(edited_headers, edits=route.response_headers)
+    if cached is not None:
+        if cached.entry is not None and cached.usable:
+            return await cached.answer(send, cached.entry, "HIT", edit)
+        headers = cached.conditional(headers)
     reply = await call_service(flow, service, method, path, headers, body, retryable=retryable,
                                read_seconds=route.timeout_seconds)
-    answer = edited_headers(reply_headers(reply), route.response_headers)
+    received = reply_headers(reply)
+    verdict = None
+    if cached is not None:
+        if reply.status == 304 and cached.revalidating:
+            await _read(service, reply)
+            return await cached.answer(send, cached.refreshed(received), REVALIDATED, edit)
+        verdict = cached.storable(reply.status, received)
+    answer = edit(received) + (cached.missed() if cached is not None else [])
     ours = flow.response_headers()
     if any(name == b"x-request-id" for name, _ in answer):
         ours = [header for header in ours if header[0] != b"x-request-id"]
     answer += ours
     length = reply.response.get_header("content-length")
-    if method == "HEAD" or reply.status in _NO_BODY_STATUSES or (
+    if method == "HEAD" or reply.status in _NO_BODY_STATUSES or verdict is not None or (
             length is not None and length.isdigit() and int(length) <= WHOLE_REPLY):
         content = flow.exchange.response_body = await _read(service, reply)
+        if verdict is not None and cached is not None and (method == "HEAD" or len(content) == int(length or 0)):
+            cached.store(reply.status, received, content, verdict)
         await send({"type": "http.response.start", "status": reply.status, "headers": answer})
         await send({"type": "http.response.body", "body": content})
         return

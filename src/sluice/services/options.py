@@ -98,6 +98,19 @@ class Rewrite(_Strict):
     replacement: str
 
 
+class RouteCache(_Strict):
+    """A route's response cache (services/cache.py): a shared HTTP cache of its GET and HEAD replies."""
+
+    enabled: bool = True
+    max_entries: int = Field(1000, gt=0)
+    """This route's entries in memory, least recently used evicted first (Redis expires entries by their TTL)."""
+    max_bytes: int = Field(16 << 20, gt=0)
+    """The bodies' bytes this route keeps in memory."""
+    default_ttl_seconds: float = Field(0.0, ge=0)
+    """How long a reply without max-age, s-maxage or Expires is fresh; 0: such a reply is not stored (unless it
+    has a validator, then it is revalidated before each use)."""
+
+
 class RouteConfig(_Strict):
     """One routing rule: what it matches and where (and how) the request goes."""
 
@@ -133,6 +146,17 @@ class RouteConfig(_Strict):
     cors: RouteCors = None
     """This route's CORS policy (http/cors.py), in place of the global `cors:`; `false`: none, the service answers
     preflights and sets its own CORS headers."""
+    cache: RouteCache | None = None
+    """Cache this route's GET and HEAD replies with HTTP semantics (RFC 9111); `true` for the defaults."""
+
+    @field_validator("cache", mode="before")
+    @classmethod
+    def _cache(cls, value: Any) -> Any:
+        if value is True:
+            return {}
+        if value is False or (isinstance(value, dict) and value.get("enabled") is False):
+            return None
+        return value
 
     @model_validator(mode="after")
     def _shape(self) -> RouteConfig:

@@ -23,6 +23,8 @@ from sluice.telemetry.metrics import Metrics
 
 if TYPE_CHECKING:
     from sluice.db.engine import Database
+    from sluice.gateway import Gateway
+    from sluice.services.cache import ServiceCache
     from sluice.services.store import ServiceStore
 
 MAX_CONNECTIONS = 1024
@@ -118,6 +120,19 @@ class ServiceRegistry:
         self.rules = rules
         self.store: ServiceStore | None = None
         """The admin API's instance changes (services/store.py); set by `watch`."""
+        self._cache: ServiceCache | None = None
+
+    def response_cache(self, gateway: Gateway) -> ServiceCache:
+        """The cache of the routes with `cache:` (services/cache.py), made at its first use: in Redis when
+        SLUICE_REDIS_URL is set (under `limits.redis_prefix`, with `limits.redis_timeout_seconds`), else in memory."""
+        if self._cache is None:
+            from sluice.services.cache import build_service_cache
+
+            limits = gateway.config.limits
+            routes = {str(rule.index): rule.config.cache for rule in self.rules.rules if rule.config.cache}
+            self._cache = build_service_cache(routes, gateway.settings.redis_url, limits.redis_prefix,
+                                              limits.redis_timeout_seconds, gateway.metrics)
+        return self._cache
 
     def endpoints(self) -> list[tuple[str, Endpoint]]:
         """Every (service, instance) pair."""
@@ -138,5 +153,7 @@ class ServiceRegistry:
     async def aclose(self) -> None:
         if self.store is not None:
             await self.store.aclose()
+        if self._cache is not None:
+            await self._cache.aclose()
         for service in self.services.values():
             await service.aclose()
