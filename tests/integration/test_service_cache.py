@@ -119,7 +119,7 @@ def test_s_maxage_wins_over_max_age_in_a_shared_cache(gateway: str, service: Sta
     assert service.state.counts["/c/smax"] == 1
 
 
-@pytest.mark.parametrize("directive", ["no-store", "private%2C%20max-age%3D60"])
+@pytest.mark.parametrize("directive", ["no-store%2C%20max-age%3D60", "private%2C%20max-age%3D60"])
 def test_no_store_and_private_replies_are_never_stored(gateway: str, service: Starlette, directive: str) -> None:
     path = f"/c/never-{directive[:7]}"
     replies = [get(gateway, f"{path}?cc={directive}") for _ in range(3)]
