@@ -82,7 +82,8 @@ class Exchange:
     """The response cache's verdict on a chat, completions or embeddings request (routing/cache.py): `HIT` (answered
     from the cache or by an identical request in flight: no upstream call, nothing charged), `MISS` (answered by
     the upstream, then stored) or `BYPASS` (not looked up: a stream, `Cache-Control: no-store`/`no-cache`, or a
-    model without `cache:`); None for the other operations."""
+    model without `cache:`); for a service route with `cache:` (services/cache.py) `HIT`, `MISS` or `REVALIDATED`;
+    None for the other operations."""
 
 
 class Observer(Protocol):

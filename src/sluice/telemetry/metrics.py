@@ -131,8 +131,9 @@ class Metrics:
         self.upstream_retries = Counter("sluice_upstream_retries", "Upstream calls tried again after a failure "
                                         "before any reply byte reached the client", ["provider", "reason"],
                                         registry=self.registry)
-        self.cache_requests = Counter("sluice_cache_requests", "Requests for a model with a response cache, by "
-                                      "result: hit, miss or bypass (Cache-Control)", ["model", "result"],
+        self.cache_requests = Counter("sluice_cache_requests", "Requests for a model (or, as `route:<path>`, a "
+                                      "service route) with a response cache, by result: hit, miss, bypass or "
+                                      "revalidated", ["model", "result"],
                                       registry=self.registry)
         self.cache_failures = Counter("sluice_cache_failures", "Response cache backend (Redis) calls that failed or "
                                       "timed out (a lookup is then a miss)", ["operation"], registry=self.registry)
