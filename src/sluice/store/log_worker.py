@@ -32,7 +32,11 @@ from sluice.telemetry.logs import configure_logging
 
 logger = logging.getLogger("sluice.request_log")
 STDIN = 0
-READ_BYTES = 1 << 20
+READ_BYTES = 1 << 16
+"""At most this much is read from the pipe at a time (~140 keyless exchanges; asyncio reads at most twice this
+ahead). While `BACKLOG_BATCHES` batches wait in the recorder, nothing is read (`Recorder.room`): the backlog stays
+in the pipe and the gateway's buffers, as bytes."""
+BACKLOG_BATCHES = 1
 REPORT_SECONDS = 0.1
 
 
@@ -43,7 +47,8 @@ class Worker:
         config = request_log_config(settings["config"])
         self.stats_fd = int(settings["stats_fd"])
         prices = PriceTable({name: Price(**value) for name, value in settings["prices"].items()}, warn_missing=False)
-        self.db = open_writer(settings["database_url"], config.write_timeout_seconds) if config.database else None
+        self.db = (open_writer(settings["database_url"], config.write_timeout_seconds, config.batch_size)
+                   if config.database else None)
         self.writer = LogWriter(config, self.db, Path(settings["spill_path"]), console=settings["console"],
                                 prices=prices)
         self.received = 0
@@ -73,6 +78,7 @@ class Worker:
         await loop.connect_read_pipe(lambda: asyncio.StreamReaderProtocol(reader), os.fdopen(fd, "rb", 0))
         decoder = FrameDecoder()
         recorder = self.writer.recorder
+        backlog = min(BACKLOG_BATCHES * recorder.config.batch_size, recorder.config.buffer_size)
         data = first
         while True:
             for values in decoder.feed(data):
@@ -85,6 +91,7 @@ class Worker:
                 except Exception:
                     logger.exception("request log: could not read an exchange from the gateway; dropped")
                     recorder.stats.dropped += 1
+            await recorder.room(backlog)
             data = await reader.read(READ_BYTES)
             if not data:
                 return

@@ -24,6 +24,7 @@ from urllib.parse import parse_qsl, unquote, urlsplit, urlunsplit
 import orjson
 
 from sluice.store.columns import COLUMNS, KINDS
+from sluice.store.options import RequestLogConfig
 from sluice.store.records import TIMESTAMP, Record
 from sluice.store.stamps import iso_of, sqlite_text
 
@@ -61,7 +62,23 @@ _SQLITE_ROW = "(" + ", ".join("?" * _WIDTH) + ")"
 _SQLITE_MAX_ROWS = 500  # rows per INSERT statement (fewer where SQLite allows fewer parameters)
 
 
-@functools.lru_cache(maxsize=256)
+def statement_rows(count: int, full: int) -> list[int]:
+    """How many rows each INSERT of a `count`-row batch takes: `full` at a time, the rest in powers of two.
+
+    The statement sqlite3 prepares for n rows holds ~3 KB per row, and sqlite3 caches 128 of them: one per batch
+    size made a writer grow by ~0.4 MB for every new size of ~130 rows (a partial batch at each flush interval,
+    the end of each burst), to ~40 MB. This way a connection prepares the full statement and at most one per
+    power of two."""
+    sizes = [full] * (count // full)
+    rest = count % full
+    while rest:
+        size = 1 << (rest.bit_length() - 1)
+        sizes.append(size)
+        rest -= size
+    return sizes
+
+
+@functools.lru_cache(maxsize=32)
 def sqlite_insert(rows: int) -> str:
     """`INSERT … VALUES (…), (…) … ON CONFLICT DO NOTHING` for `rows` rows."""
     return (f"INSERT INTO request_logs ({_NAMES}) VALUES {', '.join([_SQLITE_ROW] * rows)} "
@@ -87,14 +104,17 @@ class SqliteWriter:
     batch in one multi-row statement (its own transaction). The thread needs the GIL only to bind the parameters;
     SQLite releases it while it inserts. Each GIL hand-off between the writer thread and a busy event loop costs
     the loop a forced switch, so per-row calls (`executemany`) cost far more under load than they do here.
-    (`:memory:` databases, which a second connection cannot see, are written by `db.PooledSqliteWriter`.)"""
+    A batch of `batch_rows` (the request log's `batch_size`) is one statement; other sizes are split
+    (`statement_rows`). (`:memory:` databases, which a second connection cannot see, are written by
+    `db.PooledSqliteWriter`.)"""
 
-    def __init__(self, database: str, timeout: float) -> None:
+    def __init__(self, database: str, timeout: float, batch_rows: int = RequestLogConfig.batch_size) -> None:
         self.database = database
         self.timeout = timeout
+        self.batch_rows = batch_rows
         self._executor: ThreadPoolExecutor | None = None
         self._connection: sqlite3.Connection | None = None
-        self._rows = _SQLITE_MAX_ROWS
+        self._rows = min(_SQLITE_MAX_ROWS, batch_rows)
 
     async def insert(self, records: Sequence[Record]) -> None:
         await self._in_thread(self._insert, records)
@@ -116,16 +136,21 @@ class SqliteWriter:
             raise failed(exc) from exc
 
     def _insert(self, records: Sequence[Record]) -> None:
+        if not records:
+            return
         try:
             connection = self._connection or self._connect()
-            if len(records) <= self._rows:
+            sizes = statement_rows(len(records), self._rows)
+            if len(sizes) == 1:
                 connection.execute(sqlite_insert(len(records)), sqlite_params(records))
                 return
             connection.execute("BEGIN IMMEDIATE")
             try:
-                for start in range(0, len(records), self._rows):
-                    chunk = records[start:start + self._rows]
-                    connection.execute(sqlite_insert(len(chunk)), sqlite_params(chunk))
+                start = 0
+                for size in sizes:
+                    chunk = records[start:start + size]
+                    connection.execute(sqlite_insert(size), sqlite_params(chunk))
+                    start += size
                 connection.execute("COMMIT")
             except BaseException:
                 with contextlib.suppress(sqlite3.Error):
@@ -146,7 +171,8 @@ class SqliteWriter:
         except sqlite3.Error:
             connection.close()
             raise
-        self._rows = min(_SQLITE_MAX_ROWS, connection.getlimit(sqlite3.SQLITE_LIMIT_VARIABLE_NUMBER) // _WIDTH)
+        self._rows = min(_SQLITE_MAX_ROWS, self.batch_rows,
+                         connection.getlimit(sqlite3.SQLITE_LIMIT_VARIABLE_NUMBER) // _WIDTH)
         self._connection = connection
         return connection
 
@@ -281,9 +307,10 @@ def sqlite_database(url: str) -> str:
     return path[1:] if path.startswith("/") else path
 
 
-def open_writer(url: str, timeout: float) -> SqliteWriter | PostgresWriter:
+def open_writer(url: str, timeout: float, batch_rows: int = RequestLogConfig.batch_size
+                ) -> SqliteWriter | PostgresWriter:
     """The writer for a database URL that `urls.check_url` accepted (it connects on first use)."""
     if url.partition("://")[0].partition("+")[0] == "sqlite":
-        return SqliteWriter(sqlite_database(url), timeout)
+        return SqliteWriter(sqlite_database(url), timeout, batch_rows)
     dsn, options = postgres_arguments(url)
     return PostgresWriter(dsn, options, timeout)
