@@ -35,6 +35,7 @@ limits:
 request_log: {enabled: false, auto_migrate: true}
 """
 KEY = "sk-e2e-budget"
+PEPPER = "pepper-shared-by-both-e2e-instances"
 REQUESTS = 240
 
 
@@ -46,7 +47,8 @@ def anyio_backend() -> str:
 def _start(config: Path, database: str, tmp_path: Path, name: str) -> tuple[str, subprocess.Popen[bytes]]:
     port = free_port()
     env = {**os.environ, "SLUICE_API_KEYS": KEY, "SLUICE_DATABASE_URL": database,
-           "SLUICE_DATA_DIR": str(tmp_path / name)}
+           "SLUICE_DATA_DIR": str(tmp_path / name),
+           "SLUICE_KEY_PEPPER": PEPPER}  # instances share the pepper, so a key has one id everywhere (docs/keys.md)
     with (tmp_path / f"{name}.log").open("wb") as log:
         process = subprocess.Popen(
             [sys.executable, "-m", "sluice", "serve", "--config", str(config), "--port", str(port)],
