@@ -8,7 +8,7 @@ import socket
 import statistics
 import subprocess
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 WRK_SCRIPT = Path(__file__).parent / "wrk" / "request.lua"
@@ -36,26 +36,35 @@ class WrkResult:
     p90_ms: float
     p99_ms: float
     max_ms: float
+    statuses: dict[str, int] = field(default_factory=dict)
+    """count.lua runs: answers by status class (`answered`, `ok`, `s4xx`, `s5xx`, `other`) and socket errors."""
 
     @property
     def rps(self) -> float:
         return self.requests / self.seconds if self.seconds else 0.0
 
 
-def run_wrk(call: Call, connections: int, seconds: float, *, cpus: str = "1", timeout_s: float = 5.0) -> WrkResult:
-    """Closed-loop wrk run; non-2xx answers, socket errors and timeouts all count as errors."""
+def run_wrk(call: Call, connections: int, seconds: float, *, cpus: str = "1", timeout_s: float = 5.0,
+            script: str = "request.lua", env: dict[str, str] | None = None) -> WrkResult:
+    """Closed-loop wrk run; non-2xx answers, socket errors and timeouts all count as errors. `script` is one of
+    bench/wrk/ (unique.lua: a new body each request; count.lua: stop after BENCH_REQUESTS answers, which also
+    fills `statuses`), `env` more variables for it."""
     env = {**os.environ, "BENCH_METHOD": call.method, "BENCH_BODY": call.body.decode(),
-           "BENCH_HEADERS": "\n".join(f"{k}: {v}" for k, v in call.headers)}
+           "BENCH_HEADERS": "\n".join(f"{k}: {v}" for k, v in call.headers), "BENCH_WRK_DIR": str(WRK_SCRIPT.parent),
+           **(env or {})}
     cmd = ["taskset", "-c", cpus, "wrk", "-t1", f"-c{connections}", f"-d{max(1, round(seconds))}s",
-           f"--timeout={max(1, round(timeout_s))}s", "-s", str(WRK_SCRIPT), f"http://127.0.0.1:{call.port}{call.path}"]
+           f"--timeout={max(1, round(timeout_s))}s", "-s", str(WRK_SCRIPT.parent / script),
+           f"http://127.0.0.1:{call.port}{call.path}"]
     out = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=seconds + timeout_s + 30, check=False)
-    line = next((ln for ln in out.stdout.splitlines() if ln.startswith("BENCH_JSON ")), None)
-    if line is None:
+    lines = {ln.split(" ", 1)[0]: ln.split(" ", 1)[1] for ln in out.stdout.splitlines() if ln.startswith("BENCH_")}
+    if "BENCH_JSON" not in lines:
         raise RuntimeError(f"wrk gave no result: {out.stderr.strip() or out.stdout.strip()}")
-    raw = json.loads(line.removeprefix("BENCH_JSON "))
+    raw = json.loads(lines["BENCH_JSON"])
     errors = sum(raw[k] for k in ("connect", "read", "write", "status", "timeout"))
+    statuses = {**json.loads(lines["BENCH_STATUS"]), **{k: raw[k] for k in ("connect", "read", "write", "timeout")}} \
+        if "BENCH_STATUS" in lines else {}
     return WrkResult(connections, raw["requests"], raw["duration_us"] / 1e6, errors, raw["p50_us"] / 1000,
-                     raw["p90_us"] / 1000, raw["p99_us"] / 1000, raw["max_us"] / 1000)
+                     raw["p90_us"] / 1000, raw["p99_us"] / 1000, raw["max_us"] / 1000, statuses)
 
 
 @dataclass(frozen=True)

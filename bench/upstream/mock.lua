@@ -104,4 +104,18 @@ function M.handle()
   return json('{"error":{"message":"bench upstream: unknown path","type":"not_found"}}')
 end
 
+-- A deployment failing `percent` % of requests at random (bench/routing_bench.py, availability): half of those are
+-- answered 503 at once, half closed without an answer (nginx's 444: the client sees the connection drop).
+math.randomseed(ngx.now() * 1000)
+function M.flaky(percent)
+  if math.random() * 100 < percent then
+    if math.random() < 0.5 then
+      ngx.status = 503
+      return json('{"error":{"message":"bench upstream: failing at random","type":"server_error"}}')
+    end
+    return ngx.exit(444)
+  end
+  return M.handle()
+end
+
 return M
