@@ -248,3 +248,28 @@ models:
                                              {"from": "lone", "fallback": "backup", "reason": "http_503"}]
     assert first_call["provider"] == {"name": "b", "model_requested": "lone", "model_resolved": "gpt-4o-mini"}
     assert second_call["routing"]["hops"] == [{"from": "lone", "fallback": "backup", "reason": "breaker_open"}]
+
+
+def test_a_failing_deployment_with_another_to_go_to_is_not_retried_first(
+        upstreams: tuple[Starlette, Starlette]) -> None:
+    """Its own retries would wait out a backoff; the other deployment answers at once."""
+    first, second = upstreams
+    config = providers(first, second).replace(
+        "retries: {attempts: 0}", "retries: {attempts: 2, backoff_initial_seconds: 0.5, backoff_max_seconds: 1}") + """
+models:
+  - {name: gpt, strategy: weighted, deployments: [{provider: a, model: gpt-test}, {provider: b, model: gpt-test}]}
+  - {name: lone, provider: a, model: gpt-test}
+request_log: {enabled: false}
+"""
+    with run_gateway(config) as url, httpx.Client(base_url=url, headers=AUTH, timeout=10) as client:
+        first.state.script.append(Error(503, "busy", type="server_error"))
+        started = time.perf_counter()
+        reply = chat(client)  # equal weights: a first
+        assert reply.status_code == 200 and reply.headers["x-sluice-deployment"] == "b/gpt-test"
+        assert time.perf_counter() - started < 0.25  # straight to the other deployment, no backoff paid
+        assert len(first.state.requests) == len(second.state.requests) == 1
+        first.state.script.append(Error(503, "busy", type="server_error"))
+        started = time.perf_counter()
+        assert chat(client, "lone").status_code == 200  # alone: its own retry, after the backoff
+        assert time.perf_counter() - started >= 0.25
+        assert len(first.state.requests) == 3

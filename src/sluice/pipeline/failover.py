@@ -55,7 +55,7 @@ class Failover:
                 continue
             tried.append(endpoint)
             try:
-                return await self._try(endpoint, streamed)
+                return await self._try(endpoint, streamed, alone=not self._more(route, tried, providers))
             except GatewayError as exc:
                 reason = failover_reason(exc)
                 if reason is None:
@@ -65,13 +65,18 @@ class Failover:
                 if reason == CONTEXT_WINDOW:
                     tried = list(route.pool.endpoints)  # the model's other deployments have the same window
 
+    def _more(self, route: ModelRoute, tried: list[Endpoint], providers: frozenset[str] | None) -> bool:
+        """Whether the call has somewhere else to go after this try: another usable deployment or a fallback."""
+        return bool(self.fallbacks) or route.pool.offers(tried, providers)
+
     def _next_model(self, reason: str | None) -> str | None:
         if reason == CONTEXT_WINDOW:
             target, self.context_fallback = self.context_fallback, None
             return target
         return self.fallbacks.pop(0) if self.fallbacks else None
 
-    async def _try(self, endpoint: Endpoint, streamed: bool) -> Any:
+    async def _try(self, endpoint: Endpoint, streamed: bool, alone: bool) -> Any:
+        """One deployment's answer; its own retries (with backoff) only when the call has nowhere else to go."""
         flow, request = self.flow, self.request
         model = endpoint.target
         request.body["model"] = model
@@ -85,7 +90,7 @@ class Failover:
         started = flow.upstream_started()
         guard = endpoint.guard
         try:
-            result = await (guard.stream(request) if streamed else guard.send(request))
+            result = await (guard.stream(request, retry=alone) if streamed else guard.send(request, retry=alone))
         except GatewayError as exc:
             endpoint.finished(None, exc.message)
             raise

@@ -76,7 +76,10 @@ class FastestOfTwo:
     def pick(self, endpoints: Sequence[Endpoint], affinity: bytes | None = None) -> Endpoint:
         if len(endpoints) == 1:
             return endpoints[0]
-        first, second = self._random.sample(endpoints, 2)
+        count = len(endpoints)
+        one = self._random.randrange(count)
+        other = self._random.randrange(count - 1)  # two distinct indices, cheaper than random.sample
+        first, second = endpoints[one], endpoints[other + 1 if other >= one else other]
         return first if _load(first) <= _load(second) else second
 
 

@@ -36,15 +36,16 @@ class UpstreamGuard:
         self.retry = retry if retry is not None and retry.attempts > 0 else None
         self._metrics = metrics
 
-    async def send(self, request: UpstreamRequest) -> bytes:
-        """The provider's complete reply (see `Provider.send`)."""
+    async def send(self, request: UpstreamRequest, *, retry: bool = True) -> bytes:
+        """The provider's complete reply (see `Provider.send`); `retry=False`: one try (the caller has somewhere
+        else to send the call, which beats waiting out a backoff here)."""
         assert self.provider is not None
-        return await self._call(self.provider.send, request)
+        return await self._call(self.provider.send, request, retry)
 
-    async def stream(self, request: UpstreamRequest) -> AsyncGenerator[bytes, None]:
+    async def stream(self, request: UpstreamRequest, *, retry: bool = True) -> AsyncGenerator[bytes, None]:
         """The provider's open stream (see `Provider.stream`); retried only until the upstream sent its 200."""
         assert self.provider is not None
-        return await self._call(self.provider.stream, request)
+        return await self._call(self.provider.stream, request, retry)
 
     def admit(self) -> None:
         """Raise CircuitOpen (503) while the breaker refuses calls (for callers that make the call themselves)."""
@@ -76,7 +77,8 @@ class UpstreamGuard:
         else:
             breaker.released()
 
-    async def _call(self, call: Callable[[UpstreamRequest], Awaitable[T]], request: UpstreamRequest) -> T:
+    async def _call(self, call: Callable[[UpstreamRequest], Awaitable[T]], request: UpstreamRequest,
+                    retry: bool = True) -> T:
         breaker = self.breaker
         if breaker is None and self.retry is None:
             return await call(request)
@@ -85,6 +87,9 @@ class UpstreamGuard:
         try:
             result = await call(request)
         except GatewayError as exc:
+            if not retry:
+                self.judge(exc)
+                raise
             return await self._recover(call, request, exc)
         except BaseException as exc:
             self.judge(exc)

@@ -38,6 +38,13 @@ class Pool:
                    and (providers is None or endpoint.owner in providers)]
         return self._balancer.pick(offered, affinity) if offered else None
 
+    def offers(self, tried: Collection[Endpoint], providers: frozenset[str] | None = None) -> bool:
+        """Whether `pick` would find an endpoint (without moving the strategy's state)."""
+        if self._single is not None:
+            return False if tried else self._single.usable
+        return any(endpoint not in tried and endpoint.usable and (providers is None or endpoint.owner in providers)
+                   for endpoint in self.endpoints)
+
     def reachable_by(self, providers: frozenset[str] | None) -> bool:
         """Whether any endpoint's provider is within a key's provider scope (None: every provider)."""
         return providers is None or any(endpoint.owner in providers for endpoint in self.endpoints)
