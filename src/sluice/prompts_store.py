@@ -16,6 +16,7 @@ from sluice.db.engine import Database
 from sluice.db.tables import PROMPT_TEMPLATES
 from sluice.errors import GatewayError
 from sluice.prompts import PromptConfig, PromptMessage, PromptRegistry, Template
+from sluice.tasks import stop
 
 logger = logging.getLogger("sluice.prompts")
 
@@ -36,10 +37,7 @@ class PromptStore:
         self._task = asyncio.create_task(self._refresh_forever())
 
     async def aclose(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
+        await stop(self._task)
 
     async def refresh(self) -> int:
         """Add the stored versions this process does not have yet; how many were new."""

@@ -10,7 +10,6 @@ time) plus this process's unwritten charges with the budget, and refuses the req
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import time
 from collections.abc import Callable
@@ -32,6 +31,7 @@ from sluice.limits.spend import Charge, SpendKey
 from sluice.pricing import PriceTable
 from sluice.settings import Settings
 from sluice.stream_reader import assemble_stream, reply_text, sse_events
+from sluice.tasks import stop
 from sluice.telemetry.metrics import Metrics
 from sluice.telemetry.usage import Usage, usage_of
 
@@ -244,10 +244,7 @@ class BudgetLedger:
     async def aclose(self) -> None:
         """Stop the task and write what is pending (a few attempts); what cannot be written is logged as an error
         with its amounts."""
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
+        await stop(self._task)
         for _ in range(SHUTDOWN_ATTEMPTS):
             if await self.flush():
                 break

@@ -10,7 +10,6 @@ Redis failing only stops the sharing (logged once until it recovers): breakers g
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 from collections.abc import Sequence
 from typing import TYPE_CHECKING
@@ -18,6 +17,7 @@ from typing import TYPE_CHECKING
 from redis.exceptions import RedisError
 
 from sluice.routing.breaker import CircuitBreaker
+from sluice.tasks import stop
 
 if TYPE_CHECKING:
     from redis.asyncio import Redis
@@ -49,10 +49,7 @@ class BreakerSync:
             self._task = asyncio.create_task(self._run(), name="sluice-breaker-sync")
 
     async def aclose(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
+        await stop(self._task)
         await self._client.aclose()
 
     async def _run(self) -> None:

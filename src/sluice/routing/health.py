@@ -10,7 +10,6 @@ through the admin API and dropped as they are removed.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import time
 from collections.abc import Mapping, Sequence
@@ -26,6 +25,7 @@ from sluice.providers.passthrough import PassthroughTarget
 from sluice.routing.endpoint import Endpoint
 from sluice.routing.options import HealthCheckOptions
 from sluice.routing.table import RouteTable
+from sluice.tasks import stop
 from sluice.telemetry.metrics import Metrics
 
 if TYPE_CHECKING:
@@ -192,11 +192,8 @@ class HealthChecker:
         self._task = asyncio.create_task(self._run(), name="sluice-health-checks")
 
     async def aclose(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-            self._task = None
+        await stop(self._task)
+        self._task = None
         if self._client is not None:
             await self._client.close()
             self._client = None

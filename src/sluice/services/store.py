@@ -4,7 +4,6 @@ on top of sluice.yaml at start and picked up by every process within `refresh_se
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 from datetime import UTC, datetime
 
@@ -15,6 +14,7 @@ from sluice.db.engine import Database
 from sluice.db.tables import SERVICE_INSTANCES
 from sluice.services.changes import Change
 from sluice.services.registry import ServiceRegistry
+from sluice.tasks import stop
 
 logger = logging.getLogger("sluice.services")
 
@@ -46,11 +46,8 @@ class ServiceStore:
         self._task = asyncio.create_task(self._refresh_forever(), name="sluice-service-changes")
 
     async def aclose(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-            self._task = None
+        await stop(self._task)
+        self._task = None
 
     async def refresh(self) -> None:
         """Read every stored change and apply them all."""

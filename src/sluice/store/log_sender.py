@@ -36,6 +36,7 @@ from sluice.store.records import RecordBuilder
 from sluice.store.redaction import redacted_headers, secret_headers
 from sluice.store.spill import SpillFile
 from sluice.store.stamps import log_ids
+from sluice.tasks import stop
 
 logger = logging.getLogger("sluice.request_log")
 
@@ -143,10 +144,7 @@ class LogSender:
     async def aclose(self) -> None:
         """Hand over everything queued, then let the writer flush and exit (its `shutdown_timeout_seconds`)."""
         self._closing = True
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
+        await stop(self._task)
         if self._spilling is not None:
             await self._spilling
         pipe = self._pipe

@@ -7,11 +7,11 @@ counts it first (`Metrics.before_render`), so `/metrics` always includes every f
 from __future__ import annotations
 
 import asyncio
-import contextlib
 from collections import deque
 
 from sluice.exchange import Exchange
 from sluice.pricing import Price, PriceTable
+from sluice.tasks import stop
 from sluice.telemetry.metrics import Metrics
 from sluice.telemetry.usage import usage_of
 
@@ -76,10 +76,7 @@ class MetricsObserver:
         self._task = asyncio.create_task(self._run(), name="sluice-metrics")
 
     async def aclose(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
+        await stop(self._task)
         self.flush()
 
     async def _run(self) -> None:

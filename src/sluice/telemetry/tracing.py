@@ -13,7 +13,6 @@ and requests never wait.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import operator
 from collections.abc import Callable
@@ -23,6 +22,7 @@ from typing import Any, Literal
 from sluice.exchange import Exchange
 from sluice.serve.exchange_values import RECORD_FIELDS
 from sluice.serve.frame_pipe import FramePipe, frame
+from sluice.tasks import stop
 
 logger = logging.getLogger("sluice.telemetry")
 
@@ -110,10 +110,7 @@ class TracingObserver:
 
     async def aclose(self) -> None:
         """Hand over everything queued, then let the exporter flush and exit (bounded by `stop_seconds`)."""
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
+        await stop(self._task)
         if self._pipe is None:
             return
         self.flush()
