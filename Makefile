@@ -62,7 +62,8 @@ test: lint typecheck phoenix browser
 unit: install
 	$(BIN)/pytest tests/unit -q
 
-## Benchmarks (issue 3): the full side-by-side run rewrites docs/benchmarks.md (~15 min); quick < 2 min.
+## Benchmarks: the full side-by-side run rewrites docs/benchmarks.md (~40 min with the routing, cache and production
+## figures; each alone: bench/run.py --headline | --availability | --routing | --cache | --production); quick < 2 min.
 bench: install
 	$(BIN)/python bench/run.py --write docs/benchmarks.md
 
