@@ -3,7 +3,7 @@
     .venv/bin/python bench/run.py [--quick] [--only sluice,floor,...] [--write docs/benchmarks.md]
     .venv/bin/python bench/run.py --variants     # only Sluice with everything off against each built variant
     .venv/bin/python bench/run.py --headline [--write docs/benchmarks.md]   # only the headline table
-    .venv/bin/python bench/run.py --availability|--routing|--cache|--production [--write docs/benchmarks.md]
+    .venv/bin/python bench/run.py --availability|--routing|--cache|--production|--rules [--write docs/benchmarks.md]
                                                  # only that figure of issue 15 (several may be given)
 
 The headline (bench/headline.py): the floor, Sluice with the request log off and Sluice's default configuration,
@@ -36,6 +36,7 @@ import phoenix_env
 import production
 import report
 import routing_cost
+import service_rules
 from loadgen import median
 from measure import BOTH_CPUS, Session
 from paired import Pair
@@ -102,6 +103,8 @@ FIGURES = {
                     cache_bench.measure_cache, cache_bench.table),
     "production": Figure("Production: every feature on against everything off",
                          "bench/production.py; about 4 minutes", production.measure_production, production.table),
+    "rules": Figure("Service routes: a table of 1,000 rules against 10", "bench/service_rules.py; about 2 minutes",
+                    service_rules.measure_rules, service_rules.table),
 }
 
 
