@@ -33,13 +33,28 @@ def tightest(states: Sequence[State]) -> State:
     return min(states, key=lambda state: (state.remaining / state.policy.quota, -state.reset))
 
 
+_POLICY_LINES: dict[tuple[Policy, ...], bytes] = {}
+"""`RateLimit-Policy` values by the policies they list: the same few sets on every request, so built once."""
+_MAX_POLICY_LINES = 10_000
+
+
+def policy_line(policies: tuple[Policy, ...]) -> bytes:
+    """The `RateLimit-Policy` value listing `policies`."""
+    line = _POLICY_LINES.get(policies)
+    if line is None:
+        if len(_POLICY_LINES) >= _MAX_POLICY_LINES:  # per-address policies: one set per client
+            _POLICY_LINES.clear()
+        line = _POLICY_LINES[policies] = ", ".join(policy_item(policy) for policy in policies).encode()
+    return line
+
+
 def limit_headers(states: Sequence[State], shown: State | None = None) -> Headers:
     """The five headers for `states`; `shown` (default: the tightest) is the one `RateLimit` reports."""
-    state = shown or tightest(states)
+    state = shown or (states[0] if len(states) == 1 else tightest(states))
     reset = str(math.ceil(state.reset)).encode()
     return [
-        (b"ratelimit-policy", ", ".join(policy_item(s.policy) for s in states).encode()),
-        (b"ratelimit", f'"{state.policy.name}";r={state.remaining};t={math.ceil(state.reset)}'.encode()),
+        (b"ratelimit-policy", policy_line(tuple(s.policy for s in states))),
+        (b"ratelimit", b'"%s";r=%d;t=%s' % (state.policy.name.encode(), state.remaining, reset)),
         (b"x-ratelimit-limit", str(state.policy.quota).encode()),
         (b"x-ratelimit-remaining", str(state.remaining).encode()),
         (b"x-ratelimit-reset", reset),
