@@ -3,8 +3,8 @@
     .venv/bin/python bench/run.py [--quick] [--only sluice,floor,...] [--write docs/benchmarks.md]
     .venv/bin/python bench/run.py --variants     # only Sluice with everything off against each built variant
     .venv/bin/python bench/run.py --headline [--write docs/benchmarks.md]   # only the headline table
-    .venv/bin/python bench/run.py --availability|--routing|--cache|--production|--rules [--write docs/benchmarks.md]
-                                                 # only that figure of issue 15 (several may be given)
+    .venv/bin/python bench/run.py --availability|--routing|--cache|--production|--rules|--services|--websockets
+        [--write docs/benchmarks.md]             # only that figure of issue 15 or 16 (several may be given)
 
 The headline (bench/headline.py): the floor, Sluice with the request log off and Sluice's default configuration,
 each gateway unpinned, loaded in turn in one run. Everything else: gateways run on core 0; wrk, the stream timer and
@@ -36,7 +36,9 @@ import phoenix_env
 import production
 import report
 import routing_cost
+import service_proxy
 import service_rules
+import ws_relay
 from loadgen import median
 from measure import BOTH_CPUS, Session
 from paired import Pair
@@ -105,6 +107,10 @@ FIGURES = {
                          "bench/production.py; about 4 minutes", production.measure_production, production.table),
     "rules": Figure("Service routes: a table of 1,000 rules against 10", "bench/service_rules.py; about 2 minutes",
                     service_rules.measure_rules, service_rules.table),
+    "services": Figure("Service routes: proxying against the Python floor", "bench/service_proxy.py; about 5 minutes",
+                       service_proxy.measure_services, service_proxy.table),
+    "websockets": Figure("WebSocket relay: 1 kB echoes over 100 connections", "bench/ws_relay.py; about 2 minutes",
+                         ws_relay.measure_websockets, ws_relay.table),
 }
 
 

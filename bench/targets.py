@@ -198,3 +198,8 @@ def probe(call: Call) -> Callable[[http.client.HTTPConnection], int]:
         response.read()
         return response.status
     return send
+
+
+def ws_proxy_launch(port: int, upstream: str) -> Launch:
+    """nginx as a WebSocket reverse proxy (Upgrade and Connection passed on) to `upstream`."""
+    return nginx_conf("ws_proxy.conf.tmpl", port, upstream_port=upstream.rsplit(":", 1)[1])

@@ -102,7 +102,7 @@ class SluiceApp:
         if services is not None:
             rule = services.rules.match("GET", scope["path"], dict(scope["headers"]), _query_of(scope))
             if rule is not None and rule.config.websocket:
-                await websocket.handle(self.gateway, rule, scope, receive, send)
+                await websocket.handle(self.gateway, rule, scope, receive, send, self.cors)
                 return
         await websocket.refuse_unrouted(self.gateway, scope, receive, send)
 

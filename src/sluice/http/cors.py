@@ -301,6 +301,18 @@ class CorsEdge:
             return True, send
         return False, policy.wrap(origin, send)
 
+    def refuses_websocket(self, route_index: int, headers: Mapping[bytes, bytes]) -> str | None:
+        """Why a WebSocket handshake to the route at `route_index` must be refused (its `Origin` is not one the
+        route's policy, or else the global one, allows), or None. Browsers never preflight a WebSocket and send
+        the page's cookies with it, so this check is what stops another site's page from opening the socket as
+        its visitor (cross-site WebSocket hijacking). A handshake without `Origin` is not a browser's: allowed."""
+        policy = self.by_route[route_index] if route_index in self.by_route else self.default
+        origin = headers.get(b"origin")
+        if policy is None or origin is None:
+            return None
+        text = origin.decode("latin-1")
+        return None if policy.allows(text) else f"origin {text[:200]!r} is not allowed"
+
     def policy_for(self, scope: Scope, headers: Mapping[bytes, bytes] | None, preflight: bool) -> CorsPolicy | None:
         path: str = scope["path"]
         if self.rules is None or path in self._builtin or path.startswith(self._builtin_below):

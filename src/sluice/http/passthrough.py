@@ -13,7 +13,8 @@ from urllib.parse import quote
 from sluice.errors import InvalidRequest, NotFound
 from sluice.gateway import Gateway
 from sluice.http.asgi import ASGIApp, Receive, Scope, Send, read_body
-from sluice.pipeline.answer import relay, serve
+from sluice.http.relayed import is_stream, opening, relay_reply, rest
+from sluice.pipeline.answer import serve
 from sluice.pipeline.flow import Flow
 from sluice.providers.passthrough import Forwarded, PassthroughTarget, reply_headers
 from sluice.providers.upstream import OpenStream
@@ -93,12 +94,17 @@ async def respond(flow: Flow, target: PassthroughTarget, reply: OpenStream, scop
         ours = [header for header in ours if header[0] != b"x-request-id"]
     headers += ours
     if _whole(scope, reply):
-        body = flow.exchange.response_body = await target.read(reply)
-        await send({"type": "http.response.start", "status": reply.status, "headers": headers})
-        await send({"type": "http.response.body", "body": body})
-        return
+        body = await target.read(reply)
+    elif reply.response.get_header("content-length") is None and not is_stream(reply):
+        body, following = await opening(reply, target.name)
+        if following is not None:
+            return await relay_reply(flow, reply, headers, rest(reply, target.name, body, following), receive, send,
+                                     following)
+    else:
+        return await relay_reply(flow, reply, headers, target.chunks(reply), receive, send)
+    flow.exchange.response_body = body
     await send({"type": "http.response.start", "status": reply.status, "headers": headers})
-    await relay(flow.relayed(target.chunks(reply)), receive, send, ending=None)
+    await send({"type": "http.response.body", "body": body})
 
 
 def _whole(scope: Scope, reply: OpenStream) -> bool:

@@ -19,9 +19,10 @@ import orjson
 from sluice.errors import GatewayError, PayloadTooLarge
 from sluice.gateway import Gateway
 from sluice.http.asgi import ClientDisconnected, Receive, Scope, Send, read_body, too_large
+from sluice.http.relayed import is_stream, opening, relay_reply, rest
 from sluice.http.service_cache import REVALIDATED, look_up
 from sluice.keys.principal import Principal
-from sluice.pipeline.answer import relay, serve
+from sluice.pipeline.answer import serve
 from sluice.pipeline.flow import Flow
 from sluice.pipeline.service_call import call_service
 from sluice.providers.passthrough import CALLER_ONLY, forwarded_for, hop_by_hop, reply_headers
@@ -102,14 +103,19 @@ async def _answer(flow: Flow, rule: Rule, scope: Scope, receive: Receive, send: 
     length = reply.response.get_header("content-length")
     if method == "HEAD" or reply.status in _NO_BODY_STATUSES or verdict is not None or (
             length is not None and length.isdigit() and int(length) <= WHOLE_REPLY):
-        content = flow.exchange.response_body = await _read(service, reply)
+        content = await _read(service, reply)
         if verdict is not None and cached is not None and (method == "HEAD" or len(content) == int(length or 0)):
             cached.store(reply.status, received, content, verdict)
-        await send({"type": "http.response.start", "status": reply.status, "headers": answer})
-        await send({"type": "http.response.body", "body": content})
-        return
+    elif length is None and not is_stream(reply):
+        content, following = await opening(reply, service.name)
+        if following is not None:
+            return await relay_reply(flow, reply, answer, rest(reply, service.name, content, following), receive,
+                                     send, following)
+    else:
+        return await relay_reply(flow, reply, answer, body_chunks(reply, service.name), receive, send)
+    flow.exchange.response_body = content
     await send({"type": "http.response.start", "status": reply.status, "headers": answer})
-    await relay(flow.relayed(body_chunks(reply, service.name)), receive, send, ending=None)
+    await send({"type": "http.response.body", "body": content})
 
 
 async def _read(service: Service, reply: OpenStream) -> bytes:

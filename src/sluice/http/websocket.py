@@ -29,9 +29,17 @@ from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidStatus
 from websockets.typing import Subprotocol
 
-from sluice.errors import GatewayError, NotFound, UpstreamError, UpstreamTimeout, UpstreamUnreachable
+from sluice.errors import (
+    GatewayError,
+    NotFound,
+    PermissionDenied,
+    UpstreamError,
+    UpstreamTimeout,
+    UpstreamUnreachable,
+)
 from sluice.gateway import Gateway
 from sluice.http.asgi import Message, Receive, Scope, Send, send_error
+from sluice.http.cors import CorsEdge
 from sluice.http.services import admitted, edited_headers, raw_path, upstream_headers, with_query
 from sluice.pipeline.answer import serve
 from sluice.pipeline.flow import Flow, Headers
@@ -53,13 +61,14 @@ _UNSENDABLE = frozenset({1004, 1005, 1006, 1015})
 """Close codes a peer reports but no close frame may carry (RFC 6455 §7.4.1)."""
 
 
-async def handle(gateway: Gateway, rule: Rule, scope: Scope, receive: Receive, send: Send) -> None:
-    """One WebSocket connection to a `websocket: true` route."""
+async def handle(gateway: Gateway, rule: Rule, scope: Scope, receive: Receive, send: Send,
+                 cors: CorsEdge | None = None) -> None:
+    """One WebSocket connection to a `websocket: true` route; `cors`, the app's CORS edge, judges its `Origin`."""
     if (await receive())["type"] != "websocket.connect":
         return  # gone before its handshake reached the application
     client = _Client(scope, send)
     flow = Flow.begin(gateway, client.http_scope, OPERATION)
-    await serve(flow, send, partial(_proxy, flow, rule, client, receive), client.refuse)
+    await serve(flow, send, partial(_proxy, flow, rule, client, receive, cors), client.refuse)
 
 
 async def refuse_unrouted(gateway: Gateway, scope: Scope, receive: Receive, send: Send) -> None:
@@ -113,9 +122,12 @@ async def _as_websocket_response(send: Send, message: Message) -> None:
     await send({**message, "type": "websocket." + message["type"]})
 
 
-async def _proxy(flow: Flow, rule: Rule, client: _Client, receive: Receive) -> None:
+async def _proxy(flow: Flow, rule: Rule, client: _Client, receive: Receive, cors: CorsEdge | None) -> None:
     route = rule.config
     scope = client.http_scope
+    refusal = cors.refuses_websocket(rule.index, flow.headers) if cors is not None else None
+    if refusal is not None:  # before auth: another site's page gets no further, whatever cookies it carries
+        raise PermissionDenied(f"WebSocket handshake refused: {refusal}.", code="cors_origin_refused")
     principal = await admitted(flow, rule, scope)
     registry = flow.gateway.services
     assert registry is not None

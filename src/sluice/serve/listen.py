@@ -30,6 +30,9 @@ def listen_socket(host: str, port: int, backlog: int, *, reuse_port: bool = Fals
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # a restart need not wait out TIME_WAIT
         if reuse_port:
             sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+        # Inherited by every accepted connection: without it a reply written in more than one piece (a relayed
+        # stream, a chunked body's last chunk) waits for the client's delayed ACK, 40 ms on Linux, each time.
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         sock.bind(address)
         sock.listen(backlog)
     except OSError as exc:
