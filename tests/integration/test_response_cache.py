@@ -398,3 +398,52 @@ def _spans(collector: Collector, count: int) -> dict[bytes, list[Any]]:
         if sum(map(len, by_trace.values())) >= count or time.monotonic() > deadline:
             return by_trace
         time.sleep(0.1)
+
+
+def _post(url: str, body: bytes, *, key: str = DEV_KEY, query: str = "", **headers: str) -> httpx.Response:
+    """A chat request of exactly these bytes (the cache remembers a key's bytes before it parses them)."""
+    return httpx.post(url + "/v1/chat/completions" + query, content=body, timeout=10,
+                      headers={"Authorization": f"Bearer {key}", "Content-Type": "application/json", **headers})
+
+
+def test_the_same_bytes_reworded_or_with_a_stream_mode_go_the_whole_way(upstream: Starlette) -> None:
+    same = b'{"model": "gpt", "messages": [{"role": "user", "content": "hello there"}]}'
+    reworded = b'{"messages":[{"content":"hello there","role":"user"}],\n "model":"gpt"}'
+    with gateway(upstream) as url:
+        first, repeated, other = _post(url, same), _post(url, same), _post(url, reworded)
+        streamed = _post(url, same, query="?stream_mode=sse")
+        as_json = _post(url, same, **{"X-Stream-Mode": "json"})
+        unknown_mode = _post(url, same, query="?stream_mode=telegraph")
+        hits = metric(url, "sluice_cache_requests_total", model="gpt", result="hit")
+    assert [r.headers["x-cache"] for r in (first, repeated, other)] == ["MISS", "HIT", "HIT"]
+    assert repeated.content == first.content and other.content == first.content
+    assert streamed.status_code == 200 and streamed.headers["x-cache"] == "BYPASS" and "data: " in streamed.text
+    assert as_json.headers["x-cache"] == "HIT" and as_json.content == first.content
+    assert unknown_mode.status_code == 400 and unknown_mode.json()["error"]["code"] == "invalid_stream_mode"
+    assert len(upstream.state.requests) == 2  # the first, and the stream
+    assert hits == 3
+
+
+def test_remembered_bytes_still_pass_the_keys_scopes_budget_and_cache_control(upstream: Starlette) -> None:
+    body = b'{"model": "gpt", "messages": [{"role": "user", "content": "hello there"}]}'
+    admin = {"Authorization": f"Bearer {ADMIN}"}
+    with gateway(upstream, key_b_extra=", budget: {usd: 0.00001, period: daily}", admin_key=ADMIN) as url:
+        created = httpx.post(url + "/admin/keys", headers=admin, timeout=10, json={"name": "scoped"})
+        assert created.status_code == 201, created.text
+        key, key_id = created.json()["key"], created.json()["id"]
+        allowed = [_post(url, body, key=key) for _ in range(2)]
+        no_store = _post(url, body, key=key, **{"Cache-Control": "no-store"})
+        no_cache = _post(url, body, key=key, **{"Cache-Control": "no-cache"})
+        fresh = _post(url, body, key=key, **{"Cache-Control": "max-age=60"})
+        changed = httpx.patch(url + f"/admin/keys/{key_id}", headers=admin, timeout=10, json={"models": ["plain"]})
+        assert changed.status_code == 200, changed.text
+        refused = _post(url, body, key=key)
+        spent = [_post(url, body, key=KEY_B) for _ in range(2)]  # the first spends more than the budget
+    assert [r.headers["x-cache"] for r in allowed] == ["MISS", "HIT"]
+    assert no_store.headers["x-cache"] == "BYPASS" and no_store.json()["id"] != allowed[0].json()["id"]
+    assert no_cache.headers["x-cache"] == "BYPASS" and no_cache.json()["id"] != allowed[0].json()["id"]
+    assert fresh.headers["x-cache"] == "HIT" and fresh.json()["id"] == no_cache.json()["id"]
+    assert refused.status_code == 404 and refused.json()["error"]["code"] == "model_not_found"
+    assert spent[0].status_code == 200 and spent[0].headers["x-cache"] == "MISS"
+    assert spent[1].status_code == 429 and spent[1].json()["error"]["code"] == "insufficient_quota"
+    assert len(upstream.state.requests) == 4

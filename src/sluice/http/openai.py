@@ -93,6 +93,11 @@ async def _answer(flow: Flow, operation: Operation, scope: Scope, receive: Recei
     await flow.admit_address(scope)
     await flow.authenticate()
     raw = flow.exchange.request_body = await read_body(receive, flow.headers, flow.body_limit)
+    if flow.gateway.cache is not None and not _mode_asked(scope, flow.headers):
+        recalled = await flow.recall(operation, raw)
+        if recalled is not None:
+            await _complete(flow, send, recalled)
+            return
     request, provider = flow.route(operation, parse_body(raw, SCHEMAS[operation]), raw)
     await flow.admit(model=flow.exchange.model, body=request.body, size=len(raw))
     mode = requested_mode(scope["query_string"], flow.headers)
@@ -110,7 +115,17 @@ async def _answer(flow: Flow, operation: Operation, scope: Scope, receive: Recei
                         "headers": SSE_HEADERS + flow.response_headers(STREAM_CACHE)})
             await relay(chunks, receive, send)
         return
-    reply = await flow.call(request, provider)
+    await _complete(flow, send, await flow.call(request, provider))
+
+
+def _mode_asked(scope: Scope, headers: dict[bytes, bytes]) -> bool:
+    """Whether the caller chose a stream mode (`?stream_mode=`, `X-Stream-Mode`): then the request goes the whole
+    way, since the mode may make the same bytes a stream (never cached) or refuse them."""
+    return b"x-stream-mode" in headers or b"stream_mode=" in scope["query_string"]
+
+
+async def _complete(flow: Flow, send: Send, reply: bytes) -> None:
+    """A complete answer (not streamed), with its length and what the cache did."""
     length = (b"content-length", str(len(reply)).encode())
     cached = X_CACHE[flow.exchange.cache or BYPASS]
     await send_bytes(send, 200, reply, [JSON_TYPE, *flow.response_headers(length, cached)])

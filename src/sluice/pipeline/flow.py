@@ -14,6 +14,8 @@ from collections.abc import AsyncGenerator, Sequence
 from time import perf_counter, time
 from typing import TYPE_CHECKING
 
+import orjson
+
 from sluice.errors import GatewayError, NotFound
 from sluice.exchange import Exchange, Observer, notify, tap_stream
 from sluice.keys.credentials import presented_in
@@ -154,15 +156,8 @@ class Flow:
     def route(self, operation: Operation, body: JSONObject, raw: bytes | None) -> tuple[UpstreamRequest, ModelRoute]:
         """The call to make for a validated OpenAI-format `body` (`raw`: its bytes, sent as they are when nothing
         needs rewriting) and the model's route: the key's scopes, the prompt template rendered."""
-        principal = self.principal
-        assert principal is not None
         model = body["model"]
-        if not principal.may_use(model):
-            raise NotFound(f"The model '{model}' does not exist or you do not have access to it.", param="model",
-                           code="model_not_found")
-        route = self.gateway.routes.resolve(model)
-        if not route.pool.reachable_by(principal.providers):
-            principal.check_provider(route.provider)
+        route = self._route_of(model)
         exchange = self.exchange
         if operation == "chat" and "prompt" in body:
             apply_prompt(self.gateway.prompts, body, exchange)
@@ -174,6 +169,39 @@ class Flow:
             if name in headers:
                 forwarded[name.decode()] = headers[name].decode("latin-1")
         return UpstreamRequest(operation, body, raw, forwarded), route
+
+    def _route_of(self, model: str) -> ModelRoute:
+        """`model`'s route, when the caller's key may use it (NotFound, PermissionDenied otherwise)."""
+        principal = self.principal
+        assert principal is not None
+        if not principal.may_use(model):
+            raise NotFound(f"The model '{model}' does not exist or you do not have access to it.", param="model",
+                           code="model_not_found")
+        route = self.gateway.routes.resolve(model)
+        if not route.pool.reachable_by(principal.providers):
+            principal.check_provider(route.provider)
+        return route
+
+    async def recall(self, operation: Operation, raw: bytes) -> bytes | None:
+        """The response cache's answer to these exact request bytes when this caller sent them before
+        (`ResponseCache.recall`), found before they are parsed: the key's scopes and limits are checked as `route`
+        and `admit` check them (the body is parsed only when a limit needs its size in tokens); None when the
+        request must go the whole way."""
+        cache = self.gateway.cache
+        principal = self.principal
+        assert cache is not None and principal is not None
+        found = await cache.recall(operation, principal.key_id, raw, self.headers.get(b"cache-control"))
+        if found is None:
+            return None
+        model, reply = found
+        self._route_of(model)
+        exchange = self.exchange
+        exchange.model = model
+        if self.gateway.admission.needed(principal, model):
+            await self.admit(model=model, body=orjson.loads(raw), size=len(raw))
+        exchange.response_body = cache.hit(exchange, model, reply)
+        exchange.status = 200
+        return reply
 
     async def call(self, request: UpstreamRequest, route: ModelRoute) -> bytes:
         """The complete reply: the response cache's when the model has one holding it (routing/cache.py), else the

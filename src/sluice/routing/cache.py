@@ -5,6 +5,10 @@ A request's key is a BLAKE2b hash of its operation, its scope (the caller's key 
 says `shared: true`) and its body as canonical JSON (keys sorted at every level) without the fields that do not
 change the answer (`IGNORED`). The body's `model` is the name the caller used (an alias has entries of its own);
 a prompt template is already rendered into its messages. See docs/caching.md.
+
+In front of that key, each process remembers which entry a caller's exact request bytes found (`recall`): a repeat
+of the same bytes from the same key finds its answer before the body is parsed, validated or normalised, which
+would cost a hit more than the lookup itself.
 """
 
 from __future__ import annotations
@@ -37,6 +41,8 @@ MAX_ENTRY_BYTES = 4 << 20
 MEMORY_MAX_BYTES = 64 << 20
 MEMORY_MAX_ENTRIES = 10_000
 """The in-memory store's bounds per process: the least recently used entries go first beyond either."""
+RECALLED_MAX = 20_000
+"""Request bytes remembered per process (each ~0.2 KB: a digest and the entry's key), the oldest forgotten first."""
 
 
 class Entry(NamedTuple):
@@ -120,6 +126,11 @@ def cache_control(header: bytes | None) -> tuple[bool, bool, int | None]:
     return lookup, store, max_age
 
 
+def bytes_key(operation: str, key_id: str, raw: bytes) -> tuple[str, str, bytes]:
+    """Who sent these exact request bytes to which operation (a BLAKE2b digest of the bytes, 128 bits)."""
+    return operation, key_id, blake2b(raw, digest_size=16).digest()
+
+
 def cache_key(operation: str, body: Mapping[str, Any], scope: str) -> bytes:
     """The entry's key (32 hex digits): what the answer depends on, and who may read it (`scope`)."""
     kept = {name: value for name, value in body.items() if name not in IGNORED}
@@ -130,20 +141,62 @@ def cache_key(operation: str, body: Mapping[str, Any], scope: str) -> bytes:
 
 class ResponseCache:
     """The cache of the models that have one (`policies`: by public name and alias), over one store, with the
-    calls in flight that identical requests wait for (single flight, per process)."""
+    calls in flight that identical requests wait for (single flight, per process), and the request bytes each
+    caller's entries were found or stored under (`recall`)."""
 
     def __init__(self, policies: Mapping[str, CacheConfig], store: Store, metrics: Metrics) -> None:
         self.policies = policies
         self.store = store
         self._flights: dict[bytes, asyncio.Future[bytes]] = {}
+        self._recalled: dict[tuple[str, str, bytes], tuple[bytes, str]] = {}
+        """(operation, key id, digest of the request bytes) → (the entry's key, the model asked), oldest first."""
         counter: Counter = metrics.cache_requests
         self._counts = {model: {result: counter.labels(model, result.lower()) for result in (HIT, MISS, BYPASS)}
                         for model in policies}
 
+    async def recall(self, operation: str, key_id: str, raw: bytes, control: bytes | None
+                     ) -> tuple[str, bytes] | None:
+        """(the model asked, the stored answer) when this key sent these very bytes before and the entry they found
+        is still held and fresh enough for `control`; None otherwise (the request then goes through `answer`).
+        Nothing is counted: the caller says `hit` once the request is admitted."""
+        max_age = None
+        if control:
+            lookup, _, max_age = cache_control(control)
+            if not lookup:
+                return None
+        recalled = self._recalled
+        if not recalled:
+            return None
+        raw_key = bytes_key(operation, key_id, raw)
+        found = recalled.get(raw_key)
+        if found is None:
+            return None
+        key, model = found
+        entry = await self.store.get(key)
+        if entry is None:
+            recalled.pop(raw_key, None)  # expired or evicted: `answer` remembers the next entry
+            return None
+        if max_age is not None and entry.age > max_age:
+            return None
+        return model, entry.body
+
+    def hit(self, exchange: Exchange, model: str, body: bytes) -> bytes:
+        """Count an answer `recall` found for `model` as a hit of the request's."""
+        return _hit(exchange, self._counts[model], body)
+
+    def _remember(self, raw_key: tuple[str, str, bytes], key: bytes, model: str) -> None:
+        recalled = self._recalled
+        recalled.pop(raw_key, None)
+        recalled[raw_key] = (key, model)
+        if len(recalled) > RECALLED_MAX:
+            del recalled[next(iter(recalled))]
+
     async def answer(self, request: UpstreamRequest, exchange: Exchange, key_id: str, control: bytes | None,
                      fetch: Callable[[], Awaitable[bytes]]) -> bytes:
         """The complete answer to `request` from the cache, from an identical call in flight, or from `fetch`
-        (the upstream call, whose answer is stored); `exchange.cache` says which (HIT, MISS, BYPASS)."""
+        (the upstream call, whose answer is stored); `exchange.cache` says which (HIT, MISS, BYPASS). When
+        the request's bytes are still the caller's (`request.raw` is `exchange.request_body`), the entry they
+        found or filled is remembered for `recall`."""
         model = request.body["model"]
         policy = self.policies.get(model)
         if policy is None:
@@ -156,12 +209,17 @@ class ResponseCache:
             counts[BYPASS].inc()
             return await fetch()
         key = cache_key(request.operation, request.body, "shared" if policy.shared else "key:" + key_id)
+        raw = request.raw
+        raw_key = (bytes_key(request.operation, key_id, raw)
+                   if raw is not None and raw is exchange.request_body and not request.stream else None)
         flights = self._flights
         if lookup:
             flight = flights.get(key)
             if flight is None:
                 entry = await self.store.get(key)
                 if entry is not None and (max_age is None or entry.age <= max_age):
+                    if raw_key is not None:
+                        self._remember(raw_key, key, model)
                     return _hit(exchange, counts, entry.body)
                 flight = flights.get(key)  # one may have started while the store answered
             exchange.cache = MISS
@@ -193,6 +251,8 @@ class ResponseCache:
             raise
         if len(reply) <= MAX_ENTRY_BYTES:
             self.store.put(key, reply, policy.ttl_seconds)
+            if raw_key is not None:
+                self._remember(raw_key, key, model)
         if future is not None:
             del flights[key]
             future.set_result(reply)
