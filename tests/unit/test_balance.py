@@ -57,6 +57,21 @@ def test_usage_keeps_each_deployment_under_its_own_limit() -> None:
     assert pool.pick(()) is None  # both at their own limit this minute: nothing is sent to earn a 429
 
 
+def test_a_pool_says_whether_another_endpoint_is_left_after_its_pick() -> None:
+    a, b, c = endpoint("a"), endpoint("b"), endpoint("c")
+    pool = Pool([a, b, c], FastestOfTwo(random.Random(7)))
+    first, others = pool.choose(())
+    assert first is not None and others
+    assert {pool.choose(())[0] for _ in range(200)} == {a, b, c}  # never measured: each gets tried
+    assert pool.choose([a, b]) == (c, False)  # the last one left: the failover lets it retry
+    b.healthy = False
+    assert pool.choose([a]) == (c, False) and pool.choose(()) in ((a, True), (c, True))
+    assert pool.choose((), providers=frozenset({"c"})) == (c, False)
+    assert pool.choose([c], providers=frozenset({"c"})) == (None, False)
+    lone = Pool([a], FastestOfTwo())
+    assert lone.choose(()) == (a, False) and lone.choose([a]) == (None, False)
+
+
 def test_only_failures_another_upstream_might_not_repeat_move_a_call_on() -> None:
     assert failover_reason(UpstreamTimeout("slow")) == "timeout"
     assert failover_reason(UpstreamError("down", status=503)) == "http_503"

@@ -42,7 +42,7 @@ class Failover:
         last: GatewayError | None = None
         reason: str | None = None
         while True:
-            endpoint = route.pool.pick(tried, providers)
+            endpoint, others = route.pool.choose(tried, providers)
             if endpoint is None:
                 if last is None:
                     last = _refusal(route)
@@ -55,7 +55,7 @@ class Failover:
                 continue
             tried.append(endpoint)
             try:
-                return await self._try(endpoint, streamed, alone=not self._more(route, tried, providers))
+                return await self._try(endpoint, streamed, alone=not (others or self.fallbacks))
             except GatewayError as exc:
                 reason = failover_reason(exc)
                 if reason is None:
@@ -64,10 +64,6 @@ class Failover:
                 self.flow.failed_over(route.name, endpoint, reason)
                 if reason == CONTEXT_WINDOW:
                     tried = list(route.pool.endpoints)  # the model's other deployments have the same window
-
-    def _more(self, route: ModelRoute, tried: list[Endpoint], providers: frozenset[str] | None) -> bool:
-        """Whether the call has somewhere else to go after this try: another usable deployment or a fallback."""
-        return bool(self.fallbacks) or route.pool.offers(tried, providers)
 
     def _next_model(self, reason: str | None) -> str | None:
         if reason == CONTEXT_WINDOW:

@@ -74,13 +74,15 @@ class FastestOfTwo:
         self._random = rng or random.Random()
 
     def pick(self, endpoints: Sequence[Endpoint], affinity: bytes | None = None) -> Endpoint:
-        if len(endpoints) == 1:
-            return endpoints[0]
         count = len(endpoints)
-        one = self._random.randrange(count)
-        other = self._random.randrange(count - 1)  # two distinct indices, cheaper than random.sample
+        if count == 1:
+            return endpoints[0]
+        draw = self._random.random
+        one = int(draw() * count)  # one C call each; randrange is several Python-level ones
+        other = int(draw() * (count - 1))  # two distinct indices, cheaper than random.sample
         first, second = endpoints[one], endpoints[other + 1 if other >= one else other]
-        return first if _load(first) <= _load(second) else second
+        return first if (first.latency or 0.0) * (first.in_flight + 1) <= (second.latency or 0.0) * (
+            second.in_flight + 1) else second
 
 
 class MostHeadroom:
@@ -124,10 +126,6 @@ def _score(affinity: bytes, endpoint: Endpoint) -> float:
     digest = hashlib.blake2b(affinity + b"\0" + endpoint.id.encode(), digest_size=8).digest()
     unit = ((int.from_bytes(digest, "big") >> 11) + 0.5) / 2.0 ** 53  # uniform in (0, 1), never 1
     return endpoint.weight / -math.log(unit)
-
-
-def _load(endpoint: Endpoint) -> float:
-    return (endpoint.latency or 0.0) * (endpoint.in_flight + 1)
 
 
 def balancer(strategy: AnyStrategy) -> Balancer:

@@ -28,22 +28,30 @@ class Pool:
     def pick(self, tried: Collection[Endpoint], providers: frozenset[str] | None = None,
              affinity: bytes | None = None) -> Endpoint | None:
         """The endpoint for the next try, or None when none is left (all tried, unusable or out of scope)."""
+        return self.choose(tried, providers, affinity)[0]
+
+    def choose(self, tried: Collection[Endpoint], providers: frozenset[str] | None = None,
+               affinity: bytes | None = None) -> tuple[Endpoint | None, bool]:
+        """`pick`'s endpoint, and whether another would be left to offer after it (what a failover needs to know
+        before the try, found in the same pass over the endpoints)."""
         single = self._single
         if single is not None:  # the common case: one deployment, no list built
             if tried or not single.usable or (providers is not None and single.owner not in providers):
-                return None
-            return single
-        offered = [endpoint for endpoint in self.endpoints
+                return None, False
+            return single, False
+        endpoints = self.endpoints
+        if not tried and providers is None:  # the first try: when every endpoint is usable, no list is built
+            for endpoint in endpoints:
+                if not endpoint.usable:
+                    break
+            else:
+                return self._balancer.pick(endpoints, affinity), True
+        offered = [endpoint for endpoint in endpoints
                    if endpoint not in tried and endpoint.usable
                    and (providers is None or endpoint.owner in providers)]
-        return self._balancer.pick(offered, affinity) if offered else None
-
-    def offers(self, tried: Collection[Endpoint], providers: frozenset[str] | None = None) -> bool:
-        """Whether `pick` would find an endpoint (without moving the strategy's state)."""
-        if self._single is not None:
-            return False if tried else self._single.usable
-        return any(endpoint not in tried and endpoint.usable and (providers is None or endpoint.owner in providers)
-                   for endpoint in self.endpoints)
+        if not offered:
+            return None, False
+        return self._balancer.pick(offered, affinity), len(offered) > 1
 
     def reachable_by(self, providers: frozenset[str] | None) -> bool:
         """Whether any endpoint's provider is within a key's provider scope (None: every provider)."""
