@@ -5,19 +5,23 @@ GatewayError
 ├── AuthenticationFailed  401 invalid_api_key
 ├── PermissionDenied      403 permission_denied
 ├── NotFound              404 (unknown model or route)
+├── RequestTimeout        408 request_timeout (the body did not arrive in time; the connection is closed)
 ├── PayloadTooLarge       413 request_too_large
 ├── RateLimited           429 rate_limit_exceeded (with Retry-After)
 ├── QuotaExceeded         429 insufficient_quota (the key's budget is spent for this period)
 ├── ServiceUnavailable    503 (a dependency the request needs, e.g. Redis with fail-closed limits, is down)
 │   └── CircuitOpen       503 upstream_circuit_open (routing/breaker.py: the provider's breaker is open)
-├── UpstreamError         the upstream answered with an error: its status and message are passed on
+├── UpstreamError         the upstream answered with an error: its status, message and Retry-After are passed on
+├── UpstreamProtocolError 502 upstream_protocol_error (a 200 whose body or stream is not the protocol)
 ├── UpstreamUnreachable   502 (connection refused, reset, DNS)
 └── UpstreamTimeout       504 (connect or read timeout)
 """
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping
+from email.utils import parsedate_tz
 from typing import Any
 
 import orjson
@@ -82,6 +86,13 @@ class NotFound(GatewayError):
     code = "not_found"
 
 
+class RequestTimeout(GatewayError):
+    status = 408
+    type = "invalid_request_error"
+    code = "request_timeout"
+    headers = {"Connection": "close"}
+
+
 class PayloadTooLarge(GatewayError):
     status = 413
     type = "invalid_request_error"
@@ -117,7 +128,40 @@ class UpstreamError(GatewayError):
 
     type = "upstream_error"
     retry_after_header: str | None = None
-    """The upstream's `Retry-After` header (for a 429 or 503), as sent; set per instance."""
+    """The upstream's `Retry-After` header, as sent (the retry policy reads it); set by `keep_retry_after`."""
+
+    def keep_retry_after(self, value: str | None) -> None:
+        """Keep the upstream's `Retry-After`; on a 429 or 503 it is also the client's (see `client_retry_after`)."""
+        self.retry_after_header = value
+        shown = client_retry_after(value) if self.status in PASSED_RETRY_AFTER else None
+        if shown is not None:
+            self.headers = {"Retry-After": shown}
+
+
+PASSED_RETRY_AFTER = frozenset({429, 503})
+"""The statuses whose upstream `Retry-After` reaches the client (an Anthropic 529 reaches it as 503)."""
+
+
+def client_retry_after(value: str | None) -> str | None:
+    """An upstream's `Retry-After` as the client gets it: delay seconds rounded up to whole ones, an HTTP date as
+    sent; None for anything else (never a header value the client could not parse)."""
+    if not value:
+        return None
+    value = value.strip()
+    try:
+        seconds = float(value)
+    except ValueError:
+        return value if value.isascii() and value.isprintable() and parsedate_tz(value) is not None else None
+    return str(math.ceil(seconds)) if 0 <= seconds < 1e9 else None
+
+
+class UpstreamProtocolError(GatewayError):
+    """The upstream answered 200 with something the protocol does not allow: a body that is not the reply's JSON,
+    or a stream cut mid-event, ended before its last event, or with lines that are not server-sent events."""
+
+    status = 502
+    type = "upstream_error"
+    code = "upstream_protocol_error"
 
 
 class UpstreamUnreachable(GatewayError):

@@ -13,6 +13,7 @@ from sluice.errors import GatewayError
 if TYPE_CHECKING:
     from sluice.keys.principal import Principal
     from sluice.telemetry.trace_context import TraceIds
+    from sluice.telemetry.usage import Usage
 
 logger = logging.getLogger("sluice.exchange")
 
@@ -84,6 +85,9 @@ class Exchange:
     the upstream, then stored) or `BYPASS` (not looked up: a stream, `Cache-Control: no-store`/`no-cache`, or a
     model without `cache:`); for a service route with `cache:` (services/cache.py) `HIT`, `MISS` or `REVALIDATED`;
     None for the other operations."""
+    usage_read: tuple[Usage | None] | None = None
+    """The reply's usage once an observer has read it (`telemetry/usage.py`: the token and budget charges and the
+    metrics all want it), in a 1-tuple; None until then."""
 
 
 class Observer(Protocol):

@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING
 
 from sluice.config import SluiceConfig
 from sluice.exchange import Observer
+from sluice.http.body_clock import BodyClock
 from sluice.keys.ring import build_key_ring
 from sluice.limits.budgets import build_ledger
 from sluice.limits.build import build_admission
@@ -65,6 +66,7 @@ class Gateway:
         self.observers.append(self.budgets)
         self.readiness = Readiness(self.routes, self.request_log, self.keys)
         """What `/health/ready` answers: a model that can serve, and the database the config needs."""
+        self.body_clock = BodyClock(config.limits.body_read_timeout_seconds)
         self.admission = build_admission(config, settings.redis_url, self.metrics, self.budgets)
         """Rate, concurrency and budget limits checked before a request goes upstream (limits/admission.py)."""
         self.breaker_sync = _breaker_sync(config, settings, self.routes)

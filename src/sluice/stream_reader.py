@@ -18,7 +18,6 @@ from typing import Any
 
 import orjson
 
-_EVENT_END = re.compile(rb"\r?\n\r?\n")
 _NUL = b"\\u0000"  # PostgreSQL's JSONB and text refuse NUL
 _REPLACEMENT = b"\\ufffd"
 _USAGE = re.compile(rb'"usage"\s*:\s*\{')
@@ -35,7 +34,9 @@ def sse_events(chunks: Iterable[bytes]) -> list[Any]:
     """The JSON payloads of the `data:` fields of an SSE stream (chunk boundaries may fall anywhere)."""
     events: list[Any] = []
     raw = b"".join(chunks).replace(_NUL, _REPLACEMENT)
-    for block in _EVENT_END.split(raw) if b"\r" in raw else raw.split(b"\n\n"):
+    if b"\r" in raw:  # the spec's other line ends, CRLF and a lone CR
+        raw = raw.replace(b"\r\n", b"\n").replace(b"\r", b"\n")
+    for block in raw.split(b"\n\n"):
         if block[:6] == b"data: " and b"\n" not in block:  # the usual event: one `data:` line
             payload = block[6:]
         else:

@@ -41,26 +41,67 @@ class ServerSentEvent:
     data: str
 
 
-class SSEDecoder:
-    """Turns arbitrary byte chunks into complete events, keeping partial lines between calls."""
+class NotSSE(ValueError):
+    """A line a strict `SSEDecoder` refused: not UTF-8, or not a comment, `data`, `event`, `id` or `retry` field."""
 
-    def __init__(self) -> None:
+    def __init__(self, line: bytes) -> None:
+        super().__init__("not a server-sent events line")
+        self.line = line
+
+
+SSE_FIELDS = frozenset({"data", "event", "id", "retry"})
+
+
+class SSEDecoder:
+    """Turns arbitrary byte chunks into complete events, keeping partial lines between calls; `strict` raises
+    NotSSE for a line no SSE stream should have (SSE readers ignore unknown fields, so from an upstream such a
+    line means the body is something else)."""
+
+    def __init__(self, *, strict: bool = False) -> None:
         self._buffer = b""
         self._event = ""
         self._data: list[str] = []
+        self._strict = strict
+        self._after_cr = False
+
+    @property
+    def pending(self) -> bool:
+        """Whether a line or an event has begun and not ended."""
+        return bool(self._buffer.strip() or self._event or self._data)
 
     def feed(self, chunk: bytes) -> list[ServerSentEvent]:
+        if self._after_cr or b"\r" in chunk:
+            chunk = self._lf_endings(chunk)
         self._buffer += chunk
         events: list[ServerSentEvent] = []
         while True:
             end = self._buffer.find(b"\n")
             if end < 0:
                 return events
-            line = self._buffer[:end].rstrip(b"\r").decode("utf-8")
+            raw = self._buffer[:end].rstrip(b"\r")
             self._buffer = self._buffer[end + 1:]
+            try:
+                line = raw.decode("utf-8")
+            except UnicodeDecodeError:
+                if self._strict:
+                    raise NotSSE(raw) from None
+                raise
             event = self._line(line)
             if event is not None:
                 events.append(event)
+            elif self._strict and line and not line.startswith(":") and line.partition(":")[0] not in SSE_FIELDS:
+                raise NotSSE(raw)
+
+    def _lf_endings(self, chunk: bytes) -> bytes:
+        """`chunk` with the spec's other line ends (CRLF, a lone CR) as LF; a CRLF split between two chunks stays
+        one line end."""
+        if self._after_cr and chunk:
+            self._after_cr = False
+            if chunk[:1] == b"\n":
+                chunk = chunk[1:]
+        if chunk.endswith(b"\r"):
+            self._after_cr = True
+        return chunk.replace(b"\r\n", b"\n").replace(b"\r", b"\n")
 
     def _line(self, line: str) -> ServerSentEvent | None:
         if not line:

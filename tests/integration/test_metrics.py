@@ -6,7 +6,6 @@ import asyncio
 import os
 import subprocess
 import sys
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -21,7 +20,7 @@ from sluice.config import parse_config
 from sluice.exchange import notify
 from sluice.settings import Settings
 from sluice.telemetry.metrics import Metrics
-from sluice.telemetry.request_metrics import FLUSH_SECONDS, FLUSH_SLICE, MetricsObserver
+from sluice.telemetry.request_metrics import FLUSH_SECONDS, MetricsObserver
 from tests.conftest import DEV_KEY, MOCK_CONFIG
 from tests.servers import serve
 from tests.telemetry_support import CHAT_BODY, TOOL_STREAM_BODY, exchange
@@ -128,32 +127,35 @@ def test_worker_processes_add_up_without_double_counting(tmp_path: Path) -> None
     assert value(found, "sluice_in_flight_requests") == 0  # livesum: exited workers no longer count
 
 
-def test_a_backlog_is_counted_in_slices_while_other_tasks_run() -> None:
-    """Half a second of traffic is counted a slice at a time: the event loop (every request) runs in between."""
+def test_each_exchange_is_counted_as_it_ends_and_every_scrape_sees_all_of_them() -> None:
+    """No backlog waits for a batch: durations are in the histograms as soon as an exchange is observed, and the
+    counters' totals reach a scrape (or the next flush) whichever comes first."""
 
-    async def scenario() -> list[float]:
+    async def scenario() -> tuple[float, float, float, float]:
         metrics = Metrics()
         observer = MetricsObserver(metrics)
-        for _ in range(1_000):
-            notify([observer], exchange("chat", CHAT_BODY))
         labels = {"route": "/v1/chat/completions", "provider": "mock", "model": "mock", "status": "200"}
-        seen: list[float] = []
         await observer.start()
         try:
-            deadline = time.monotonic() + FLUSH_SECONDS + 5
-            while time.monotonic() < deadline and (not seen or seen[-1] < 1_000):
-                seen.append(value(samples(generate_latest(metrics.registry).decode()), "sluice_requests_total",
-                                  **labels))
-                await asyncio.sleep(0)
+            for _ in range(1_000):
+                notify([observer], exchange("chat", CHAT_BODY))
+            found = samples(generate_latest(metrics.registry).decode())
+            durations = value(found, "sluice_request_duration_seconds_count", route="/v1/chat/completions",
+                              provider="mock", model="mock")
+            before = value(found, "sluice_requests_total", **labels)
+            await asyncio.sleep(FLUSH_SECONDS * 3)
+            found = samples(generate_latest(metrics.registry).decode())
+            after = value(found, "sluice_requests_total", **labels)
+            tokens = value(found, "sluice_tokens_total", provider="mock", model="mock", direction="prompt")
         finally:
             await observer.aclose()
-        return seen
+        return durations, before, after, tokens
 
-    seen = asyncio.run(scenario())
-    assert seen[-1] == 1_000
-    partial = sorted({count for count in seen if 0 < count < 1_000})
-    assert partial, "the whole backlog was counted in one go, holding the event loop"
-    assert partial[0] <= FLUSH_SLICE
+    durations, before, after, tokens = asyncio.run(scenario())
+    assert durations == 1_000
+    assert before == 0  # the totals wait for the flush (a scrape through /metrics flushes first)
+    assert after == 1_000
+    assert tokens == 1_000 * 6
 
 
 CRASHING_WORKER = """

@@ -14,6 +14,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from sluice.db.errors import database_errors
 from sluice.errors import InvalidRequest, ServiceUnavailable
 from sluice.http.admin_auth import AdminAccess
+from sluice.http.admin_inputs import BoundedKeyInput, known_id
 from sluice.http.auth import CurrentGateway
 from sluice.http.limits import AddressLimit
 from sluice.keys.records import CreatedKey, KeyRecord, KeySettings
@@ -24,13 +25,13 @@ logger = logging.getLogger("sluice.http")
 router = APIRouter(prefix="/admin/keys", tags=["admin: keys"], dependencies=[AddressLimit, AdminAccess])
 
 
-class CreateKey(KeySettings):
+class CreateKey(KeySettings, BoundedKeyInput):
     """A new key's settings; `expires_in_days` is another way to give `expires_at`."""
 
     expires_in_days: float | None = Field(None, gt=0)
 
 
-class UpdateKey(BaseModel):
+class UpdateKey(BoundedKeyInput):
     """Only the fields sent change; null resets a scope (all), limits or budget (the defaults), or expiry (never)."""
 
     model_config = ConfigDict(extra="forbid")
@@ -94,7 +95,7 @@ async def list_keys(gateway: CurrentGateway, include_revoked: bool = False) -> K
 async def get_key(gateway: CurrentGateway, key_id: str) -> KeyRecord:
     store = await gateway.keys.store()
     with _database_errors():
-        return await store.get(key_id)
+        return await store.get(known_id(key_id))
 
 
 @router.patch("/{key_id}", response_model=KeyRecord)
@@ -108,7 +109,7 @@ async def update_key(gateway: CurrentGateway, key_id: str, body: UpdateKey) -> K
             raise InvalidRequest(f"Invalid value for '{field}': may not be null.", param=field)
     store = await gateway.keys.store()
     with _database_errors():
-        current = await store.get(key_id)
+        current = await store.get(known_id(key_id))
         settings = KeySettings.model_validate(current.model_dump(include=set(KeySettings.model_fields)) | changes)
         # An update that leaves the expiry alone may keep one already past (the key is expired either way).
         check_settings(settings if "expires_at" in changes else settings.model_copy(update={"expires_at": None}),
@@ -124,7 +125,7 @@ async def revoke_key(gateway: CurrentGateway, key_id: str) -> KeyRecord:
     """Revoke a key: this instance refuses it at once, every other one within `keys.cache_ttl_seconds`."""
     store = await gateway.keys.store()
     with _database_errors():
-        record = await store.revoke(key_id)
+        record = await store.revoke(known_id(key_id))
     gateway.keys.forget()
     logger.info("admin keys: revoked %s", key_id)
     return record
@@ -137,7 +138,7 @@ async def rotate_key(gateway: CurrentGateway, key_id: str,
     grace = body.grace_seconds if body is not None else 0.0
     store = await gateway.keys.store()
     with _database_errors():
-        created = await store.rotate(key_id, grace)
+        created = await store.rotate(known_id(key_id), grace)
     gateway.keys.forget()
     logger.info("admin keys: rotated %s into %s (grace %g s)", key_id, created.id, grace)
     return created

@@ -7,16 +7,19 @@ from typing import TYPE_CHECKING, Any, Literal
 from fastapi import APIRouter
 from pydantic import BaseModel, ConfigDict, Field
 
-from sluice.errors import GatewayError, NotFound
+from sluice.errors import GatewayError, InvalidRequest, NotFound
 from sluice.gateway import Gateway
 from sluice.http.admin_auth import AdminAccess
 from sluice.http.auth import CurrentGateway
 from sluice.http.limits import AddressLimit
+from sluice.http.openapi import error_responses
 from sluice.prompts import NAME_PATTERN, PromptConfig, PromptMessage, Template
 
 if TYPE_CHECKING:
     from sluice.prompts_store import PromptStore
 
+MAX_VERSION = 2**31 - 1
+"""The largest version the `prompt_templates` table holds (a 32-bit INTEGER on PostgreSQL)."""
 router = APIRouter(prefix="/admin/prompts", tags=["admin"], dependencies=[AddressLimit, AdminAccess])
 
 
@@ -26,7 +29,7 @@ class NewPrompt(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     name: str = Field(pattern=NAME_PATTERN)
-    version: int | None = Field(None, ge=1)
+    version: int | None = Field(None, ge=1, le=MAX_VERSION)
     messages: list[PromptMessage] = Field(min_length=1)
     description: str | None = None
     model: str | None = None
@@ -62,10 +65,15 @@ async def prompt_versions(name: str, gateway: CurrentGateway) -> PromptList:
     return PromptList(data=versions)
 
 
-@router.post("", status_code=201, summary="Add a prompt template version (versions are immutable)")
+@router.post("", status_code=201, summary="Add a prompt template version (versions are immutable)",
+             responses=error_responses(e404="No prompt store (the request log's database is off)",
+                                       e409="That version exists already"))
 async def add_prompt(body: NewPrompt, gateway: CurrentGateway) -> dict[str, Any]:
     store = _store(gateway)
     version = body.version or gateway.prompts.next_version(body.name)
+    if version > MAX_VERSION:
+        raise InvalidRequest(f"Prompt '{body.name}' has version {MAX_VERSION}, the last one; give it another name.",
+                             param="version")
     config = PromptConfig(name=body.name, version=version, messages=body.messages, description=body.description,
                           model=body.model)
     return describe(gateway, await store.add(config))

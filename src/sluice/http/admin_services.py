@@ -15,6 +15,7 @@ from sluice.http.admin_auth import AdminAccess
 from sluice.http.admin_health import DeploymentHealth, _deployment
 from sluice.http.auth import CurrentGateway
 from sluice.http.limits import AddressLimit
+from sluice.http.openapi import error_responses
 from sluice.routing.endpoint import Endpoint
 from sluice.routing.health import covered
 from sluice.services.changes import Change
@@ -60,7 +61,7 @@ class RouteList(BaseModel):
     """The rules in match order (most specific first; ties in config order)."""
 
 
-@router.get("/services", response_model=ServiceList)
+@router.get("/services", response_model=ServiceList, responses=error_responses(e404="The gateway has no services"))
 async def list_services(gateway: CurrentGateway) -> ServiceList:
     """Every service and its instances: health, breaker, in flight, latency, draining."""
     registry = _registry(gateway)
@@ -80,7 +81,8 @@ async def add_instance(name: str, instance: NewInstance, gateway: CurrentGateway
     return _view(gateway, service)
 
 
-@router.delete("/services/{name}/instances/{id_}", response_model=ServiceView)
+@router.delete("/services/{name}/instances/{id_}", response_model=ServiceView,
+                responses=error_responses(e409="The service's last instance"))
 async def remove_instance(name: str, id_: str, gateway: CurrentGateway) -> ServiceView:
     """Remove an instance (one of sluice.yaml's too): it gets no new request, its requests in flight finish."""
     service = _service(gateway, name)
@@ -104,7 +106,8 @@ async def restore_instance(name: str, id_: str, gateway: CurrentGateway) -> Serv
     return await _set_draining(gateway, name, id_, False)
 
 
-@router.post("/services/{name}/health-check", response_model=ServiceView)
+@router.post("/services/{name}/health-check", response_model=ServiceView,
+             responses=error_responses(e409="The service has no health_check"))
 async def check_service(name: str, gateway: CurrentGateway) -> ServiceView:
     """Check every instance of the service now (concurrently, each within its timeout), then report."""
     service = _service(gateway, name)

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Awaitable, Callable, MutableMapping
 from typing import Any
 
-from sluice.errors import GatewayError, PayloadTooLarge
+from sluice.errors import GatewayError, InvalidRequest, PayloadTooLarge
+from sluice.http.body_clock import BodyClock
 
 Scope = MutableMapping[str, Any]
 Message = MutableMapping[str, Any]
@@ -17,7 +19,17 @@ JSON_TYPE = (b"content-type", b"application/json")
 
 
 class ClientDisconnected(Exception):
-    """The client went away before its request body arrived."""
+    """The client went away before its request body arrived, or the server gave up on the body (granian says
+    `http.disconnect` for a malformed chunked encoding too)."""
+
+
+def unreadable_body() -> InvalidRequest:
+    """The answer to a body read that ended in `ClientDisconnected`: nobody reads it when the client is gone, and a
+    client whose body the server could not parse gets a JSON 400 instead of the server's plain-text 500."""
+    error = InvalidRequest("The request body could not be read: it ended before it was complete, or its chunked "
+                           "encoding is malformed.", code="unreadable_body")
+    error.headers = {"Connection": "close"}
+    return error
 
 
 def request_headers(scope: Scope) -> dict[bytes, bytes]:
@@ -25,11 +37,27 @@ def request_headers(scope: Scope) -> dict[bytes, bytes]:
     return dict(scope["headers"])
 
 
-async def read_body(receive: Receive, headers: dict[bytes, bytes], limit: int) -> bytes:
-    """The whole request body, refusing more than `limit` bytes before reading them where it can."""
+async def read_body(receive: Receive, headers: dict[bytes, bytes], limit: int, clock: BodyClock | None = None
+                    ) -> bytes:
+    """The whole request body, refusing more than `limit` bytes before reading them where it can, and, with a
+    `clock`, a body that has not arrived within its timeout (RequestTimeout, 408)."""
     declared = headers.get(b"content-length")
     if declared is not None and declared.isdigit() and int(declared) > limit:
         raise too_large(limit)
+    if clock is None or declared == b"0":
+        return await _read(receive, limit)
+    task = clock.start()
+    try:
+        return await _read(receive, limit)
+    except asyncio.CancelledError:
+        if clock.timed_out(task):
+            raise clock.refusal() from None
+        raise
+    finally:
+        clock.stop(task)
+
+
+async def _read(receive: Receive, limit: int) -> bytes:
     chunks: list[bytes] = []
     size = 0
     while True:

@@ -8,6 +8,7 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import Response
 from starlette.exceptions import HTTPException
+from starlette.routing import Match
 
 from sluice.errors import GatewayError, InvalidRequest, internal_error
 
@@ -28,7 +29,8 @@ async def _validation_error(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, RequestValidationError)
     first = exc.errors()[0] if exc.errors() else {"loc": (), "msg": "invalid request"}
     param = ".".join(str(part) for part in first["loc"] if part not in ("body", "query", "path"))
-    return error_response(InvalidRequest(f"Invalid value for '{param}': {first['msg']}.", param=param or None))
+    message = str(first["msg"]).removeprefix("Value error, ")  # a validator's own ValueError: its text alone
+    return error_response(InvalidRequest(f"Invalid value for '{param}': {message}.", param=param or None))
 
 
 async def _http_error(request: Request, exc: Exception) -> Response:
@@ -39,7 +41,17 @@ async def _http_error(request: Request, exc: Exception) -> Response:
     response = error_response(error)
     if exc.headers:
         response.headers.update(exc.headers)
+    if exc.status_code == 405:
+        response.headers["allow"] = _allowed_methods(request)
     return response
+
+
+def _allowed_methods(request: Request) -> str:
+    """Every method some route takes on this path: Starlette's 405 names only the first route's (GET, not also
+    PATCH). Asked of the routes' own matching (included routers nest theirs), only when answering a 405."""
+    routes = request.app.router.routes
+    return ", ".join(method for method in ("DELETE", "GET", "HEAD", "PATCH", "POST", "PUT")
+                     if any(route.matches({**request.scope, "method": method})[0] is Match.FULL for route in routes))
 
 
 async def _unhandled(request: Request, exc: Exception) -> Response:

@@ -15,11 +15,19 @@ from fastapi import Depends, Request, Response
 
 from sluice.http.auth import CurrentGateway, CurrentPrincipal
 from sluice.limits.admission import Grant
+from sluice.pipeline.flow import Flow
+from sluice.pipeline.gate import ADDRESS_ADMITTED
+from sluice.pipeline.wrapped import FLOW_KEY
 
 
 async def address_admission(request: Request, gateway: CurrentGateway) -> AsyncIterator[None]:
-    """`limits.per_ip`, checked before the key is."""
+    """`limits.per_ip`, checked before the key is (already, before the body was read: pipeline/gate.py)."""
     if not gateway.admission.per_ip:
+        yield
+        return
+    if request.scope.get(ADDRESS_ADMITTED):
+        flow: Flow = request.scope[FLOW_KEY]
+        request.state.sluice_grant = flow.grant  # the flow releases it when the request ends
         yield
         return
     grant = request.state.sluice_grant = await gateway.admission.admit_ip(request.scope)

@@ -16,6 +16,7 @@ from pydantic import BaseModel, ValidationError
 from sluice.errors import InvalidRequest
 from sluice.gateway import Gateway
 from sluice.http.asgi import JSON_TYPE, ASGIApp, Receive, Scope, Send, read_body, send_bytes
+from sluice.http.duplicate_keys import refuse_duplicate_keys
 from sluice.http.schemas import ChatCompletionRequest, CompletionRequest, EmbeddingRequest
 from sluice.pipeline.answer import relay, serve
 from sluice.pipeline.flow import Flow
@@ -50,6 +51,7 @@ def parse_body(raw: bytes, schema: type[BaseModel]) -> JSONObject:
         raise InvalidRequest("We could not parse the JSON body of your request. The body must be valid JSON.") from None
     if not isinstance(body, dict):
         raise InvalidRequest("The request body must be a JSON object.")
+    refuse_duplicate_keys(raw, body)
     try:
         schema.model_validate(body)
     except ValidationError as exc:
@@ -92,7 +94,7 @@ async def handle(gateway: Gateway, operation: Operation, scope: Scope, receive: 
 async def _answer(flow: Flow, operation: Operation, scope: Scope, receive: Receive, send: Send) -> None:
     await flow.admit_address(scope)
     await flow.authenticate()
-    raw = flow.exchange.request_body = await read_body(receive, flow.headers, flow.body_limit)
+    raw = flow.exchange.request_body = await read_body(receive, flow.headers, flow.body_limit, flow.body_clock)
     if flow.gateway.cache is not None and not _mode_asked(scope, flow.headers):
         recalled = await flow.recall(operation, raw)
         if recalled is not None:
@@ -106,14 +108,15 @@ async def _answer(flow: Flow, operation: Operation, scope: Scope, receive: Recei
     if request.stream:
         flow.exchange.cache = BYPASS  # streams are never cached (docs/caching.md)
         chunks = await flow.open_stream(request, provider)
+        # The 200 waits for the first chunk: a stream that fails before it is answered with the error's status.
         if mode == "ndjson":
-            await send({"type": "http.response.start", "status": 200,
-                        "headers": NDJSON_HEADERS + flow.response_headers(STREAM_CACHE)})
-            await relay(ndjson_lines(chunks), receive, send, ndjson_error_ending)
+            start = {"type": "http.response.start", "status": 200,
+                     "headers": NDJSON_HEADERS + flow.response_headers(STREAM_CACHE)}
+            await relay(ndjson_lines(chunks), receive, send, ndjson_error_ending, start)
         else:
-            await send({"type": "http.response.start", "status": 200,
-                        "headers": SSE_HEADERS + flow.response_headers(STREAM_CACHE)})
-            await relay(chunks, receive, send)
+            start = {"type": "http.response.start", "status": 200,
+                     "headers": SSE_HEADERS + flow.response_headers(STREAM_CACHE)}
+            await relay(chunks, receive, send, start=start)
         return
     await _complete(flow, send, await flow.call(request, provider))
 

@@ -130,6 +130,34 @@ def _only_known_schemes(paths: dict[str, Any]) -> None:
                                          if set(requirement) <= set(KEY_SCHEMES)]
 
 
+_ERROR_REF = {"content": {"application/json": {"schema": {"$ref": "#/components/schemas/ErrorResponse"}}}}
+def error_responses(**statuses: str) -> dict[int | str, dict[str, Any]]:
+    """A FastAPI route's `responses=` for the errors it raises itself, e.g. `error_responses(e409="…")`."""
+    return {int(status.removeprefix("e")): {"model": ErrorResponse, "description": text}
+            for status, text in statuses.items()}
+
+
+_API_ERRORS = {"401": "Missing or wrong key", "403": "The key may not use this route", "429": "Over a rate limit"}
+
+
+def _api_errors(document: dict[str, Any]) -> None:
+    """The errors FastAPI's routes really answer: a validation error is a 400 in OpenAI's shape (http/errors.py),
+    not FastAPI's 422, and a keyed route may refuse the key (401, 403) or be over a limit (429)."""
+    for path, operations in document["paths"].items():
+        for operation in operations.values():
+            responses = operation.setdefault("responses", {})
+            if responses.pop("422", None) is not None or operation.get("parameters") or "requestBody" in operation:
+                responses.setdefault("400", {"description": "Invalid request", **_ERROR_REF})
+            if "{" in path:
+                responses.setdefault("404", {"description": "Not found", **_ERROR_REF})
+            if operation.get("security"):
+                responses.update({status: {"description": text, **_ERROR_REF} for status, text in _API_ERRORS.items()
+                                  if status not in responses})
+    schemas = document.get("components", {}).get("schemas", {})
+    for unused in ("HTTPValidationError", "ValidationError"):
+        schemas.pop(unused, None)
+
+
 def install_openapi(app: FastAPI) -> None:
     """Replace `app.openapi` with one that also lists the hot routes."""
 
@@ -137,6 +165,8 @@ def install_openapi(app: FastAPI) -> None:
         if app.openapi_schema:
             return app.openapi_schema
         document = get_openapi(title=app.title, version=app.version, description=app.description, routes=app.routes)
+        document.setdefault("paths", {})
+        _api_errors(document)  # before the raw routes are added: their errors are documented where they are built
         mode: Literal["validation"] = "validation"
         light: list[type[BaseModel]] = [Health, Model, ModelList]
         models = [(model, mode) for model, _ in HOT_ROUTE_DOCS.values()] + [(m, mode) for m in light] + [

@@ -78,7 +78,7 @@ async def _answer(flow: Flow, scope: Scope, receive: Receive, send: Send) -> Non
     principal.check_provider(name)
     await flow.admit()
     url = target.url(suffix, scope["query_string"])
-    body = flow.exchange.request_body = await read_body(receive, flow.headers, flow.body_limit)
+    body = flow.exchange.request_body = await read_body(receive, flow.headers, flow.body_limit, flow.body_clock)
     upstream_headers = target.headers(scope["headers"], forwarded_of(scope, flow.headers, flow.request_id))
     reply = await flow.call_raw(target, scope["method"], url, upstream_headers, body)
     await respond(flow, target, reply, scope, receive, send)

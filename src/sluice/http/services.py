@@ -137,7 +137,7 @@ async def _body(flow: Flow, route: RouteConfig, method: str, receive: Receive
         raise too_large(limit)
     retryable = method in IDEMPOTENT or route.retry_non_idempotent
     if size is not None and size <= BUFFERED_BODY or (size is None and b"transfer-encoding" not in flow.headers):
-        body = flow.exchange.request_body = await read_body(receive, flow.headers, limit)
+        body = flow.exchange.request_body = await read_body(receive, flow.headers, limit, flow.body_clock)
         return body, retryable
     return _streamed(receive, limit), False
 

@@ -44,7 +44,11 @@ def expiry(expires_at: datetime | None, expires_in_days: float | None, now: date
     if expires_at is not None and expires_in_days is not None:
         raise InvalidRequest("Give 'expires_at' or 'expires_in_days', not both.", param="expires_in_days")
     if expires_in_days is not None:
-        return (now or datetime.now(UTC)) + timedelta(days=expires_in_days)
+        try:
+            return (now or datetime.now(UTC)) + timedelta(days=expires_in_days)
+        except OverflowError:  # past datetime's year 9999 (or timedelta's range)
+            raise InvalidRequest("Invalid value for 'expires_in_days': the time would be past the year 9999.",
+                                 param="expires_in_days") from None
     if expires_at is not None and expires_at.tzinfo is None:
         return expires_at.replace(tzinfo=UTC)
     return expires_at

@@ -27,6 +27,8 @@ if TYPE_CHECKING:
     from sluice.exchange import Exchange
     from sluice.keys.principal import Principal
 
+_ADDRESSES_KEPT = 10_000
+"""Client addresses whose charges are kept built (the same few addresses send most requests)."""
 _SUBJECTS = {"key": "this API key", "ip": "your address", "model": "model"}
 
 
@@ -68,6 +70,7 @@ class Admission:
         """The per-address policies (keys without the address); empty: `admit_ip` need not be called."""
         self.models = model_policies(models)
         self._key_policies = KeyPolicies()
+        self._address_charges: dict[str, list[Charge]] = {}
         self._client_address = ClientAddress(limits.trusted_proxies)
         self._fail_closed = limits.on_backend_failure == "closed"
         self._report = report
@@ -82,7 +85,12 @@ class Admission:
     async def admit_ip(self, scope: Any) -> Grant:
         """Charge the client's address (before authentication); Throttled (429) when it is over its limits."""
         address = self._client_address(scope)
-        charges = [Charge(Policy(p.name, f"rl:ip:{address}{p.key}", p.quota, p.unit)) for p in self.per_ip]
+        charges = self._address_charges.get(address)
+        if charges is None:
+            if len(self._address_charges) >= _ADDRESSES_KEPT:
+                self._address_charges.clear()
+            charges = self._address_charges[address] = [
+                Charge(Policy(p.name, f"rl:ip:{address}{p.key}", p.quota, p.unit)) for p in self.per_ip]
         grant = Grant(self.limiter)
         await self._charge(grant, charges, "ip")
         return grant

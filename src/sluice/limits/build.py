@@ -24,7 +24,8 @@ def build_admission(config: SluiceConfig, redis_url: str | None, metrics: Metric
             raise ConfigError("limits.backend is 'redis' but SLUICE_REDIS_URL is not set")
         from sluice.limits.redis_backend import RedisLimiter  # redis-py adds ~22 MB resident: only when used
 
-        limiter = RedisLimiter(redis_url, limits.redis_prefix, limits.redis_timeout_seconds, report)
+        limiter = RedisLimiter(redis_url, limits.redis_prefix, limits.redis_timeout_seconds, report,
+                               share=limits.redis_local_share)
     else:
         limiter = MemoryLimiter()
     return Admission(limits, config.models, limiter, report, metrics.rate_limited, budgets)

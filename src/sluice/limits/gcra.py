@@ -8,15 +8,14 @@ The Redis backend runs the same arithmetic in Lua (milliseconds), see `redis_scr
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from typing import NamedTuple
 
 from sluice.limits.backend import WINDOW_SECONDS
 
 _EPSILON = 1e-9
 
 
-@dataclass(frozen=True, slots=True)
-class Step:
+class Step(NamedTuple):
     """The outcome of one charge: whether it fits, the TAT to store if it does, and what the headers show."""
 
     allowed: bool

@@ -30,7 +30,13 @@ def policy_item(policy: Policy) -> str:
 
 def tightest(states: Sequence[State]) -> State:
     """The state with the smallest share of its quota left (the longest reset on a tie)."""
-    return min(states, key=lambda state: (state.remaining / state.policy.quota, -state.reset))
+    found = states[0]
+    share = found.remaining / found.policy.quota
+    for state in states[1:]:
+        other = state.remaining / state.policy.quota
+        if other < share or (other == share and state.reset > found.reset):
+            found, share = state, other
+    return found
 
 
 _POLICY_LINES: dict[tuple[Policy, ...], bytes] = {}
@@ -51,12 +57,13 @@ def policy_line(policies: tuple[Policy, ...]) -> bytes:
 def limit_headers(states: Sequence[State], shown: State | None = None) -> Headers:
     """The five headers for `states`; `shown` (default: the tightest) is the one `RateLimit` reports."""
     state = shown or (states[0] if len(states) == 1 else tightest(states))
-    reset = str(math.ceil(state.reset)).encode()
+    policy = state.policy
+    reset = b"%d" % math.ceil(state.reset)
     return [
-        (b"ratelimit-policy", policy_line(tuple(s.policy for s in states))),
-        (b"ratelimit", b'"%s";r=%d;t=%s' % (state.policy.name.encode(), state.remaining, reset)),
-        (b"x-ratelimit-limit", str(state.policy.quota).encode()),
-        (b"x-ratelimit-remaining", str(state.remaining).encode()),
+        (b"ratelimit-policy", policy_line(tuple([s.policy for s in states]))),
+        (b"ratelimit", b'"%s";r=%d;t=%s' % (policy.name.encode(), state.remaining, reset)),
+        (b"x-ratelimit-limit", b"%d" % policy.quota),
+        (b"x-ratelimit-remaining", b"%d" % state.remaining),
         (b"x-ratelimit-reset", reset),
     ]
 

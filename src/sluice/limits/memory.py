@@ -6,10 +6,11 @@ from collections.abc import Sequence
 from time import monotonic
 
 from sluice.limits import gcra
-from sluice.limits.backend import Charge, State, Verdict
+from sluice.limits.backend import WINDOW_SECONDS, Charge, Policy, State, Verdict
 
 SWEEP_EVERY = 10_000
 """After this many new entries, drop the ones whose buckets are whole again (many client addresses)."""
+_EPSILON = 1e-9
 
 
 class MemoryLimiter:
@@ -30,38 +31,48 @@ class MemoryLimiter:
         return self.decide(charges, monotonic())
 
     def decide(self, charges: Sequence[Charge], now: float) -> Verdict:
-        """Check every charge at `now`, then commit them all if every one fits."""
+        """Check every charge at `now`, then commit them all if every one fits.
+
+        `gcra.step`'s arithmetic, inlined: this runs for every limited request, and the calls and objects of the
+        readable version cost three times as much."""
+        tats, in_use = self._tats, self._in_use
         states: list[State] = []
-        steps: list[gcra.Step | None] = []
         verdict = Verdict(True, states)
-        for charge in charges:
-            policy = charge.policy
+        news: list[float] = []
+        for policy, cost in charges:
             if policy.concurrent:
-                used = self._in_use.get(policy.key, 0)
-                fits = used < policy.quota
-                states.append(State(policy, policy.quota - used - 1 if fits else 0, 0.0))
-                steps.append(None)
-                if not fits:
-                    _refuse(verdict, charge, 1.0)
+                used = in_use.get(policy.key, 0)
+                news.append(-1.0)
+                if used < policy.quota:
+                    states.append(State(policy, policy.quota - used - 1, 0.0))
+                else:
+                    states.append(State(policy, 0, 0.0))
+                    _refuse(verdict, policy, 1.0)
                 continue
-            outcome = gcra.step(self._tats.get(policy.key), now, policy.quota, charge.cost)
-            states.append(State(policy, outcome.remaining, outcome.reset))
-            steps.append(outcome)
-            if not outcome.allowed:
-                _refuse(verdict, charge, outcome.retry_after)
+            interval = policy.interval
+            tat = tats.get(policy.key)
+            start = now if tat is None or tat < now else tat
+            new = start + (cost if cost < policy.quota else policy.quota) * interval
+            if new - now > WINDOW_SECONDS + _EPSILON:
+                states.append(State(policy, 0, start - now))
+                news.append(start)
+                _refuse(verdict, policy, new - now - WINDOW_SECONDS)
+            else:
+                states.append(State(policy, int((WINDOW_SECONDS - (new - now)) / interval + _EPSILON), new - now))
+                news.append(new)
         if verdict.allowed:
-            self._commit(charges, steps, verdict)
+            self._commit(charges, news, verdict)
         return verdict
 
-    def _commit(self, charges: Sequence[Charge], steps: list[gcra.Step | None], verdict: Verdict) -> None:
+    def _commit(self, charges: Sequence[Charge], news: list[float], verdict: Verdict) -> None:
         slots = []
-        for charge, outcome in zip(charges, steps, strict=True):
+        for charge, new in zip(charges, news, strict=True):
             key = charge.policy.key
-            if outcome is None:
+            if new < 0:
                 self._in_use[key] = self._in_use.get(key, 0) + 1
                 slots.append(key)
             else:
-                self._remember(key, outcome.tat)
+                self._remember(key, new)
         if slots:
             verdict.ticket, verdict.slots = "memory", tuple(slots)
 
@@ -93,8 +104,8 @@ class MemoryLimiter:
             del self._tats[key]
 
 
-def _refuse(verdict: Verdict, charge: Charge, retry_after: float) -> None:
+def _refuse(verdict: Verdict, policy: Policy, retry_after: float) -> None:
     """Mark the verdict refused, naming the policy that asks for the longest wait."""
     if verdict.allowed or retry_after > verdict.retry_after:
-        verdict.violated, verdict.retry_after = charge.policy, retry_after
+        verdict.violated, verdict.retry_after = policy, retry_after
     verdict.allowed = False

@@ -40,6 +40,8 @@ class Limits(_Strict):
     """Request limits enforced at the edge, and where their shared state lives."""
 
     max_body_bytes: int = Field(10 * 1024 * 1024, ge=1024)
+    body_read_timeout_seconds: float = Field(30.0, gt=0, le=3600)
+    """How long a request body may take to arrive once its headers have; past it: 408 and the connection closed."""
     backend: Literal["auto", "memory", "redis"] = "auto"
     """Where limit state lives: `auto` is Redis when SLUICE_REDIS_URL is set, else this process's memory."""
     redis_timeout_seconds: float = Field(0.1, gt=0, le=5)
@@ -56,3 +58,8 @@ class Limits(_Strict):
     """Addresses (or CIDRs) whose X-Forwarded-For names the client, e.g. the nginx in front."""
     redis_prefix: str = "sluice:"
     """Prefix of every Redis key the limiter writes (instances that share limits must share it)."""
+    redis_local_share: float = Field(0.01, ge=0, le=0.5)
+    """With Redis: the share of a rate policy's quota an instance takes at a time and spends without a round trip
+    (never more than the quota in all; an instance may hold this much that others cannot use until it is spent or,
+    after 2 s unused, given back). Policies where it comes to under 10 units, and concurrency limits, are charged
+    exactly; 0 charges every policy exactly (one Redis round trip per request)."""

@@ -35,15 +35,21 @@ def model_policies(models: Iterable[ModelConfig]) -> dict[str, tuple[Policy, ...
 
 
 class KeyPolicies:
-    """A key's policies, built once per key and limits (keys' limits may change: they are part of the cache key)."""
+    """A key's policies, built once per key and limits (a key's limits may change: a new `RateLimit` rebuilds them).
+
+    Found by key id, then checked against the limits object they were built from: by identity first (a cached
+    principal carries the same object on every request; hashing a pydantic model costs more than the rest of
+    admission), by value when another object arrives."""
 
     def __init__(self) -> None:
-        self._cache: dict[tuple[str, RateLimit], tuple[Policy, ...]] = {}
+        self._cache: dict[str, tuple[RateLimit, tuple[Policy, ...]]] = {}
 
     def __call__(self, key_id: str, limits: RateLimit) -> tuple[Policy, ...]:
-        found = self._cache.get((key_id, limits))
-        if found is None:
-            if len(self._cache) >= _CACHE_SIZE:
-                self._cache.clear()
-            found = self._cache[(key_id, limits)] = policies_of(limits, "key", f"rl:k:{key_id}")
-        return found
+        found = self._cache.get(key_id)
+        if found is not None and (found[0] is limits or found[0] == limits):
+            return found[1]
+        if len(self._cache) >= _CACHE_SIZE:
+            self._cache.clear()
+        policies = policies_of(limits, "key", f"rl:k:{key_id}")
+        self._cache[key_id] = (limits, policies)
+        return policies

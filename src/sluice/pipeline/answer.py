@@ -7,7 +7,7 @@ import logging
 from collections.abc import AsyncGenerator, Awaitable, Callable
 
 from sluice.errors import GatewayError, internal_error
-from sluice.http.asgi import ClientDisconnected, Receive, Send, send_error
+from sluice.http.asgi import ClientDisconnected, Message, Receive, Send, send_error, unreadable_body
 from sluice.pipeline.flow import Flow, Headers
 from sluice.streaming import error_event
 
@@ -34,6 +34,9 @@ async def serve(flow: Flow, send: Send, work: Callable[[], Awaitable[None]], ren
         await render(send, exc, flow.response_headers(error=exc))
     except ClientDisconnected:
         flow.exchange.client_disconnected = True
+        unreadable = unreadable_body()
+        flow.failed(unreadable)
+        await render(send, unreadable, flow.response_headers(error=unreadable))
     except Aborted:
         raise
     except Exception:
@@ -51,10 +54,11 @@ def sse_error_ending(tail: bytes, error: GatewayError) -> bytes:
 
 
 async def relay(chunks: AsyncGenerator[bytes, None], receive: Receive, send: Send,
-                ending: Ending | None = sse_error_ending) -> None:
+                ending: Ending | None = sse_error_ending, start: Message | None = None) -> None:
     """Send each chunk as it arrives; a client that leaves cancels the upstream. A broken upstream ends the stream
     with `ending(tail, error)` (an SSE error event by default), or, if `ending` is None, raises Aborted, so the
-    client sees a truncated body rather than a complete one."""
+    client sees a truncated body rather than a complete one. `start` (the response's start message) waits for the
+    first chunk: a failure before it is raised, to be answered as an error response (a 502, not a broken 200)."""
     task = asyncio.current_task()
     assert task is not None
     gone = asyncio.Event()
@@ -62,9 +66,14 @@ async def relay(chunks: AsyncGenerator[bytes, None], receive: Receive, send: Sen
     tail = b"\n\n"
     try:
         async for chunk in chunks:
+            if start is not None:
+                await send(start)
+                start = None
             await send({"type": "http.response.body", "body": chunk, "more_body": True})
             tail = chunk[-2:] or tail
     except GatewayError as exc:
+        if start is not None:
+            raise
         if ending is None:
             raise Aborted(exc.message) from exc
         last = ending(tail, exc)
@@ -74,6 +83,8 @@ async def relay(chunks: AsyncGenerator[bytes, None], receive: Receive, send: Sen
         task.uncancel()
         return
     except Exception as exc:
+        if start is not None:
+            raise
         logger.exception("stream relay failed")
         if ending is None:
             raise Aborted(str(exc)) from exc
@@ -83,6 +94,8 @@ async def relay(chunks: AsyncGenerator[bytes, None], receive: Receive, send: Sen
     finally:
         watcher.cancel()
         await chunks.aclose()
+    if start is not None:
+        await send(start)
     await send({"type": "http.response.body", "body": last, "more_body": False})
 
 

@@ -8,7 +8,6 @@ the finished exchange to the observers. A capability written here is there for e
 
 from __future__ import annotations
 
-import os
 import re
 from collections.abc import AsyncGenerator, Sequence
 from time import perf_counter, time
@@ -16,8 +15,9 @@ from typing import TYPE_CHECKING
 
 import orjson
 
-from sluice.errors import GatewayError, NotFound
+from sluice.errors import GatewayError, NotFound, UpstreamError
 from sluice.exchange import Exchange, Observer, notify, tap_stream
+from sluice.ids import random_hex
 from sluice.keys.credentials import presented_in
 from sluice.pipeline.failover import Failover
 from sluice.pipeline.prompts import apply_prompt
@@ -29,6 +29,7 @@ from sluice.telemetry.trace_context import TraceIds
 if TYPE_CHECKING:
     from sluice.gateway import Gateway
     from sluice.http.asgi import Scope
+    from sluice.http.body_clock import BodyClock
     from sluice.keys.principal import Principal
     from sluice.limits.admission import Grant
     from sluice.providers.passthrough import PassthroughTarget
@@ -46,7 +47,7 @@ def request_id_of(headers: dict[bytes, bytes]) -> bytes:
     given = headers.get(b"x-request-id")
     if given and _SAFE_REQUEST_ID.fullmatch(given):
         return given
-    return os.urandom(16).hex().encode()
+    return random_hex(128).encode()
 
 
 class Flow:
@@ -113,6 +114,11 @@ class Flow:
     def body_limit(self) -> int:
         """The most bytes a request body may have (`limits.max_body_bytes`)."""
         return self.gateway.config.limits.max_body_bytes
+
+    @property
+    def body_clock(self) -> BodyClock:
+        """What times the reading of request bodies (`limits.body_read_timeout_seconds`)."""
+        return self.gateway.body_clock
 
     async def admit_address(self, scope: Scope) -> None:
         """`limits.per_ip`, charged before the key is known (Throttled, 429, past them)."""
@@ -271,7 +277,9 @@ class Flow:
             headers += endpoint.headers
         elif self.exchange.provider is not None:
             headers.append((b"x-sluice-provider", self.exchange.provider.encode()))
-        if self.grant is not None and not (error is not None and error.headers):
+        # An error with headers of its own (a limit's 429, a breaker's 503) replaces the limits' state; an
+        # upstream's passed-on `Retry-After` is not about the caller's limits, which are still shown.
+        if self.grant is not None and (error is None or not error.headers or isinstance(error, UpstreamError)):
             headers += self.grant.headers()
         return headers
 

@@ -8,7 +8,7 @@ from collections.abc import AsyncGenerator
 import orjson
 
 from sluice.config import AnthropicProviderConfig
-from sluice.errors import GatewayError, InvalidRequest, UpstreamError, UpstreamUnreachable
+from sluice.errors import InvalidRequest, UpstreamError, UpstreamProtocolError
 from sluice.json_bytes import dumps_to_size
 from sluice.providers.anthropic_translate import (
     AnthropicStreamError,
@@ -19,8 +19,9 @@ from sluice.providers.anthropic_translate import (
     to_anthropic_request,
 )
 from sluice.providers.base import JSONObject, UpstreamRequest
+from sluice.providers.protocol import not_a_reply, shown
 from sluice.providers.upstream import OpenStream, UpstreamClient
-from sluice.streaming import DONE_EVENT, SSEDecoder, encode_data
+from sluice.streaming import DONE_EVENT, NotSSE, SSEDecoder, encode_data
 
 MESSAGES_PATH = "/v1/messages"
 
@@ -60,15 +61,21 @@ class AnthropicProvider:
             client_status, error = openai_error_from_anthropic(status, body)
             failure = UpstreamError(str(error.get("message")), status=client_status, type=error.get("type"),
                                     code=error.get("code"), param=error.get("param"))
-            failure.retry_after_header = retry_after
+            failure.keep_retry_after(retry_after)
             raise failure
 
     async def send(self, request: UpstreamRequest) -> bytes:
         status, body, retry_after = await self.client.post(MESSAGES_PATH, self._translate(request), request.headers)
         self._raise_for_status(status, body, retry_after)
-        reply = from_anthropic_response(orjson.loads(body), model=str(request.body["model"]), created=int(time.time()))
-        if request.operation == "completions":
-            reply = completion_from_chat(reply)
+        try:
+            message = orjson.loads(body)
+            if not isinstance(message, dict) or not isinstance(message.get("content"), list):
+                raise ValueError("not a message")
+            reply = from_anthropic_response(message, model=str(request.body["model"]), created=int(time.time()))
+            if request.operation == "completions":
+                reply = completion_from_chat(reply)
+        except (ValueError, KeyError, TypeError, AttributeError) as exc:  # orjson's JSONDecodeError is a ValueError
+            raise not_a_reply(self.name, "Messages API message", body.strip()) from exc
         return orjson.dumps(reply)
 
     async def stream(self, request: UpstreamRequest) -> AsyncGenerator[bytes, None]:
@@ -85,29 +92,39 @@ class AnthropicProvider:
 
     async def _translate_stream(self, reply: OpenStream, translator: AnthropicStreamTranslator,
                                 as_completion: bool) -> AsyncGenerator[bytes, None]:
-        decoder = SSEDecoder()
+        decoder = SSEDecoder(strict=True)
         relay = self.client.relay(reply)
         try:
             async for data in relay:
-                for event in decoder.feed(data):
-                    for chunk in _feed(translator, event.event, event.data):
+                try:
+                    events = decoder.feed(data)
+                except NotSSE as exc:
+                    raise UpstreamProtocolError(f"Upstream provider {self.name!r} sent a line that is not "
+                                                f"server-sent events: {shown(exc.line)}.") from None
+                for event in events:
+                    for chunk in _feed(self.name, translator, event.event, event.data):
                         yield encode_data(completion_chunk(chunk) if as_completion else chunk)
                 if translator.done:
                     yield DONE_EVENT
                     return
         finally:
             await relay.aclose()
-        raise UpstreamUnreachable(f"Upstream provider {self.name!r} ended the stream before message_stop.")
+        how = "mid-event" if decoder.pending else "before message_stop"
+        raise UpstreamProtocolError(f"Upstream provider {self.name!r} ended the stream {how}.")
 
 
-def _feed(translator: AnthropicStreamTranslator, event: str, data: str) -> list[JSONObject]:
+def _feed(provider: str, translator: AnthropicStreamTranslator, event: str, data: str) -> list[JSONObject]:
     try:
-        return translator.feed(event, orjson.loads(data) if data else {})
+        decoded = orjson.loads(data) if data else {}
+        if not isinstance(decoded, dict):
+            raise ValueError("not an object")
+        return translator.feed(event, decoded)
     except AnthropicStreamError as exc:
         status = 503 if exc.error_type == "overloaded_error" else 502
         raise UpstreamError(exc.message, status=status, type=exc.error_type) from exc
-    except orjson.JSONDecodeError as exc:
-        raise GatewayError(f"Upstream sent an unreadable {event!r} event.", status=502) from exc
+    except (ValueError, KeyError, TypeError, AttributeError) as exc:  # orjson's JSONDecodeError is a ValueError
+        raise UpstreamProtocolError(f"Upstream provider {provider!r} sent an unreadable {event!r} event: "
+                                    f"{shown(data.encode())}.") from exc
 
 
 def chat_body(body: JSONObject) -> JSONObject:

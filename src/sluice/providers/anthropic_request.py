@@ -196,8 +196,9 @@ def _arguments(arguments: Any, where: str) -> dict[str, Any]:
         return {}
     try:
         decoded = json.loads(arguments) if isinstance(arguments, str) else None
-    except json.JSONDecodeError as exc:
-        raise TranslationError(f"Tool call arguments are not valid JSON: {exc.msg}.", param=where) from exc
+    except (ValueError, RecursionError) as exc:  # not JSON; or a number over 4,300 digits, or nested too deep
+        reason = exc.msg if isinstance(exc, json.JSONDecodeError) else "too large or too deeply nested"
+        raise TranslationError(f"Tool call arguments are not valid JSON: {reason}.", param=where) from exc
     if not isinstance(decoded, dict):
         raise TranslationError("Tool call arguments must be a JSON object in a string.", param=where)
     return decoded

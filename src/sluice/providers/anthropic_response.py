@@ -102,11 +102,12 @@ def _anthropic_error(status: int, body: bytes) -> tuple[str | None, str]:
     """The Anthropic error type (None when the body is not an Anthropic error) and message."""
     try:
         decoded = json.loads(body)
-    except ValueError:
+    except (ValueError, RecursionError):
         decoded = None
     error = decoded.get("error") if isinstance(decoded, dict) else None
     if isinstance(error, dict) and isinstance(error.get("message"), str):
         error_type = error.get("type")
-        return (error_type if isinstance(error_type, str) else None), error["message"]
+        message = error["message"] or f"Upstream returned HTTP {status}."
+        return (error_type if isinstance(error_type, str) else None), message
     text = body.decode("utf-8", "replace").strip()[:MAX_TEXT_MESSAGE]
     return None, text or f"Upstream returned HTTP {status}."

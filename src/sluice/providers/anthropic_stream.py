@@ -28,6 +28,7 @@ class AnthropicStreamTranslator:
         self.id = "chatcmpl-"
         self.usage: dict[str, Any] = {}
         self.tool_indexes: dict[int, int] = {}  # Anthropic content block index → OpenAI tool call index
+        self._with_arguments: set[int] = set()  # the tool blocks that sent a piece of their input
         self._done = False
 
     @property
@@ -43,6 +44,8 @@ class AnthropicStreamTranslator:
             return self._block_start(data.get("index", 0), data.get("content_block") or {})
         if event == "content_block_delta":
             return self._block_delta(data.get("index", 0), data.get("delta") or {})
+        if event == "content_block_stop":
+            return self._block_stop(data.get("index", 0))
         if event == "message_delta":
             return self._message_delta(data)
         if event == "message_stop":
@@ -50,7 +53,7 @@ class AnthropicStreamTranslator:
         if event == "error":
             error = data.get("error") or {}
             raise AnthropicStreamError(str(error.get("type", "api_error")), str(error.get("message", "")))
-        return []  # ping, content_block_stop and event types added after this was written
+        return []  # ping and event types added after this was written
 
     def _message_start(self, message: dict[str, Any]) -> list[dict[str, Any]]:
         self.id = f"chatcmpl-{message.get('id', '')}"
@@ -72,9 +75,18 @@ class AnthropicStreamTranslator:
         if kind == "text_delta" and delta.get("text"):
             return [self._chunk({"content": delta["text"]})]
         if kind == "input_json_delta" and delta.get("partial_json") and index in self.tool_indexes:
+            self._with_arguments.add(index)
             fragment = {"index": self.tool_indexes[index], "function": {"arguments": delta["partial_json"]}}
             return [self._chunk({"tool_calls": [fragment]})]
         return []  # thinking, signature and citations deltas have no OpenAI counterpart
+
+    def _block_stop(self, index: int) -> list[dict[str, Any]]:
+        """A tool call without input arguments ends as `{}`, as the unstreamed reply has it, not as ""."""
+        if index not in self.tool_indexes or index in self._with_arguments:
+            return []
+        self._with_arguments.add(index)
+        fragment = {"index": self.tool_indexes[index], "function": {"arguments": "{}"}}
+        return [self._chunk({"tool_calls": [fragment]})]
 
     def _message_delta(self, data: dict[str, Any]) -> list[dict[str, Any]]:
         self._update_usage(data.get("usage") or {})

@@ -1,4 +1,5 @@
-"""OpenAI and every OpenAI-compatible upstream: bodies and streams pass through as bytes."""
+"""OpenAI and every OpenAI-compatible upstream: bodies and streams pass through as bytes, checked as they go
+(providers/protocol.py)."""
 
 from __future__ import annotations
 
@@ -6,6 +7,7 @@ from collections.abc import AsyncGenerator, Mapping
 
 from sluice.config import OpenAIProviderConfig
 from sluice.providers.base import OPERATION_PATHS, UpstreamRequest
+from sluice.providers.protocol import check_reply, checked_events
 from sluice.providers.upstream import UpstreamClient, raise_for_openai_error
 
 
@@ -32,6 +34,7 @@ class OpenAIProvider:
         path, params = self._target(request)
         status, body, retry_after = await self.client.post(path, request.encoded(), request.headers, params)
         raise_for_openai_error(self.name, status, body, retry_after)
+        check_reply(self.name, request.operation, body)
         return body
 
     async def stream(self, request: UpstreamRequest) -> AsyncGenerator[bytes, None]:
@@ -43,4 +46,4 @@ class OpenAIProvider:
             finally:
                 await reply.close()
             raise_for_openai_error(self.name, reply.status, body, reply.response.get_header("retry-after"))
-        return self.client.relay(reply)
+        return checked_events(reply, self.name)

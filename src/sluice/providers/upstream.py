@@ -147,7 +147,7 @@ def raise_for_openai_error(provider: str, status: int, body: bytes, retry_after:
         message, status=status, type=str(error.get("type") or "upstream_error"),
         code=_optional_str(error.get("code")), param=_optional_str(error.get("param")),
     )
-    failure.retry_after_header = retry_after
+    failure.keep_retry_after(retry_after)
     raise failure
 
 

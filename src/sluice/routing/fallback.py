@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from sluice.errors import GatewayError, UpstreamError, UpstreamTimeout, UpstreamUnreachable
+from sluice.errors import GatewayError, UpstreamError, UpstreamProtocolError, UpstreamTimeout, UpstreamUnreachable
 from sluice.routing.breaker import CircuitOpen
 
 QUOTA_CODES = frozenset({"insufficient_quota", "quota_exceeded", "billing_hard_limit_reached", "billing_error",
@@ -23,6 +23,8 @@ def failover_reason(error: GatewayError) -> str | None:
         return "unreachable"
     if isinstance(error, UpstreamTimeout):
         return "timeout"
+    if isinstance(error, UpstreamProtocolError):
+        return "protocol"
     if not isinstance(error, UpstreamError):
         return None
     if is_too_long(error):

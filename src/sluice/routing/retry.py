@@ -11,7 +11,7 @@ import random
 from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
 
-from sluice.errors import GatewayError, UpstreamError, UpstreamTimeout, UpstreamUnreachable
+from sluice.errors import GatewayError, UpstreamError, UpstreamProtocolError, UpstreamTimeout, UpstreamUnreachable
 from sluice.routing.options import RetryOptions
 
 RETRIED_STATUSES = frozenset({429, 502, 503, 504, 529})
@@ -20,8 +20,9 @@ RETRIED_STATUSES = frozenset({429, 502, 503, 504, 529})
 
 def is_failure(error: GatewayError) -> bool:
     """Whether `error` says the upstream is unhealthy (counts against its breaker): no connection, a timeout,
-    or a 5xx from the upstream. 4xx answers (the caller's fault, or a rate limit) are not failures."""
-    if isinstance(error, (UpstreamUnreachable, UpstreamTimeout)):
+    a 200 that is not the protocol (never retried: the upstream did answer), or a 5xx from the upstream. 4xx
+    answers (the caller's fault, or a rate limit) are not failures."""
+    if isinstance(error, (UpstreamUnreachable, UpstreamTimeout, UpstreamProtocolError)):
         return True
     return isinstance(error, UpstreamError) and error.status >= 500
 

@@ -2,14 +2,15 @@
 
 The spans themselves are built after the request, off the hot path (`telemetry/tracing.py`), with exactly
 these ids, so the `traceparent` sent upstream names the upstream span Phoenix will show. This module imports
-nothing heavy: the hot path pays one `os.urandom` and, when the caller sent one, one regex match.
+nothing heavy: the hot path pays one draw of random bits (`ids.py`) and, when the caller sent one, one regex match.
 """
 
 from __future__ import annotations
 
-import os
 import re
 from dataclasses import dataclass
+
+from sluice.ids import random_hex
 
 # version-traceid-parentid-flags; a future version may append fields after a dash (W3C trace-context §3.2).
 _TRACEPARENT = re.compile(rb"([0-9a-f]{2})-([0-9a-f]{32})-([0-9a-f]{16})-([0-9a-f]{2})(-.*)?")
@@ -34,7 +35,7 @@ class TraceIds:
     @classmethod
     def from_traceparent(cls, header: bytes | None) -> TraceIds:
         """Continue the caller's trace when `header` is a valid `traceparent`, else start a new one."""
-        fresh = os.urandom(32).hex()
+        fresh = random_hex(256)
         if header:
             match = _TRACEPARENT.fullmatch(header.strip())
             if match and _valid(match):
@@ -44,7 +45,7 @@ class TraceIds:
 
     def child(self) -> TraceIds:
         """The ids of a call made on behalf of this request: same trace, parented on this server span."""
-        fresh = os.urandom(16).hex()
+        fresh = random_hex(128)
         return TraceIds(self.trace_id, self.server_span_id, fresh[:16], fresh[16:], self.sampled, nested=True)
 
     def traceparent_for_upstream(self) -> str:

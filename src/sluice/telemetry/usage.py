@@ -17,10 +17,17 @@ class Usage:
 
 
 def usage_of(exchange: Exchange) -> Usage | None:
-    """The `usage` the reply (or the stream's last chunks) reported, without decoding the whole body."""
+    """The `usage` the reply (or the stream's last chunks) reported, without decoding the whole body; read once
+    per finished exchange, however many observers ask."""
+    read = exchange.usage_read
+    if read is not None:
+        return read[0]
     if exchange.stream:
-        return _counts(stream_usage(exchange.chunks)) if exchange.chunks else None
-    return _counts(reply_usage(exchange.response_body)) if exchange.response_body else None
+        usage = _counts(stream_usage(exchange.chunks)) if exchange.chunks else None
+    else:
+        usage = _counts(reply_usage(exchange.response_body)) if exchange.response_body else None
+    exchange.usage_read = (usage,)
+    return usage
 
 
 def _counts(usage: dict[str, Any] | None) -> Usage | None:
