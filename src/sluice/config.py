@@ -41,10 +41,13 @@ class _Strict(BaseModel):
 
 
 class Timeouts(_Strict):
-    """Per-provider upstream timeouts, in seconds."""
+    """Per-provider upstream timeouts, in seconds: to connect, between two reads, and (`total`, off unless set)
+    for a whole call, from connecting to the reply's last byte, streams and passthrough included (each try of a
+    deployment has its own)."""
 
     connect: float = Field(10.0, gt=0)
     read: float = Field(600.0, gt=0)
+    total: float | None = Field(None, gt=0)
 
 
 class _UpstreamProvider(_Strict):

@@ -14,7 +14,7 @@ GatewayError
 ├── UpstreamError         the upstream answered with an error: its status, message and Retry-After are passed on
 ├── UpstreamProtocolError 502 upstream_protocol_error (a 200 whose body or stream is not the protocol)
 ├── UpstreamUnreachable   502 (connection refused, reset, DNS)
-└── UpstreamTimeout       504 (connect or read timeout)
+└── UpstreamTimeout       504 (connect, read or total timeout)
 """
 
 from __future__ import annotations

@@ -95,6 +95,7 @@ async def _answer(flow: Flow, operation: Operation, scope: Scope, receive: Recei
     await flow.admit_address(scope)
     await flow.authenticate()
     raw = flow.exchange.request_body = await read_body(receive, flow.headers, flow.body_limit, flow.body_clock)
+    client = flow.watch_client(receive)
     if flow.gateway.cache is not None and not _mode_asked(scope, flow.headers):
         recalled = await flow.recall(operation, raw)
         if recalled is not None:
@@ -112,11 +113,11 @@ async def _answer(flow: Flow, operation: Operation, scope: Scope, receive: Recei
         if mode == "ndjson":
             start = {"type": "http.response.start", "status": 200,
                      "headers": NDJSON_HEADERS + flow.response_headers(STREAM_CACHE)}
-            await relay(ndjson_lines(chunks), receive, send, ndjson_error_ending, start)
+            await relay(ndjson_lines(chunks), client, send, ndjson_error_ending, start)
         else:
             start = {"type": "http.response.start", "status": 200,
                      "headers": SSE_HEADERS + flow.response_headers(STREAM_CACHE)}
-            await relay(chunks, receive, send, start=start)
+            await relay(chunks, client, send, start=start)
         return
     await _complete(flow, send, await flow.call(request, provider))
 

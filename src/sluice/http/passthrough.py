@@ -79,6 +79,7 @@ async def _answer(flow: Flow, scope: Scope, receive: Receive, send: Send) -> Non
     await flow.admit()
     url = target.url(suffix, scope["query_string"])
     body = flow.exchange.request_body = await read_body(receive, flow.headers, flow.body_limit, flow.body_clock)
+    flow.watch_client(receive)
     upstream_headers = target.headers(scope["headers"], forwarded_of(scope, flow.headers, flow.request_id))
     reply = await flow.call_raw(target, scope["method"], url, upstream_headers, body)
     await respond(flow, target, reply, scope, receive, send)
@@ -94,7 +95,7 @@ async def respond(flow: Flow, target: PassthroughTarget, reply: OpenStream, scop
         ours = [header for header in ours if header[0] != b"x-request-id"]
     headers += ours
     if _whole(scope, reply):
-        body = await target.read(reply)
+        body = await flow.watched(target.read(reply))
     elif reply.response.get_header("content-length") is None and not is_stream(reply):
         body, following = await opening(reply, target.name)
         if following is not None:

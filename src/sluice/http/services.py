@@ -92,7 +92,7 @@ async def _answer(flow: Flow, rule: Rule, scope: Scope, receive: Receive, send: 
     verdict = None
     if cached is not None:
         if reply.status == 304 and cached.revalidating:
-            await _read(service, reply)
+            await flow.watched(_read(service, reply))
             return await cached.answer(send, cached.refreshed(received), REVALIDATED, edit)
         verdict = cached.storable(reply.status, received)
     answer = edit(received) + (cached.missed() if cached is not None else [])
@@ -103,7 +103,7 @@ async def _answer(flow: Flow, rule: Rule, scope: Scope, receive: Receive, send: 
     length = reply.response.get_header("content-length")
     if method == "HEAD" or reply.status in _NO_BODY_STATUSES or verdict is not None or (
             length is not None and length.isdigit() and int(length) <= WHOLE_REPLY):
-        content = await _read(service, reply)
+        content = await flow.watched(_read(service, reply))
         if verdict is not None and cached is not None and (method == "HEAD" or len(content) == int(length or 0)):
             cached.store(reply.status, received, content, verdict)
     elif length is None and not is_stream(reply):
@@ -138,6 +138,7 @@ async def _body(flow: Flow, route: RouteConfig, method: str, receive: Receive
     retryable = method in IDEMPOTENT or route.retry_non_idempotent
     if size is not None and size <= BUFFERED_BODY or (size is None and b"transfer-encoding" not in flow.headers):
         body = flow.exchange.request_body = await read_body(receive, flow.headers, limit, flow.body_clock)
+        flow.watch_client(receive)
         return body, retryable
     return _streamed(receive, limit), False
 

@@ -7,7 +7,8 @@ import logging
 from collections.abc import AsyncGenerator, Awaitable, Callable
 
 from sluice.errors import GatewayError, internal_error
-from sluice.http.asgi import ClientDisconnected, Message, Receive, Send, send_error, unreadable_body
+from sluice.http.asgi import ClientDisconnected, Message, Send, send_error, unreadable_body
+from sluice.pipeline.client_watch import ClientWatch
 from sluice.pipeline.flow import Flow, Headers
 from sluice.streaming import error_event
 
@@ -26,9 +27,17 @@ class Aborted(Exception):
 async def serve(flow: Flow, send: Send, work: Callable[[], Awaitable[None]], render: RenderError = send_error
                 ) -> None:
     """Run an edge's `work` for `flow`; a GatewayError (or a bug) before the response started is answered with
-    `render`, with the flow's headers; the flow finishes whatever happened."""
+    `render`, with the flow's headers; a caller that left (its upstream wait cancelled, see `Flow.watch_client`)
+    gets nothing more; the flow finishes whatever happened."""
     try:
         await work()
+    except asyncio.CancelledError:
+        client = flow.client
+        task = asyncio.current_task()
+        if client is None or not client.gone or task is None or task.cancelling() > 1:
+            raise
+        task.uncancel()
+        flow.abandoned()
     except GatewayError as exc:
         flow.failed(exc)
         await render(send, exc, flow.response_headers(error=exc))
@@ -53,16 +62,14 @@ def sse_error_ending(tail: bytes, error: GatewayError) -> bytes:
     return (b"" if tail.endswith(b"\n\n") else b"\n\n") + error_event(error)
 
 
-async def relay(chunks: AsyncGenerator[bytes, None], receive: Receive, send: Send,
+async def relay(chunks: AsyncGenerator[bytes, None], client: ClientWatch, send: Send,
                 ending: Ending | None = sse_error_ending, start: Message | None = None) -> None:
-    """Send each chunk as it arrives; a client that leaves cancels the upstream. A broken upstream ends the stream
-    with `ending(tail, error)` (an SSE error event by default), or, if `ending` is None, raises Aborted, so the
-    client sees a truncated body rather than a complete one. `start` (the response's start message) waits for the
-    first chunk: a failure before it is raised, to be answered as an error response (a 502, not a broken 200)."""
-    task = asyncio.current_task()
-    assert task is not None
-    gone = asyncio.Event()
-    watcher = asyncio.create_task(_cancel_on_disconnect(receive, task, gone))
+    """Send each chunk as it arrives; a client that leaves cancels the upstream (`client`, the flow's watch: the
+    cancellation reaches `serve`). A broken upstream ends the stream with `ending(tail, error)` (an SSE error event
+    by default), or, if `ending` is None, raises Aborted, so the client sees a truncated body rather than a
+    complete one. `start` (the response's start message) waits for the first chunk: a failure before it is
+    raised, to be answered as an error response (a 502, not a broken 200)."""
+    client.arm()
     tail = b"\n\n"
     try:
         async for chunk in chunks:
@@ -77,11 +84,6 @@ async def relay(chunks: AsyncGenerator[bytes, None], receive: Receive, send: Sen
         if ending is None:
             raise Aborted(exc.message) from exc
         last = ending(tail, exc)
-    except asyncio.CancelledError:
-        if not gone.is_set():
-            raise
-        task.uncancel()
-        return
     except Exception as exc:
         if start is not None:
             raise
@@ -92,17 +94,8 @@ async def relay(chunks: AsyncGenerator[bytes, None], receive: Receive, send: Sen
     else:
         last = b""
     finally:
-        watcher.cancel()
+        client.disarm()
         await chunks.aclose()
     if start is not None:
         await send(start)
     await send({"type": "http.response.body", "body": last, "more_body": False})
-
-
-async def _cancel_on_disconnect(receive: Receive, task: asyncio.Task[None], gone: asyncio.Event) -> None:
-    while True:
-        message = await receive()
-        if message["type"] == "http.disconnect":
-            gone.set()
-            task.cancel()
-            return

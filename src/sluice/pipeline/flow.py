@@ -9,9 +9,9 @@ the finished exchange to the observers. A capability written here is there for e
 from __future__ import annotations
 
 import re
-from collections.abc import AsyncGenerator, Sequence
+from collections.abc import AsyncGenerator, Awaitable, Sequence
 from time import perf_counter, time
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, TypeVar
 
 import orjson
 
@@ -19,6 +19,7 @@ from sluice.errors import GatewayError, NotFound, UpstreamError
 from sluice.exchange import Exchange, Observer, notify, tap_stream
 from sluice.ids import random_hex
 from sluice.keys.credentials import presented_in
+from sluice.pipeline.client_watch import ClientWatch
 from sluice.pipeline.failover import Failover
 from sluice.pipeline.prompts import apply_prompt
 from sluice.providers.base import JSONObject, Operation, UpstreamRequest
@@ -28,7 +29,7 @@ from sluice.telemetry.trace_context import TraceIds
 
 if TYPE_CHECKING:
     from sluice.gateway import Gateway
-    from sluice.http.asgi import Scope
+    from sluice.http.asgi import Receive, Scope
     from sluice.http.body_clock import BodyClock
     from sluice.keys.principal import Principal
     from sluice.limits.admission import Grant
@@ -38,6 +39,7 @@ if TYPE_CHECKING:
     from sluice.routing.table import ModelRoute
 
 Headers = list[tuple[bytes, bytes]]
+T = TypeVar("T")
 _SAFE_REQUEST_ID = re.compile(rb"[A-Za-z0-9._:/+=@-]{1,128}")
 PROPAGATED_HEADERS = (b"traceparent", b"tracestate")
 
@@ -58,7 +60,7 @@ class Flow:
     exchanges (admin, docs, health)."""
 
     __slots__ = ("gateway", "started", "headers", "request_id", "exchange", "principal", "grant", "observers",
-                 "counted", "upstream_seconds", "parent", "endpoint")
+                 "counted", "upstream_seconds", "parent", "endpoint", "client")
 
     def __init__(self, gateway: Gateway, headers: dict[bytes, bytes], exchange: Exchange, request_id: bytes, *,
                  observers: Sequence[Observer] = (), counted: bool = True, parent: Flow | None = None) -> None:
@@ -76,6 +78,8 @@ class Flow:
         self.parent = parent
         self.endpoint: Endpoint | None = None
         """The deployment that answered: told at `finish` how the call went (latency, a stream broken midway)."""
+        self.client: ClientWatch | None = None
+        """Whether the caller left, once its body is read (`watch_client`): the upstream waits are cancelled then."""
         if counted:
             gateway.request_started()
 
@@ -119,6 +123,30 @@ class Flow:
     def body_clock(self) -> BodyClock:
         """What times the reading of request bodies (`limits.body_read_timeout_seconds`)."""
         return self.gateway.body_clock
+
+    def watch_client(self, receive: Receive) -> ClientWatch:
+        """Watch for the caller leaving from now on (its body has been read): a wait on the upstream is then
+        cancelled and the exchange logged as abandoned (`serve`)."""
+        client = self.client = ClientWatch(receive)
+        return client
+
+    async def watched(self, pending: Awaitable[T]) -> T:
+        """`pending` (a wait on an upstream) awaited so that a caller who leaves meanwhile cancels it."""
+        client = self.client
+        if client is None:
+            return await pending
+        client.arm()
+        try:
+            return await pending
+        finally:
+            client.disarm()
+
+    def abandoned(self) -> None:
+        """The caller left before the answer was complete: 499 when no byte of it had been sent."""
+        exchange = self.exchange
+        exchange.client_disconnected = True
+        if not exchange.chunks:
+            exchange.status = 499
 
     async def admit_address(self, scope: Scope) -> None:
         """`limits.per_ip`, charged before the key is known (Throttled, 429, past them)."""
@@ -217,12 +245,13 @@ class Flow:
         reply: bytes
         if cache is None:
             exchange.cache = BYPASS
-            reply = await Failover(self, request, route).run(streamed=False)
+            reply = await self.watched(Failover(self, request, route).run(streamed=False))
         else:
             principal = self.principal
             assert principal is not None
-            reply = await cache.answer(request, exchange, principal.key_id, self.headers.get(b"cache-control"),
-                                       lambda: Failover(self, request, route).run(streamed=False))
+            reply = await self.watched(cache.answer(request, exchange, principal.key_id,
+                                                    self.headers.get(b"cache-control"),
+                                                    lambda: Failover(self, request, route).run(streamed=False)))
         exchange.response_body = reply
         exchange.status = 200
         return reply
@@ -231,7 +260,7 @@ class Flow:
         """The stream of the first deployment that answers 200 (see `Failover`: nothing is tried elsewhere once
         a stream is open); the exchange keeps its chunks, time to first chunk and a break midway, which the
         deployment's breaker counts as a failure."""
-        chunks: AsyncGenerator[bytes, None] = await Failover(self, request, route).run(streamed=True)
+        chunks: AsyncGenerator[bytes, None] = await self.watched(Failover(self, request, route).run(streamed=True))
         exchange = self.exchange
         exchange.stream, exchange.status = True, 200
         return tap_stream(chunks, exchange, self.started)
@@ -247,7 +276,7 @@ class Flow:
         guard.admit()
         upstream_started = self.upstream_started()
         try:
-            reply = await target.send(method, url, headers, body)
+            reply = await self.watched(target.send(method, url, headers, body))
         except BaseException as exc:
             guard.judge(exc)
             raise
@@ -312,6 +341,8 @@ class Flow:
         """Release what admission granted and hand the finished exchange to the observers (once)."""
         if self.grant is not None:
             self.grant.release()
+        if self.client is not None:
+            self.client.close()
         exchange = self.exchange
         exchange.latency_total = perf_counter() - self.started
         endpoint = self.endpoint

@@ -29,7 +29,8 @@ async def call_service(flow: Flow, service: Service, method: str, path: str, hea
     async def send(endpoint: Endpoint) -> OpenStream:
         return await service.send(method, endpoint.target + path, headers, body, read_seconds)
 
-    return await on_an_instance(flow, service, send, _status, _close, retryable=retryable)
+    # A body still being relayed upstream reads the client's messages itself: then there is no watch.
+    return await flow.watched(on_an_instance(flow, service, send, _status, _close, retryable=retryable))
 
 
 async def on_an_instance(flow: Flow, service: Service, call: Callable[[Endpoint], Awaitable[Reply]],

@@ -27,8 +27,12 @@ class InstanceConfig(_Strict):
 
 
 class ServiceTimeouts(_Strict):
+    """A service's timeouts, in seconds: to connect, between two reads, and (`total`, off unless set) for a whole
+    call, from connecting to the reply's last byte (a route's `timeout_seconds` replaces it for that route)."""
+
     connect: float = Field(5.0, gt=0)
     read: float = Field(30.0, gt=0)
+    total: float | None = Field(None, gt=0)
 
 
 class HashOn(_Strict):

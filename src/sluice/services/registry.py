@@ -86,7 +86,8 @@ class Service:
 
     async def start(self) -> None:
         timeout = self.config.timeout
-        self._client = pooled_client(MAX_CONNECTIONS, timeout.connect, timeout.read, raw=True)
+        self._client = pooled_client(MAX_CONNECTIONS, timeout.connect, timeout.read, raw=True,
+                                     total_seconds=timeout.total)
 
     async def aclose(self) -> None:
         if self._client is not None:
