@@ -7,7 +7,7 @@ from collections.abc import Iterable
 
 from sluice.config import StaticKeyConfig
 from sluice.errors import AuthenticationFailed
-from sluice.keys.hashing import key_digest, static_key_id
+from sluice.keys.hashing import key_digest, looks_managed, static_key_id
 from sluice.keys.principal import ANONYMOUS, Principal
 from sluice.limits.options import Limits
 
@@ -30,6 +30,10 @@ class StaticKeyRing:
         limits = defaults or Limits()
         self._pepper = pepper
         self._principals: dict[bytes, Principal] = {}
+        keys = list(keys)
+        scoped = list(scoped)
+        self._managed_shaped = any(looks_managed(key) for key in [*keys, *(key for key, _ in scoped)])
+        """Whether a static key has a managed key's shape: if none has, a managed-shaped key is not hashed here."""
         for key in keys:
             digest = key_digest(pepper, key)
             self._principals[digest] = Principal(key_id=static_key_id(digest.hex()), key_hash=digest.hex(),
@@ -56,8 +60,8 @@ class StaticKeyRing:
 
     def find(self, presented: str) -> Principal | None:
         """The principal of a static key, or None; every known digest is compared, in constant time."""
-        if not self._digests:
-            return None
+        if not self._digests or (not self._managed_shaped and looks_managed(presented)):
+            return None  # a managed key's shape: no static key has it, so one HMAC (the managed ring's) is enough
         digest = key_digest(self._pepper, presented)
         match = b""
         for known in self._digests:
