@@ -127,8 +127,10 @@ class SluiceApp:
         await unknown_route(scope, stamped(self._plain_flow(scope), send), self.gateway.config.providers)
 
     def drain(self) -> None:
-        """This worker is being replaced (a reload): end its WebSockets (1001) so they reconnect to a new one."""
+        """This worker stops (SIGTERM, or replaced at a reload): end its WebSockets (1001) so they reconnect to a
+        new one, and its streams still open when `server.shutdown_grace_seconds` ends with an error event."""
         self.gateway.closing.set()
+        self.gateway.streams.after(self.gateway.config.server.shutdown_grace_seconds)
 
     def _plain_flow(self, scope: Scope) -> Flow:
         """The flow of a request answered before any route takes it (no exchange to observe)."""

@@ -13,6 +13,7 @@ from sluice.http.body_clock import BodyClock
 from sluice.keys.ring import build_key_ring
 from sluice.limits.budgets import build_ledger
 from sluice.limits.build import build_admission
+from sluice.pipeline.stream_cutoff import StreamCutoff
 from sluice.pricing import PriceTable
 from sluice.prompts import PromptRegistry
 from sluice.providers.passthrough import build_targets
@@ -82,6 +83,8 @@ class Gateway:
         """Whether the request path should choose trace ids (`TraceIds`) and send them upstream."""
         self.in_flight = 0
         self.closing = asyncio.Event()
+        self.streams = StreamCutoff()
+        """The streams being relayed: ended with an error event if this worker stops before they finish."""
         """Set when the gateway starts to stop: long-lived connections (WebSockets) end instead of holding it."""
         self._idle = asyncio.Event()
         self._idle.set()

@@ -113,11 +113,11 @@ async def _answer(flow: Flow, operation: Operation, scope: Scope, receive: Recei
         if mode == "ndjson":
             start = {"type": "http.response.start", "status": 200,
                      "headers": NDJSON_HEADERS + flow.response_headers(STREAM_CACHE)}
-            await relay(ndjson_lines(chunks), client, send, ndjson_error_ending, start)
+            await relay(ndjson_lines(chunks), client, send, ndjson_error_ending, start, flow.gateway.streams)
         else:
             start = {"type": "http.response.start", "status": 200,
                      "headers": SSE_HEADERS + flow.response_headers(STREAM_CACHE)}
-            await relay(chunks, client, send, start=start)
+            await relay(chunks, client, send, start=start, cutoff=flow.gateway.streams)
         return
     await _complete(flow, send, await flow.call(request, provider))
 

@@ -80,4 +80,5 @@ async def relay_reply(flow: Flow, reply: OpenStream, headers: Headers, chunks: A
             following.cancel()
         await reply.close()
         raise
-    await relay(flow.relayed(chunks), flow.client or flow.watch_client(receive), send, ending=None)
+    await relay(flow.relayed(chunks), flow.client or flow.watch_client(receive), send, ending=None,
+                cutoff=flow.gateway.streams)

@@ -10,6 +10,7 @@ from sluice.errors import GatewayError, internal_error
 from sluice.http.asgi import ClientDisconnected, Message, Send, send_error, unreadable_body
 from sluice.pipeline.client_watch import ClientWatch
 from sluice.pipeline.flow import Flow, Headers
+from sluice.pipeline.stream_cutoff import StreamCutoff, shutting_down
 from sluice.streaming import error_event
 
 logger = logging.getLogger("sluice.http")
@@ -63,13 +64,16 @@ def sse_error_ending(tail: bytes, error: GatewayError) -> bytes:
 
 
 async def relay(chunks: AsyncGenerator[bytes, None], client: ClientWatch, send: Send,
-                ending: Ending | None = sse_error_ending, start: Message | None = None) -> None:
+                ending: Ending | None = sse_error_ending, start: Message | None = None,
+                cutoff: StreamCutoff | None = None) -> None:
     """Send each chunk as it arrives; a client that leaves cancels the upstream (`client`, the flow's watch: the
     cancellation reaches `serve`). A broken upstream ends the stream with `ending(tail, error)` (an SSE error event
     by default), or, if `ending` is None, raises Aborted, so the client sees a truncated body rather than a
     complete one. `start` (the response's start message) waits for the first chunk: a failure before it is
-    raised, to be answered as an error response (a 502, not a broken 200)."""
+    raised, to be answered as an error response (a 502, not a broken 200). A worker stopping (`cutoff`) ends the
+    stream the same way, with a 503 `server_shutting_down`."""
     client.arm()
+    task = cutoff.opened() if cutoff is not None else None
     tail = b"\n\n"
     try:
         async for chunk in chunks:
@@ -78,6 +82,16 @@ async def relay(chunks: AsyncGenerator[bytes, None], client: ClientWatch, send: 
                 start = None
             await send({"type": "http.response.body", "body": chunk, "more_body": True})
             tail = chunk[-2:] or tail
+    except asyncio.CancelledError:
+        if cutoff is None or not cutoff.cut or client.gone or task is None or task.cancelling() > 1:
+            raise
+        task.uncancel()
+        stopped = shutting_down()
+        if start is not None:
+            raise stopped from None
+        if ending is None:
+            raise Aborted(stopped.message) from None
+        last = ending(tail, stopped)
     except GatewayError as exc:
         if start is not None:
             raise
@@ -95,6 +109,8 @@ async def relay(chunks: AsyncGenerator[bytes, None], client: ClientWatch, send: 
         last = b""
     finally:
         client.disarm()
+        if cutoff is not None:
+            cutoff.closed(task)
         await chunks.aclose()
     if start is not None:
         await send(start)

@@ -12,6 +12,7 @@ The shared socket queues new connections for the new workers meanwhile.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import os
@@ -106,6 +107,11 @@ class SluiceServer(MPServer):
 
     def shutdown(self, exit_code: int = 0) -> None:
         self._shutting_down = True  # a crash loop, too: the draining workers stop now, not after their grace
+        for worker in self.wrks:  # drained first: streams still open as the grace ends get an error event
+            pid = worker.inner.pid
+            if pid and worker.inner.is_alive():
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(pid, DRAIN_SIGNAL)
         super().shutdown(exit_code)  # type: ignore[no-untyped-call]
 
     def _reload(self, spawn_target: Callable[..., None], target_loader: Callable[..., Any]) -> None:
