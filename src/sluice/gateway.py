@@ -65,7 +65,8 @@ class Gateway:
                                     self.request_log.db if self.request_log is not None else None)
         """Spend per key and period: charged by its observer, checked before a request of a key with a budget."""
         self.observers.append(self.budgets)
-        self.readiness = Readiness(self.routes, self.request_log, self.keys)
+        self.readiness = Readiness(self.routes, self.request_log, self.keys, settings.redis_url,
+                                   config.limits.on_backend_failure == "closed")
         """What `/health/ready` answers: a model that can serve, and the database the config needs."""
         self.body_clock = BodyClock(config.limits.body_read_timeout_seconds)
         self.admission = build_admission(config, settings.redis_url, self.metrics, self.budgets)
@@ -121,6 +122,7 @@ class Gateway:
         except TimeoutError:
             pass
         await self.health.aclose()
+        await self.readiness.aclose()
         for provider in self.providers.values():
             await provider.aclose()
         for target in self.passthrough.values():

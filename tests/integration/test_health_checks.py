@@ -24,6 +24,7 @@ from sluice import readiness
 from tests.conftest import DEV_KEY, run_gateway
 from tests.fakes.tcp_proxy import TcpProxy
 from tests.integration.conftest import needs_postgres
+from tests.limits_support import REDIS_ENV, needs_redis
 from tests.servers import free_port, serve
 
 AUTH = {"Authorization": f"Bearer {DEV_KEY}"}
@@ -301,6 +302,55 @@ keys: {{managed: false}}
             assert url not in client.get("/health/ready").text
             asyncio.run_coroutine_threadsafe(proxy.up(), loop).result(5)
             wait_until(lambda: client.get("/health/ready").status_code == 200)
+    finally:
+        asyncio.run_coroutine_threadsafe(proxy.down(), loop).result(5)
+        loop.call_soon_threadsafe(loop.stop)
+
+
+@needs_redis
+@pytest.mark.parametrize("fail", ["open", "closed"])
+def test_ready_says_when_redis_is_down(upstreams: tuple[Starlette, Starlette], monkeypatch: pytest.MonkeyPatch,
+                                       fail: str) -> None:
+    """Redis (SLUICE_REDIS_URL) behind a proxy the test takes down: limits that fail open leave the gateway ready
+    but `degraded` says what is lost; limits that fail closed make it not ready. Chat keeps working when open."""
+    from urllib.parse import urlsplit
+
+    monkeypatch.setattr(readiness, "DATABASE_TTL_SECONDS", 0.3)
+    target = urlsplit(os.environ[REDIS_ENV])
+    loop = asyncio.new_event_loop()
+    proxy = TcpProxy(target.hostname or "127.0.0.1", target.port or 6379)
+    loop.run_until_complete(proxy.up())
+    threading.Thread(target=loop.run_forever, daemon=True).start()
+    first, _ = upstreams
+    config = "providers:" + provider("a", first.state.url, None) + f"""
+models:
+  - {{name: lone, provider: a, model: gpt-a}}
+request_log: {{enabled: false}}
+keys: {{managed: false}}
+limits: {{on_backend_failure: {fail}, redis_prefix: "ready-{fail}-{time.time_ns()}:",
+          default_key: {{requests_per_minute: 100000}}}}
+"""
+    try:
+        with run_gateway(config, redis_url=f"redis://127.0.0.1:{proxy.port}/0") as base, \
+                httpx.Client(base_url=base, timeout=10) as client:
+            ready = client.get("/health/ready")
+            assert ready.status_code == 200 and ready.json()["redis"] == "up", ready.text
+            assert ready.json()["degraded"] == []
+            asyncio.run_coroutine_threadsafe(proxy.down(), loop).result(5)
+            if fail == "open":
+                wait_until(lambda: client.get("/health/ready").json()["redis"] == "down")
+                body = client.get("/health/ready")
+                assert body.status_code == 200 and "limits are not enforced" in body.json()["degraded"][0]
+                chat = client.post("/v1/chat/completions", headers={"Authorization": f"Bearer {DEV_KEY}"},
+                                   json={"model": "lone", "messages": [{"role": "user", "content": "hi"}]})
+                assert chat.status_code == 200, chat.text
+            else:
+                wait_until(lambda: client.get("/health/ready").status_code == 503)
+                body = client.get("/health/ready")
+                assert body.json()["redis"] == "down" and "fail closed" in body.json()["reasons"][0]
+            assert str(proxy.port) not in client.get("/health/ready").text
+            asyncio.run_coroutine_threadsafe(proxy.up(), loop).result(5)
+            wait_until(lambda: client.get("/health/ready").json()["redis"] == "up")
     finally:
         asyncio.run_coroutine_threadsafe(proxy.down(), loop).result(5)
         loop.call_soon_threadsafe(loop.stop)

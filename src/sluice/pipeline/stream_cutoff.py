@@ -14,6 +14,7 @@ from typing import Any
 
 from sluice.errors import ServiceUnavailable
 
+
 def shutting_down() -> ServiceUnavailable:
     return ServiceUnavailable("The gateway is restarting and ended this stream before it finished; retry the "
                               "request.", code="server_shutting_down")
