@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from collections import deque
 from collections.abc import AsyncGenerator, Sequence
 from dataclasses import dataclass, field
 from time import perf_counter
@@ -50,6 +51,10 @@ class Exchange:
     request_body: bytes | None = None
     response_body: bytes | None = None
     chunks: list[bytes] = field(default_factory=list)
+    """A relayed body's chunks as they came: the first `request_log.max_body_bytes` or so, then only the last few
+    (`tap_stream`: memory stays bounded whatever the body's length)."""
+    truncated_bytes: int = 0
+    """Bytes of a relayed body not kept (between the kept head and tail of `chunks`)."""
     latency_total: float | None = None
     """Seconds from arrival to the last byte sent."""
     latency_upstream: float | None = None
@@ -105,17 +110,34 @@ def notify(observers: Sequence[Observer], exchange: Exchange) -> None:
             logger.exception("observer %s failed", type(observer).__name__)
 
 
-async def tap_stream(chunks: AsyncGenerator[bytes, None], exchange: Exchange, started: float
+TAIL_CHUNKS = 4
+"""Chunks kept from the end of a body past its head: a stream's usage and finish are in its last events."""
+
+
+async def tap_stream(chunks: AsyncGenerator[bytes, None], exchange: Exchange, started: float, keep: int
                      ) -> AsyncGenerator[bytes, None]:
-    """Pass a stream through unchanged while the exchange keeps its chunks, time to first chunk and outcome.
+    """Pass a stream through unchanged while the exchange keeps its time to first chunk, its outcome and its chunks:
+    about `keep` bytes of them from the start, then only the last `TAIL_CHUNKS` (after an empty line, so what the
+    observers parse never joins two cut events), the rest counted in `truncated_bytes`.
 
     `started` is the request's `perf_counter()` at arrival.
     """
+    kept = exchange.chunks
+    size = 0
+    tail: deque[bytes] | None = None
     try:
         async for chunk in chunks:
             if exchange.time_to_first_token is None:
                 exchange.time_to_first_token = perf_counter() - started
-            exchange.chunks.append(chunk)
+            if tail is None:
+                kept.append(chunk)
+                size += len(chunk)
+                if size > keep:
+                    tail = deque(maxlen=TAIL_CHUNKS)
+            else:
+                if len(tail) == TAIL_CHUNKS:
+                    exchange.truncated_bytes += len(tail[0])
+                tail.append(chunk)
             yield chunk
     except GeneratorExit:
         exchange.client_disconnected = True
@@ -124,4 +146,8 @@ async def tap_stream(chunks: AsyncGenerator[bytes, None], exchange: Exchange, st
         exchange.error, exchange.error_type, exchange.error_code = exc.message, exc.type, exc.code
         raise
     finally:
+        if tail:
+            if exchange.truncated_bytes:
+                kept.append(b"\n\n")
+            kept.extend(tail)
         await chunks.aclose()

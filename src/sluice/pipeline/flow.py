@@ -263,7 +263,7 @@ class Flow:
         chunks: AsyncGenerator[bytes, None] = await self.watched(Failover(self, request, route).run(streamed=True))
         exchange = self.exchange
         exchange.stream, exchange.status = True, 200
-        return tap_stream(chunks, exchange, self.started)
+        return tap_stream(chunks, exchange, self.started, self.gateway.config.request_log.max_body_bytes)
 
     async def call_raw(self, target: PassthroughTarget, method: str, url: str, headers: list[tuple[str, str]],
                        body: bytes) -> OpenStream:
@@ -288,7 +288,7 @@ class Flow:
     def relayed(self, chunks: AsyncGenerator[bytes, None]) -> AsyncGenerator[bytes, None]:
         """A reply body relayed chunk by chunk, kept on the exchange as it goes."""
         self.exchange.stream = True
-        return tap_stream(chunks, self.exchange, self.started)
+        return tap_stream(chunks, self.exchange, self.started, self.gateway.config.request_log.max_body_bytes)
 
     def response_headers(self, *extra: tuple[bytes, bytes], error: GatewayError | None = None) -> Headers:
         """The headers every response of this request carries: its request id, the limits' state (unless `error`

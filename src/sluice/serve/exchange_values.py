@@ -29,6 +29,7 @@ class ExchangeValues(NamedTuple):
     request_body: bytes | None
     response_body: bytes | None
     chunks: Sequence[bytes]
+    truncated_bytes: int
     latency_total: float | None
     latency_upstream: float | None
     time_to_first_token: float | None

@@ -63,6 +63,8 @@ class RecordBuilder:
         if exchange.stream:
             reply, text, usage = assemble_stream(sse_events(exchange.chunks))
             response = None if reply is None else _dumps(reply)
+            if exchange.truncated_bytes:  # the middle of a long body was not kept (exchange.tap_stream)
+                text = f"{text or ''}… [truncated: {exchange.truncated_bytes} bytes of the relayed body not kept]"
         else:
             response, reply = self._body(exchange.response_body)
             text, usage = _reply(reply) if type(reply) is dict else (None, None)
