@@ -1,16 +1,17 @@
 """Provider passthrough: a provider's base URL and credentials, the headers both ways, and the forwarded call.
 
 A caller's request to `/provider/{name}{suffix}` goes to `{base_url}{suffix}` with the caller's method, query,
-headers and body. The caller's own credentials and every hop-by-hop header are dropped, the provider's
-credentials are injected, and the reply comes back as the upstream sent it (no redirects followed, no
-decompression). `safe_suffix` in `passthrough_paths.py` guarantees the URL stays under the base URL.
+headers and body. The caller's own credentials (headers, and query parameters such as `?key=`) and every
+hop-by-hop header are dropped, the provider's credentials are injected, and the reply comes back as the upstream
+sent it (no redirects followed, no decompression). `safe_suffix` in `passthrough_paths.py` guarantees the URL
+stays under the base URL.
 """
 
 from __future__ import annotations
 
 from collections.abc import AsyncGenerator, Iterable, Mapping
 from dataclasses import dataclass
-from urllib.parse import parse_qsl, urlencode
+from urllib.parse import parse_qsl, unquote_plus, urlencode
 
 from pyreqwest.client import Client
 from pyreqwest.http import Url
@@ -41,6 +42,13 @@ CALLER_ONLY = frozenset({
 })
 """Request headers the gateway drops or rewrites: its own credentials, framing it recomputes, forwarding info."""
 
+QUERY_CREDENTIALS = frozenset({
+    "key", "api_key", "apikey", "x_api_key", "x_goog_api_key", "access_token", "auth_token", "token",
+    "subscription_key", "ocp_apim_subscription_key",
+})
+"""Query parameters that carry credentials (Gemini's `?key=`, `?api_key=`, `?api-key=`, …), compared lower-case
+with `-` as `_`: a caller's are never forwarded; the provider's own credentials are the configured ones."""
+
 
 @dataclass(frozen=True, slots=True)
 class Forwarded:
@@ -56,6 +64,16 @@ def hop_by_hop(headers: Headers) -> frozenset[bytes]:
     """The fixed hop-by-hop names plus every name listed in a `Connection` header."""
     named = {token.strip().lower() for name, value in headers if name == b"connection" for token in value.split(b",")}
     return HOP_BY_HOP | named if named else HOP_BY_HOP
+
+
+def without_credentials(query: str) -> str:
+    """`query` minus every parameter named in `QUERY_CREDENTIALS` (names percent-decoded first); the other
+    parameters are kept byte for byte, in order."""
+    if not query:
+        return query
+    kept = [part for part in query.split("&")
+            if unquote_plus(part.partition("=")[0]).strip().lower().replace("-", "_") not in QUERY_CREDENTIALS]
+    return "&".join(kept)
 
 
 def _with_defaults(query: str, params: Mapping[str, str]) -> str:
@@ -102,7 +120,8 @@ class PassthroughTarget:
 
     async def start(self) -> None:
         timeout = self.config.timeout
-        self._client = pooled_client(self.config.max_connections, timeout.connect, timeout.read, raw=True)
+        self._client = pooled_client(self.config.max_connections, timeout.connect, timeout.read, raw=True,
+                                     total_seconds=timeout.total)
 
     async def aclose(self) -> None:
         if self._client is not None:
@@ -110,8 +129,9 @@ class PassthroughTarget:
             self._client = None
 
     def url(self, suffix: str, query: bytes) -> str:
-        """`{base_url}{suffix}?{query}`, refusing any suffix or query that could leave the base URL."""
-        text = safe_query(query)
+        """`{base_url}{suffix}?{query}`, refusing any suffix or query that could leave the base URL; credentials
+        in the caller's query are dropped."""
+        text = without_credentials(safe_query(query))
         if self.params:
             text = _with_defaults(text, self.params)
         url = self.base + safe_suffix(suffix) + (f"?{text}" if text else "")
