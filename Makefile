@@ -8,7 +8,7 @@ POETRY_VERSION := 2.5.1
 export POETRY_VIRTUALENVS_IN_PROJECT := true
 export POETRY_NO_INTERACTION := 1
 
-.PHONY: install phoenix browser run test lint typecheck unit bench bench-quick bench-guard clean
+.PHONY: install phoenix browser run test lint typecheck unit bench bench-quick bench-guard audit clean
 
 $(POETRY):
 	$(PYTHON) -m venv $(POETRY_HOME)
@@ -48,6 +48,20 @@ browser: $(CHROMIUM)
 ## interface (then set a key of your own: SLUICE_API_KEYS=… ; the development key is public).
 run: install
 	SLUICE_API_KEYS="$${SLUICE_API_KEYS:-sk-sluice-dev}" $(BIN)/sluice serve
+
+## Known vulnerabilities in the locked dependencies (.venv), against PyPI's advisory data (its per-release JSON
+## API; no other service). pip-audit lives in its own venv, off the lock. --strict: a package that cannot be
+## checked fails the audit (without it, an audit that reached nothing prints "No known vulnerabilities found").
+## Not part of `make test`: where PyPI is reached only through a mirror, every package is "not found" (SECURITY.md).
+PIP_AUDIT_VERSION := 2.10.1
+PIP_AUDIT := .tools/pip-audit/bin/pip-audit
+$(PIP_AUDIT):
+	$(PYTHON) -m venv .tools/pip-audit
+	.tools/pip-audit/bin/pip install --quiet "pip-audit==$(PIP_AUDIT_VERSION)"
+
+audit: install $(PIP_AUDIT)
+	$(PIP_AUDIT) --vulnerability-service pypi --strict --skip-editable --progress-spinner off \
+	  --path "$$($(BIN)/python -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])')"
 
 lint: install
 	$(BIN)/ruff check .

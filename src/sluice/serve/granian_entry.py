@@ -42,6 +42,7 @@ class ServeOptions:
     data_dir: str
     reuse_port: bool = False
     shutdown_grace_seconds: float = 30.0
+    header_read_timeout_seconds: float = 10.0
 
 
 def command(options: ServeOptions) -> list[str]:
@@ -57,6 +58,7 @@ def main(argv: Sequence[str]) -> int:
         print(f"sluice: {exc}", file=sys.stderr)
         return 1
     from granian.constants import Interfaces, Loops  # here, so `command` loads nothing heavy in `sluice serve`
+    from granian.http import HTTP1Settings
 
     from sluice.serve.supervisor import SluiceServer
 
@@ -70,6 +72,7 @@ def main(argv: Sequence[str]) -> int:
                  address=options.host, port=options.port, workers=options.workers, interface=Interfaces.ASGI,
                  factory=True, loop=Loops.uvloop, log_access=False, backlog=BACKLOG,
                  backpressure=options.max_concurrency, respawn_failed_workers=True,
+                 http1_settings=HTTP1Settings(header_read_timeout=int(options.header_read_timeout_seconds * 1000)),
                  log_dictconfig=GRANIAN_LOGGING).serve()
     return 0
 

@@ -1,0 +1,51 @@
+"""Connections whose request headers never finish, under `sluice serve` with few places per worker
+(`SLUICE_MAX_CONCURRENCY=8`): `server.header_read_timeout_seconds` closes them, so twenty of them hold the worker's
+places only that long and `/health` answers again right after."""
+
+from __future__ import annotations
+
+import socket
+import time
+from pathlib import Path
+
+import httpx
+
+from tests.e2e.test_serve import run_serve
+
+CONFIG = """
+providers:
+  mock: {type: mock}
+models:
+  - {name: mock, provider: mock, model: mock-1}
+server: {header_read_timeout_seconds: 1.5}
+"""
+
+
+def test_trickling_headers_are_cut_and_health_answers_again(tmp_path: Path) -> None:
+    with run_serve(CONFIG, tmp_path, {"SLUICE_MAX_CONCURRENCY": "8"}) as (url, _):
+        port = int(url.rsplit(":", 1)[1])
+        opened = time.monotonic()
+        slow = []
+        for _ in range(20):
+            sock = socket.create_connection(("127.0.0.1", port))
+            sock.sendall(b"POST /v1/chat/completions HTTP/1.1\r\nhost: x\r\n")  # and never the rest
+            slow.append(sock)
+        answered = None
+        while time.monotonic() - opened < 10:
+            try:
+                if httpx.get(url + "/health", timeout=1).status_code == 200:
+                    answered = time.monotonic() - opened
+                    break
+            except httpx.TransportError:
+                pass
+        assert answered is not None and answered < 6, answered
+        closed = 0
+        for sock in slow:
+            sock.settimeout(5)
+            try:
+                closed += sock.recv(1024) is not None  # b"" (closed), or a 408 before the close
+            except OSError:
+                closed += 1
+            sock.close()
+        assert closed == len(slow)
+        assert httpx.get(url + "/health", timeout=2).status_code == 200
