@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 import time
 from importlib.metadata import version
 from typing import TYPE_CHECKING
@@ -28,10 +29,13 @@ from sluice.telemetry.metrics import Metrics
 from sluice.telemetry.observers import Telemetry
 
 if TYPE_CHECKING:
+    from sluice.db.engine import Database
     from sluice.prompts_store import PromptStore
     from sluice.routing.breaker_sync import BreakerSync
     from sluice.services.registry import ServiceRegistry
     from sluice.store.request_log import RequestLog
+
+logger = logging.getLogger("sluice.gateway")
 
 
 class Gateway:
@@ -106,13 +110,27 @@ class Gateway:
                 self.prompt_store = PromptStore(self.prompts, self.request_log.db)
                 await self.prompt_store.start()
         if self.services is not None:  # the admin API's instance changes, over sluice.yaml (services/store.py)
-            await self.services.watch(self.request_log.db if self.request_log is not None else None)
+            await self.services.watch(await self._shared_database())
         await self.budgets.start()
         await self.admission.limiter.start()
         await self.telemetry.start()
         if self.breaker_sync is not None:
             await self.breaker_sync.start()
         await self.health.start()
+
+    async def _shared_database(self) -> Database | None:
+        """The database every instance shares for what the admin API changes: the request log's, else the managed
+        keys' (the same `SLUICE_DATABASE_URL`, opened now); None without either, or when it cannot be opened
+        (then changes stay in this process, and a warning says so)."""
+        if self.request_log is not None and self.request_log.db is not None:
+            return self.request_log.db
+        if self.keys.managed is None:
+            return None
+        try:
+            return (await self.keys.store()).db
+        except Exception as exc:  # noqa: BLE001 - a store that cannot open (503): serve, without sharing
+            logger.warning("service instance changes stay in this process: the database did not open (%s)", exc)
+            return None
 
     async def aclose(self) -> None:
         """Wait (bounded by the grace period) for in-flight requests, then close every upstream pool."""

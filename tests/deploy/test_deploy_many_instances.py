@@ -47,7 +47,7 @@ prices:
   mock: {{input_per_million: 1000000, output_per_million: 1000000}}   # about $1 a request: one spends a budget
 limits: {{{{backend}}}}
 keys: {{cache_ttl_seconds: {KEY_TTL}}}
-request_log: {{auto_migrate: true}}   # on: without the request log, admin changes to services stay in one process
+request_log: {{auto_migrate: true}}
 """
 
 

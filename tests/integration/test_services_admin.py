@@ -55,7 +55,8 @@ def apps() -> Iterator[dict[str, Starlette]]:
         yield made
 
 
-def config(apps: dict[str, Starlette], *, check: str = "", hung: bool = False, migrate: bool = False) -> str:
+def config(apps: dict[str, Starlette], *, check: str = "", hung: bool = False, migrate: bool = False,
+           log: bool = True) -> str:
     health_check = f"\n    health_check: {check}" if check else ""
     hung_service = f"""
   hung:
@@ -67,6 +68,7 @@ providers:
 models:
   - {{name: mock, provider: mock, model: mock-1}}
 {"request_log: {auto_migrate: true}" if migrate else ""}
+{"" if log else "request_log: {enabled: false}"}
 services_health_path: /api/health
 services:
   users:
@@ -146,10 +148,16 @@ def test_add_drain_restore_remove_change_traffic_and_survive_a_restart(apps: dic
 
 @needs_postgres
 @pytest.mark.anyio
+@pytest.mark.parametrize("log", [True, False], ids=["request log on", "request log off"])
 async def test_a_second_gateway_on_the_same_database_sees_a_change_within_seconds(
-        apps: dict[str, Starlette], postgres_url: str) -> None:
+        apps: dict[str, Starlette], postgres_url: str, log: bool) -> None:
+    """With the request log off, the changes go through the managed keys' database (the same SLUICE_DATABASE_URL)."""
     c = apps["c"].state.url
-    text, shared = config(apps, migrate=True), {"admin_key": "admin-services", "database_url": postgres_url}
+    shared = {"admin_key": "admin-services", "database_url": postgres_url}
+    if not log:
+        with run_gateway(config(apps, migrate=True), **shared):
+            pass  # the schema, as `sluice db upgrade` makes it
+    text = config(apps, migrate=log, log=log)
     with run_gateway(text, **shared) as first, run_gateway(text, **shared) as second:
         assert who(second, 4) == {"a": 4}
         assert add(first, c).status_code == 201
