@@ -167,9 +167,10 @@ class ServerConfig(_Strict):
 
     shutdown_grace_seconds: float = Field(30.0, ge=0)
     header_read_timeout_seconds: float = Field(10.0, ge=0.5, le=300)
-    """How long a connection may take to send a request's headers, the first request's counted from the connection's
-    start (granian's `header_read_timeout`); past it the connection is closed. Every open connection holds one of a
-    worker's `SLUICE_MAX_CONCURRENCY` places, so this bounds how long idle or trickling ones can hold them."""
+    """How long a request's headers may take from their first byte (granian's `header_read_timeout`), and a new
+    connection to send that byte (serve/idle_reaper.py); past it the connection is closed. Every open connection
+    holds one of a worker's `SLUICE_MAX_CONCURRENCY` places, so this bounds how long silent or trickling ones can
+    hold them."""
 
 
 class BasicAuthConfig(_Strict):

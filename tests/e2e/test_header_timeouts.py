@@ -49,3 +49,31 @@ def test_trickling_headers_are_cut_and_health_answers_again(tmp_path: Path) -> N
             sock.close()
         assert closed == len(slow)
         assert httpx.get(url + "/health", timeout=2).status_code == 200
+
+
+def test_connections_that_never_send_a_byte_are_closed_and_health_answers_again(tmp_path: Path) -> None:
+    """granian would hold these for ever (the timeout starts at a request's first byte): the worker's idle reaper
+    (serve/idle_reaper.py) shuts them down once older than the header read timeout."""
+    with run_serve(CONFIG, tmp_path, {"SLUICE_MAX_CONCURRENCY": "8"}) as (url, _):
+        port = int(url.rsplit(":", 1)[1])
+        opened = time.monotonic()
+        silent = [socket.create_connection(("127.0.0.1", port)) for _ in range(20)]
+        answered = None
+        while time.monotonic() - opened < 12:
+            try:
+                if httpx.get(url + "/health", timeout=1).status_code == 200:
+                    answered = time.monotonic() - opened
+                    break
+            except httpx.TransportError:
+                pass
+        assert answered is not None and answered < 8, answered
+        for sock in silent:
+            sock.settimeout(8)
+            assert sock.recv(1024) == b""  # closed by the gateway
+            sock.close()
+        # A slow client that did send its request is not touched: a stream in flight keeps going.
+        with httpx.stream("POST", url + "/v1/chat/completions", headers={"Authorization": "Bearer sk-e2e"},
+                          json={"model": "mock", "stream": True,
+                                "messages": [{"role": "user", "content": "hi"}]}, timeout=10) as reply:
+            assert reply.status_code == 200
+            assert any(line == "data: [DONE]" for line in reply.iter_lines())

@@ -97,7 +97,10 @@ def load_app(target: str, *, listener_inode: int) -> Draining:
 
     from granian._internal import load_target
 
+    from sluice.serve.idle_reaper import start_from_env
+
     app: Any = load_target(target, factory=True)
+    start_from_env()  # connections that never send a byte, which granian would hold for ever
     draining = Draining(app, listener_inode)
     asyncio.get_event_loop_policy().get_event_loop().add_signal_handler(DRAIN_SIGNAL, draining.drain)
     return draining

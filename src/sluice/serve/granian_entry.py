@@ -20,6 +20,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import cast
 
+from sluice.serve.idle_reaper import TIMEOUT_ENV as IDLE_TIMEOUT_ENV
 from sluice.serve.limits import BACKLOG
 from sluice.serve.listen import ListenError, listen_socket
 from sluice.serve.reloads import COUNTS_ENV, counts_file, pid_file
@@ -66,6 +67,7 @@ def main(argv: Sequence[str]) -> int:
     pid_path, counts_path = _state_files(options)
     if counts_path is not None:
         os.environ[COUNTS_ENV] = str(counts_path)  # the workers, forked later, show the counts on /metrics
+    os.environ[IDLE_TIMEOUT_ENV] = str(options.header_read_timeout_seconds)  # their silent connections' limit
     SluiceServer("sluice.app:app_from_env", listener=listener, config_path=options.config,
                  counts_path=None if counts_path is None else str(counts_path),
                  shutdown_grace_seconds=options.shutdown_grace_seconds, pid_file=pid_path,
