@@ -26,7 +26,8 @@ SUITES: dict[str, tuple[str, ...]] = {
         "tests/unit/test_translation_properties.py"),
     "Hostile input": (
         "tests/integration/test_hostile_input.py", "tests/e2e/test_body_timeouts.py",
-        "tests/e2e/test_header_timeouts.py", "tests/integration/test_admin_scope_walk.py", "tests/integration/test_passthrough_query_credentials.py",
+        "tests/e2e/test_header_timeouts.py", "tests/integration/test_admin_scope_walk.py",
+        "tests/integration/test_passthrough_query_credentials.py",
         "tests/integration/test_secrets_never_leak.py"),
     "Faults": (
         "tests/integration/test_upstream_misbehaviour.py", "tests/e2e/test_deadlines_disconnects.py",
