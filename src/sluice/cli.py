@@ -141,7 +141,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     managed = config.keys.managed and "keys" in config.model_fields_set  # managed keys, asked for explicitly
     return serve(args, settings, path, has_config_keys=bool(config.static_keys) or managed or config.jwt is not None,
                  shutdown_grace_seconds=config.server.shutdown_grace_seconds,
-                 header_read_timeout_seconds=config.server.header_read_timeout_seconds)
+                 header_read_timeout_seconds=config.server.header_read_timeout_seconds,
+                 max_pending_connections=config.server.max_pending_connections)
 
 
 def _invalid(message: str, json_report: bool) -> int:
@@ -170,7 +171,8 @@ def project_problem(config: SluiceConfig, path: str | None) -> str | None:
 
 
 def serve(args: argparse.Namespace, settings: Settings, path: str | None, *, has_config_keys: bool = False,
-          shutdown_grace_seconds: float = 30.0, header_read_timeout_seconds: float = 10.0) -> int:
+          shutdown_grace_seconds: float = 30.0, header_read_timeout_seconds: float = 10.0,
+          max_pending_connections: int | None = None) -> int:
     allow_no_auth = args.allow_no_auth or settings.allow_no_auth
     if not settings.api_keys and not settings.admin_key and not has_config_keys and not allow_no_auth:
         print("sluice: refusing to start without API keys: set SLUICE_API_KEYS=key1,key2, or SLUICE_ADMIN_KEY and "
@@ -224,7 +226,7 @@ def serve(args: argparse.Namespace, settings: Settings, path: str | None, *, has
         host=host, port=port, workers=workers, log_format=settings.log_format, max_concurrency=max_concurrency,
         config=None if path is None else str(Path(path).resolve()), data_dir=str(Path(settings.data_dir).resolve()),
         reuse_port=args.reuse_port, shutdown_grace_seconds=shutdown_grace_seconds,
-        header_read_timeout_seconds=header_read_timeout_seconds))
+        header_read_timeout_seconds=header_read_timeout_seconds, max_pending_connections=max_pending_connections))
     os.execv(argv[0], argv)
 
 

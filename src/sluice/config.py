@@ -171,6 +171,10 @@ class ServerConfig(_Strict):
     connection to send that byte (serve/idle_reaper.py); past it the connection is closed. Every open connection
     holds one of a worker's `SLUICE_MAX_CONCURRENCY` places, so this bounds how long silent or trickling ones can
     hold them."""
+    max_pending_connections: int | None = Field(None, ge=1)
+    """How many of a worker's places connections without a request yet (silent, or their headers still arriving,
+    so nobody is authenticated on them) may hold at once; past it the oldest are closed (serve/idle_reaper.py).
+    Default: a quarter of `SLUICE_MAX_CONCURRENCY`."""
 
 
 class BasicAuthConfig(_Strict):

@@ -77,3 +77,53 @@ def test_connections_that_never_send_a_byte_are_closed_and_health_answers_again(
                                 "messages": [{"role": "user", "content": "hi"}]}, timeout=10) as reply:
             assert reply.status_code == 200
             assert any(line == "data: [DONE]" for line in reply.iter_lines())
+
+
+PATIENT = """
+providers:
+  mock: {type: mock}
+models:
+  - {name: mock, provider: mock, model: mock-1}
+server: {header_read_timeout_seconds: 60, max_pending_connections: 2}
+"""
+
+
+def test_pending_connections_past_the_budget_are_closed_at_once(tmp_path: Path) -> None:
+    """With a header timeout of a minute, twenty connections trickling their headers would hold every place that
+    long; the budget of pending connections (2 of 8 places) closes the oldest within a sweep or two, so `/health`
+    and an authenticated stream answer within seconds, and the two newest pending connections are left alone."""
+    with run_serve(PATIENT, tmp_path, {"SLUICE_MAX_CONCURRENCY": "8"}) as (url, _):
+        port = int(url.rsplit(":", 1)[1])
+        opened = time.monotonic()
+        slow = []
+        for _ in range(20):
+            sock = socket.create_connection(("127.0.0.1", port))
+            sock.sendall(b"POST /v1/chat/completions HTTP/1.1\r\nhost: x\r\n")
+            slow.append(sock)
+        answered = None
+        while time.monotonic() - opened < 15:
+            try:
+                if httpx.get(url + "/health", timeout=1).status_code == 200:
+                    answered = time.monotonic() - opened
+                    break
+            except httpx.TransportError:
+                pass
+        assert answered is not None and answered < 8, answered
+        with httpx.stream("POST", url + "/v1/chat/completions", headers={"Authorization": "Bearer sk-e2e"},
+                          json={"model": "mock", "stream": True,
+                                "messages": [{"role": "user", "content": "hi"}]}, timeout=10) as reply:
+            assert reply.status_code == 200
+            assert any(line == "data: [DONE]" for line in reply.iter_lines())
+        time.sleep(1.5)  # a sweep or two more: what is left pending is within the budget
+        still_open = 0
+        for sock in slow:
+            sock.setblocking(False)
+            try:
+                still_open += sock.recv(1024) != b""
+            except BlockingIOError:
+                still_open += 1  # nothing to read: the gateway still holds it
+            except OSError:
+                pass
+            sock.close()
+        assert 1 <= still_open <= 2, still_open
+        assert time.monotonic() - opened < 30  # long before the header timeout could have closed anything

@@ -31,17 +31,28 @@ _WATCHED = re.compile(r"^tfd:\s+(\d+)\s+events:\s+\S+\s+data:\s+\S+\s+pos:\S+\s+
 
 
 class Draining:
-    """The worker's ASGI app, which can be told to drain (~0.3 us a request until then)."""
+    """The worker's ASGI app, which can be told to drain (~0.3 us a request until then), and which tells the idle
+    reaper which client connections have a request in the app (`in_app`, their peers' addresses)."""
 
-    def __init__(self, app: ASGIApp, listener_inode: int) -> None:
+    def __init__(self, app: ASGIApp, listener_inode: int, in_app: set[Any] | None = None) -> None:
         self.app = app
         self.listener_inode = listener_inode
         self.draining = False
+        self.in_app = in_app
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if self.draining and scope["type"] == "http" and scope.get("http_version") in ("1.0", "1.1"):
             send = _closing(send)
-        await self.app(scope, receive, send)
+        in_app = self.in_app
+        peer = scope.get("client")
+        if in_app is None or peer is None:
+            await self.app(scope, receive, send)
+            return
+        in_app.add(peer)
+        try:
+            await self.app(scope, receive, send)
+        finally:
+            in_app.discard(peer)
 
     def drain(self) -> None:
         """Accept no more connections; close each open one after its next response."""
@@ -100,7 +111,9 @@ def load_app(target: str, *, listener_inode: int) -> Draining:
     from sluice.serve.idle_reaper import start_from_env
 
     app: Any = load_target(target, factory=True)
-    start_from_env()  # connections that never send a byte, which granian would hold for ever
-    draining = Draining(app, listener_inode)
+    in_app: set[Any] = set()
+    # connections that never send a byte, which granian would hold for ever, and the pending ones past the budget
+    reaper = start_from_env(in_app)
+    draining = Draining(app, listener_inode, in_app if reaper is not None else None)
     asyncio.get_event_loop_policy().get_event_loop().add_signal_handler(DRAIN_SIGNAL, draining.drain)
     return draining

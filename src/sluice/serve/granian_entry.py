@@ -20,6 +20,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import cast
 
+from sluice.serve.idle_reaper import PENDING_ENV
 from sluice.serve.idle_reaper import TIMEOUT_ENV as IDLE_TIMEOUT_ENV
 from sluice.serve.limits import BACKLOG
 from sluice.serve.listen import ListenError, listen_socket
@@ -44,6 +45,8 @@ class ServeOptions:
     reuse_port: bool = False
     shutdown_grace_seconds: float = 30.0
     header_read_timeout_seconds: float = 10.0
+    max_pending_connections: int | None = None
+    """None: a quarter of `max_concurrency`."""
 
 
 def command(options: ServeOptions) -> list[str]:
@@ -68,6 +71,7 @@ def main(argv: Sequence[str]) -> int:
     if counts_path is not None:
         os.environ[COUNTS_ENV] = str(counts_path)  # the workers, forked later, show the counts on /metrics
     os.environ[IDLE_TIMEOUT_ENV] = str(options.header_read_timeout_seconds)  # their silent connections' limit
+    os.environ[PENDING_ENV] = str(options.max_pending_connections or max(1, options.max_concurrency // 4))
     SluiceServer("sluice.app:app_from_env", listener=listener, config_path=options.config,
                  counts_path=None if counts_path is None else str(counts_path),
                  shutdown_grace_seconds=options.shutdown_grace_seconds, pid_file=pid_path,
