@@ -90,6 +90,10 @@ class Exchange:
     the upstream, then stored) or `BYPASS` (not looked up: a stream, `Cache-Control: no-store`/`no-cache`, or a
     model without `cache:`); for a service route with `cache:` (services/cache.py) `HIT`, `MISS` or `REVALIDATED`;
     None for the other operations."""
+    wire: str | None = None
+    """The protocol of `response_body`/`chunks` when it is not OpenAI's: `anthropic` for a `/v1/messages` call an
+    Anthropic deployment answered natively. `Flow.finish` turns them into OpenAI's shape for the observers
+    (frontdoors/native_view.py) and clears it."""
     usage_read: tuple[Usage | None] | None = None
     """The reply's usage once an observer has read it (`telemetry/usage.py`: the token and budget charges and the
     metrics all want it), in a 1-tuple; None until then."""

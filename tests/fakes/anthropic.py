@@ -197,7 +197,20 @@ def create_fake_anthropic(
         reply: Reply = state.script.pop(0) if state.script else _echo(fields, state.replies)
         return _respond(reply, bool(fields.get("stream")), stream_delay)
 
-    app = Starlette(routes=[Route("/v1/messages", messages, methods=["POST"])])
+    async def count_tokens(request: Request) -> Response:
+        body = _decode(await request.body())
+        state = request.app.state
+        state.requests.append(RecordedRequest(request.url.path, {k.lower(): v for k, v in request.headers.items()},
+                                              body))
+        problem = _check_headers(request, api_key, versions)
+        if problem is not None:
+            return _error_response(problem)
+        if not isinstance(body, dict) or "max_tokens" in body or "messages" not in body:
+            return _error_response(_invalid("count_tokens takes model and messages, and no max_tokens"))
+        return JSONResponse({"input_tokens": len(json.dumps(body["messages"]).split())})
+
+    app = Starlette(routes=[Route("/v1/messages", messages, methods=["POST"]),
+                            Route("/v1/messages/count_tokens", count_tokens, methods=["POST"])])
     app.state.script = []
     app.state.requests = []
     app.state.replies = 0
@@ -329,8 +342,14 @@ def _error_response(error: ErrorReply) -> JSONResponse:
     return JSONResponse(body, status_code=error.status, headers={"request-id": "req_fake", **error.headers})
 
 
+def encoded(event: Event) -> bytes:
+    """One event as the fake sends it on the wire."""
+    name, data = event
+    return f"event: {name}\ndata: {json.dumps(data, separators=(',', ':'))}\n\n".encode()
+
+
 async def _sse(reply: StreamReply) -> AsyncIterator[bytes]:
-    for number, (event, data) in enumerate(reply.events):
+    for number, event in enumerate(reply.events):
         if number and reply.delay:
             await anyio.sleep(reply.delay)
-        yield f"event: {event}\ndata: {json.dumps(data, separators=(',', ':'))}\n\n".encode()
+        yield encoded(event)

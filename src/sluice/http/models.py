@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
 from typing import Any, Literal
 
 import orjson
@@ -45,10 +46,21 @@ def visible_models(gateway: Gateway, principal: Principal) -> list[dict[str, Any
     return visible
 
 
+def anthropic_model(model: dict[str, Any]) -> dict[str, Any]:
+    """A model as Anthropic's Models API lists it (asked for with an `anthropic-version` header)."""
+    created = datetime.fromtimestamp(model["created"], UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+    return {"type": "model", "id": model["id"], "display_name": model["id"], "created_at": created}
+
+
 async def list_models(gateway: Gateway, scope: Scope, headers: dict[bytes, bytes], principal: Principal | None
                       ) -> bytes:
     assert principal is not None
-    return orjson.dumps({"object": "list", "data": visible_models(gateway, principal)})
+    visible = visible_models(gateway, principal)
+    if b"anthropic-version" in headers:
+        data = [anthropic_model(model) for model in visible]
+        return orjson.dumps({"data": data, "has_more": False, "first_id": data[0]["id"] if data else None,
+                             "last_id": data[-1]["id"] if data else None})
+    return orjson.dumps({"object": "list", "data": visible})
 
 
 async def get_model(gateway: Gateway, scope: Scope, headers: dict[bytes, bytes], principal: Principal | None
@@ -57,6 +69,6 @@ async def get_model(gateway: Gateway, scope: Scope, headers: dict[bytes, bytes],
     model_id = scope["path"][len(MODEL_PREFIX):]
     for model in visible_models(gateway, principal):
         if model["id"] == model_id:
-            return orjson.dumps(model)
+            return orjson.dumps(anthropic_model(model) if b"anthropic-version" in headers else model)
     raise NotFound(f"The model '{model_id}' does not exist or you do not have access to it.", param="model",
                    code="model_not_found")

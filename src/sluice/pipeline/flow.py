@@ -237,13 +237,13 @@ class Flow:
         exchange.status = 200
         return reply
 
-    async def call(self, request: UpstreamRequest, route: ModelRoute) -> bytes:
-        """The complete reply: the response cache's when the model has one holding it (routing/cache.py), else the
-        first deployment's that answers (see `Failover`)."""
+    async def call(self, request: UpstreamRequest, route: ModelRoute, *, cached: bool = True) -> bytes:
+        """The complete reply: the response cache's when the model has one holding it (routing/cache.py) and
+        `cached`, else the first deployment's that answers (see `Failover`)."""
         cache = self.gateway.cache
         exchange = self.exchange
         reply: bytes
-        if cache is None:
+        if cache is None or not cached:
             exchange.cache = BYPASS
             reply = await self.watched(Failover(self, request, route).run(streamed=False))
         else:
@@ -355,6 +355,10 @@ class Flow:
             self.counted = False
             self.gateway.request_finished()
         if self.observers:
+            if exchange.wire is not None:
+                from sluice.frontdoors.native_view import as_openai
+
+                as_openai(exchange)
             notify(self.observers, exchange)
             self.observers = ()
 

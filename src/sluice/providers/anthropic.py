@@ -18,12 +18,13 @@ from sluice.providers.anthropic_translate import (
     openai_error_from_anthropic,
     to_anthropic_request,
 )
-from sluice.providers.base import JSONObject, UpstreamRequest
+from sluice.providers.base import JSONObject, NativeCall, UpstreamRequest
 from sluice.providers.protocol import not_a_reply, shown
 from sluice.providers.upstream import OpenStream, UpstreamClient
 from sluice.streaming import DONE_EVENT, NotSSE, SSEDecoder, encode_data
 
 MESSAGES_PATH = "/v1/messages"
+COUNT_TOKENS_PATH = "/v1/messages/count_tokens"
 
 
 class AnthropicProvider:
@@ -64,7 +65,23 @@ class AnthropicProvider:
             failure.keep_retry_after(retry_after)
             raise failure
 
+    def _native(self, request: UpstreamRequest, native: NativeCall) -> tuple[bytes, dict[str, str]]:
+        """The caller's Messages request as it is, with the deployment's model, and its protocol headers."""
+        body = native.body
+        if body.get("model") != request.body["model"]:
+            body = {**body, "model": request.body["model"]}
+        return dumps_to_size(body), request.headers | native.headers
+
     async def send(self, request: UpstreamRequest) -> bytes:
+        native = request.native
+        if native is not None:
+            status, body, retry_after = await self.client.post(MESSAGES_PATH, *self._native(request, native))
+            self._raise_for_status(status, body, retry_after)
+            stripped = body.strip()
+            if not (stripped[:1] == b"{" and stripped[-1:] == b"}" and b'"content"' in stripped):
+                raise not_a_reply(self.name, "Messages API message", stripped)
+            native.answered = True
+            return body
         status, body, retry_after = await self.client.post(MESSAGES_PATH, self._translate(request), request.headers)
         self._raise_for_status(status, body, retry_after)
         try:
@@ -78,14 +95,30 @@ class AnthropicProvider:
             raise not_a_reply(self.name, "Messages API message", body.strip()) from exc
         return orjson.dumps(reply)
 
+    async def count_tokens(self, request: UpstreamRequest) -> bytes:
+        """The upstream's `POST /v1/messages/count_tokens` answer to the caller's request (`request.native`)."""
+        assert request.native is not None
+        status, body, retry_after = await self.client.post(COUNT_TOKENS_PATH, *self._native(request, request.native))
+        self._raise_for_status(status, body, retry_after)
+        if b'"input_tokens"' not in body:
+            raise not_a_reply(self.name, "token count", body.strip())
+        return body
+
     async def stream(self, request: UpstreamRequest) -> AsyncGenerator[bytes, None]:
-        reply = await self.client.open(MESSAGES_PATH, self._translate(request), request.headers)
+        native = request.native
+        if native is not None:
+            reply = await self.client.open(MESSAGES_PATH, *self._native(request, native))
+        else:
+            reply = await self.client.open(MESSAGES_PATH, self._translate(request), request.headers)
         if reply.status >= 400:
             try:
                 body = await reply.read()
             finally:
                 await reply.close()
             self._raise_for_status(reply.status, body, reply.response.get_header("retry-after"))
+        if native is not None:
+            native.answered = True
+            return self._relay_native(reply)
         translator = AnthropicStreamTranslator(model=str(request.body["model"]), created=int(time.time()),
                                                include_usage=request.include_usage)
         return self._translate_stream(reply, translator, request.operation == "completions")
@@ -111,6 +144,25 @@ class AnthropicProvider:
             await relay.aclose()
         how = "mid-event" if decoder.pending else "before message_stop"
         raise UpstreamProtocolError(f"Upstream provider {self.name!r} ended the stream {how}.")
+
+
+    async def _relay_native(self, reply: OpenStream) -> AsyncGenerator[bytes, None]:
+        """The upstream's event stream relayed byte for byte; a stream that closes before `message_stop` is an
+        upstream protocol error (the front door ends it with an `error` event)."""
+        relay = self.client.relay(reply)
+        tail = b""
+        try:
+            async for data in relay:
+                yield data
+                tail = (tail + data[-64:])[-64:]
+                if STOP_EVENT in tail:
+                    return
+        finally:
+            await relay.aclose()
+        raise UpstreamProtocolError(f"Upstream provider {self.name!r} ended the stream before message_stop.")
+
+
+STOP_EVENT = b"event: message_stop"
 
 
 def _feed(provider: str, translator: AnthropicStreamTranslator, event: str, data: str) -> list[JSONObject]:

@@ -24,6 +24,19 @@ OPERATION_PATHS: dict[str, str] = {
 
 
 @dataclass(slots=True)
+class NativeCall:
+    """The caller's own request in a provider's protocol (a `/v1/messages` body), for a deployment that speaks it:
+    sent as it is (the deployment's model set) instead of the OpenAI form, and its reply relayed unchanged."""
+
+    protocol: Literal["anthropic"]
+    body: JSONObject
+    headers: dict[str, str] = field(default_factory=dict)
+    """The caller's protocol headers to pass on (`anthropic-version`, `anthropic-beta`)."""
+    answered: bool = False
+    """Set by the adapter that answered in the protocol: the reply or stream is the provider's own bytes."""
+
+
+@dataclass(slots=True)
 class UpstreamRequest:
     """One call to make upstream, in OpenAI's format, with the model already set to the upstream's name."""
 
@@ -33,6 +46,8 @@ class UpstreamRequest:
     """The caller's bytes when `body` is unchanged, so a pass-through needs no re-encoding."""
     headers: dict[str, str] = field(default_factory=dict)
     """Headers to propagate upstream (request id, trace context)."""
+    native: NativeCall | None = None
+    """The caller's request in its own protocol, for an adapter that can send it as it is."""
 
     @property
     def stream(self) -> bool:
