@@ -16,6 +16,7 @@ from sluice.http.light import light_route_for, light_routes
 from sluice.http.messages import messages_routes
 from sluice.http.openai import hot_routes
 from sluice.http.passthrough import PREFIX, passthrough_route
+from sluice.http.responses import responses_routes
 from sluice.http.unsupported import unknown_route
 from sluice.pipeline.flow import Flow
 from sluice.pipeline.wrapped import serve_wrapped, stamped
@@ -43,7 +44,7 @@ class SluiceApp:
     def __init__(self, gateway: Gateway, api: FastAPI | None = None) -> None:
         self.gateway = gateway
         self._api = api
-        self.hot: dict[str, ASGIApp] = hot_routes(gateway) | messages_routes(gateway)
+        self.hot: dict[str, ASGIApp] = hot_routes(gateway) | messages_routes(gateway) | responses_routes(gateway)
         self.light: dict[str, ASGIApp] = light_routes(gateway)
         self.passthrough = passthrough_route(gateway)
         config = gateway.config

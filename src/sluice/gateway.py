@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING
 
 from sluice.config import SluiceConfig
 from sluice.exchange import Observer
+from sluice.frontdoors.responses_store import ResponseStore
 from sluice.http.body_clock import BodyClock
 from sluice.keys.ring import build_key_ring
 from sluice.limits.budgets import build_ledger
@@ -53,6 +54,8 @@ class Gateway:
         self.prompts = PromptRegistry.load(config.prompts, config.prompts_dir)
         self.prompt_store: PromptStore | None = None
         """Templates added through /admin/prompts; set once the request log's database is open."""
+        self.responses = ResponseStore(self)
+        """The `/v1/responses` answers kept for `previous_response_id` (frontdoors/responses_store.py)."""
         self.passthrough = build_targets(config)
         self.services = _services(config, self.metrics)
         """The service gateway's services and route rules (services/registry.py); None without `routes:`."""

@@ -129,7 +129,7 @@ def test_sdk_calls_to_unsupported_endpoints_raise_not_found(sluice_url: str) -> 
         ("POST", "/v1/audio/speech"): lambda: client.audio.speech.create(model="tts-1", voice="alloy", input="hi"),
         ("GET", "/v1/files"): lambda: client.files.list(),
         ("GET", "/v1/batches"): lambda: client.batches.list(),
-        ("POST", "/v1/responses"): lambda: client.responses.create(model="mock", input="hi"),
+        ("GET", "/v1/responses/resp_1/input_items"): lambda: client.responses.input_items.list("resp_1"),
         ("GET", "/v1/fine_tuning/jobs"): lambda: client.fine_tuning.jobs.list(),
         ("GET", "/v1/chat/completions/chatcmpl-1"): lambda: client.chat.completions.retrieve("chatcmpl-1"),
     }

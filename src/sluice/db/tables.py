@@ -183,7 +183,23 @@ class ServiceInstanceRow(Base):
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime())
 
 
+class StoredResponseRow(Base):
+    """A `/v1/responses` answer kept (`store`, the default) so that `previous_response_id` continues the
+    conversation on any instance and `GET /v1/responses/{id}` finds it."""
+
+    __tablename__ = "stored_responses"
+
+    id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    key_id: Mapped[str | None] = mapped_column(String(64))
+    """The key that made it: only that key may read it or continue from it."""
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime(), index=True)
+    conversation: Mapped[list[dict[str, Any]]] = mapped_column(JSON)
+    """The chat messages of every turn so far, this one's answer last (what a next turn sends before its input)."""
+    response: Mapped[dict[str, Any]] = mapped_column(JSON)
+
+
 API_KEYS = cast(Table, ApiKey.__table__)
 KEY_SPEND = cast(Table, KeySpend.__table__)
 PROMPT_TEMPLATES = cast(Table, PromptTemplateRow.__table__)
 SERVICE_INSTANCES = cast(Table, ServiceInstanceRow.__table__)
+STORED_RESPONSES = cast(Table, StoredResponseRow.__table__)

@@ -1,5 +1,5 @@
-"""The light GET routes (/health, /metrics, /v1/models) as raw ASGI handlers: what probes, scrapers and SDKs call,
-served without building FastAPI (docs/benchmarks.md, "Memory").
+"""The light GET routes (/health, /metrics, /v1/models, /v1/responses/{id}) as raw ASGI handlers: what probes,
+scrapers and SDKs call, served without building FastAPI (docs/benchmarks.md, "Memory").
 
 Each route checks what its FastAPI version checked, in the same order: the client address's limits, then, for
 the models routes, the caller's key and its limits; errors leave OpenAI-shaped, with the limits' headers.
@@ -19,6 +19,7 @@ from sluice.http.asgi import JSON_TYPE, ASGIApp, Receive, Scope, Send
 from sluice.http.health import health, ready
 from sluice.http.metrics import metrics
 from sluice.http.models import MODEL_PREFIX, get_model, list_models
+from sluice.http.responses import RESPONSE_PREFIX, get_response
 from sluice.keys.principal import Principal
 from sluice.pipeline.answer import serve as serve_flow
 from sluice.pipeline.flow import Flow
@@ -44,6 +45,7 @@ ROUTES: dict[str, LightRoute] = {
     "/metrics": LightRoute(metrics, (b"content-type", CONTENT_TYPE_LATEST.encode())),
     "/v1/models": LightRoute(list_models, keyed=True),
     MODEL_PREFIX: LightRoute(get_model, keyed=True),
+    RESPONSE_PREFIX: LightRoute(get_response, keyed=True),
 }
 
 
@@ -65,6 +67,8 @@ def light_route_for(routes: dict[str, ASGIApp], path: str) -> ASGIApp | None:
     handler = routes.get(path)
     if handler is None and path.startswith(MODEL_PREFIX):
         return routes[MODEL_PREFIX]
+    if handler is None and path.startswith(RESPONSE_PREFIX) and "/" not in path[len(RESPONSE_PREFIX):]:
+        return routes[RESPONSE_PREFIX]
     return handler
 
 

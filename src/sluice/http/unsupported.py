@@ -16,7 +16,8 @@ OPENAI_RESOURCES = frozenset({
 """The first path segment after `/v1/` of OpenAI's API resources; any path under one that Sluice does not serve is
 an unsupported endpoint (e.g. `/v1/moderations`, `/v1/audio/speech`, `/v1/chat/completions/{id}`)."""
 
-SERVED = "/v1/chat/completions, /v1/completions, /v1/embeddings and /v1/models"
+SERVED = ("/v1/chat/completions, /v1/completions, /v1/embeddings, /v1/responses, /v1/messages and "
+          "/v1/models")
 
 
 def is_openai_endpoint(path: str) -> bool:
