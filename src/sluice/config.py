@@ -86,6 +86,35 @@ class AnthropicProviderConfig(_UpstreamProvider):
     default_max_tokens: int = Field(4096, ge=1)
 
 
+class MistralProviderConfig(OpenAIProviderConfig):
+    """Mistral's OpenAI-compatible API (La Plateforme): an `openai` provider with Mistral's base URL."""
+
+    type: Literal["mistral"]  # type: ignore[assignment]
+    base_url: str = Field("https://api.mistral.ai/v1", pattern=r"^https?://")
+
+
+class GroqProviderConfig(OpenAIProviderConfig):
+    """Groq's OpenAI-compatible API: an `openai` provider with Groq's base URL."""
+
+    type: Literal["groq"]  # type: ignore[assignment]
+    base_url: str = Field("https://api.groq.com/openai/v1", pattern=r"^https?://")
+
+
+class DeepSeekProviderConfig(OpenAIProviderConfig):
+    """DeepSeek's OpenAI-compatible API: an `openai` provider with DeepSeek's base URL."""
+
+    type: Literal["deepseek"]  # type: ignore[assignment]
+    base_url: str = Field("https://api.deepseek.com/v1", pattern=r"^https?://")
+
+
+class GeminiProviderConfig(_UpstreamProvider):
+    """Google Gemini's native API (v1beta generateContent), translated to and from OpenAI's format; the key goes
+    in the `x-goog-api-key` header."""
+
+    type: Literal["gemini"]
+    base_url: str = Field("https://generativelanguage.googleapis.com", pattern=r"^https?://")
+
+
 class MockProviderConfig(_Strict):
     """The built-in offline provider: deterministic echo replies, streaming, usage, optional latency."""
 
@@ -96,7 +125,8 @@ class MockProviderConfig(_Strict):
 
 
 ProviderConfig = Annotated[
-    OpenAIProviderConfig | AzureProviderConfig | AnthropicProviderConfig | MockProviderConfig,
+    OpenAIProviderConfig | AzureProviderConfig | AnthropicProviderConfig | GeminiProviderConfig
+    | MistralProviderConfig | GroqProviderConfig | DeepSeekProviderConfig | MockProviderConfig,
     Field(discriminator="type"),
 ]
 

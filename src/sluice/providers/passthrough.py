@@ -19,6 +19,7 @@ from pyreqwest.http import Url
 from sluice.config import (
     AnthropicProviderConfig,
     AzureProviderConfig,
+    GeminiProviderConfig,
     MockProviderConfig,
     OpenAIProviderConfig,
     SluiceConfig,
@@ -28,7 +29,7 @@ from sluice.providers.passthrough_paths import safe_query, safe_suffix
 from sluice.providers.upstream import OpenStream, body_chunks, map_transport_errors, pooled_client
 
 Headers = Iterable[tuple[bytes, bytes]]
-UpstreamConfig = OpenAIProviderConfig | AzureProviderConfig | AnthropicProviderConfig
+UpstreamConfig = OpenAIProviderConfig | AzureProviderConfig | AnthropicProviderConfig | GeminiProviderConfig
 
 HOP_BY_HOP = frozenset({
     b"connection", b"keep-alive", b"proxy-authenticate", b"proxy-authorization", b"proxy-connection", b"te",
@@ -204,6 +205,9 @@ def target_for(name: str, config: UpstreamConfig) -> PassthroughTarget:
         defaults["anthropic-version"] = config.api_version
         if key is not None:
             credentials["x-api-key"] = key
+    elif isinstance(config, GeminiProviderConfig):
+        if key is not None:
+            credentials["x-goog-api-key"] = key  # Gemini's native API takes no Bearer key
     elif key is not None:
         credentials["authorization"] = f"Bearer {key}"
     return PassthroughTarget(name, config, credentials, defaults, params)

@@ -5,6 +5,7 @@ from __future__ import annotations
 from sluice.config import (
     AnthropicProviderConfig,
     AzureProviderConfig,
+    GeminiProviderConfig,
     MockProviderConfig,
     OpenAIProviderConfig,
     SluiceConfig,
@@ -12,21 +13,26 @@ from sluice.config import (
 from sluice.providers.anthropic import AnthropicProvider
 from sluice.providers.azure import AzureProvider
 from sluice.providers.base import Provider
+from sluice.providers.gemini import GeminiProvider
 from sluice.providers.mock import MockProvider
 from sluice.providers.openai import OpenAIProvider
 
 
 def build_provider(
     name: str,
-    config: OpenAIProviderConfig | AzureProviderConfig | AnthropicProviderConfig | MockProviderConfig,
+    config: OpenAIProviderConfig | AzureProviderConfig | AnthropicProviderConfig | GeminiProviderConfig
+    | MockProviderConfig,
 ) -> Provider:
-    """The adapter for one `providers:` entry."""
+    """The adapter for one `providers:` entry; the mistral, groq and deepseek presets are OpenAIProviderConfig
+    subclasses, so the OpenAI adapter serves them."""
     if isinstance(config, AzureProviderConfig):
         return AzureProvider(name, config)
     if isinstance(config, OpenAIProviderConfig):
         return OpenAIProvider(name, config)
     if isinstance(config, AnthropicProviderConfig):
         return AnthropicProvider(name, config)
+    if isinstance(config, GeminiProviderConfig):
+        return GeminiProvider(name, config)
     return MockProvider(name, config)
 
 
