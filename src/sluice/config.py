@@ -116,7 +116,7 @@ class GeminiProviderConfig(_UpstreamProvider):
 
 
 class MockProviderConfig(_Strict):
-    """The built-in offline provider: deterministic echo replies, streaming, usage, optional latency."""
+    """The built-in offline provider: deterministic model-like replies (docs/mock.md), streaming, usage, optional latency."""
 
     type: Literal["mock"]
     latency_ms: float = Field(0.0, ge=0)
