@@ -4,7 +4,7 @@
     .venv/bin/python bench/run.py --variants     # only Sluice with everything off against each built variant
     .venv/bin/python bench/run.py --headline [--write docs/benchmarks.md]   # only the headline table
     .venv/bin/python bench/run.py --availability|--routing|--cache|--production|--rules|--services|--websockets
-        [--write docs/benchmarks.md]             # only that figure of issue 15 or 16 (several may be given)
+        |--frontdoors [--write docs/benchmarks.md]   # only that figure of issue 15, 16 or 19 (several may be given)
 
 The headline (bench/headline.py): the floor, Sluice with the request log off and Sluice's default configuration,
 each gateway unpinned, loaded in turn in one run. Everything else: gateways run on core 0; wrk, the stream timer and
@@ -27,6 +27,7 @@ from typing import Any
 import availability
 import cache_bench
 import catalog
+import frontdoors
 import headline
 import install
 import logdb
@@ -111,6 +112,8 @@ FIGURES = {
                        service_proxy.measure_services, service_proxy.table),
     "websockets": Figure("WebSocket relay: 1 kB echoes over 100 connections", "bench/ws_relay.py; about 2 minutes",
                          ws_relay.measure_websockets, ws_relay.table),
+    "frontdoors": Figure("Front doors: /v1/messages and /v1/responses against the chat route",
+                         "bench/frontdoors.py; about 4 minutes", frontdoors.measure_frontdoors, frontdoors.table),
 }
 
 

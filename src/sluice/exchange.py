@@ -92,8 +92,8 @@ class Exchange:
     None for the other operations."""
     wire: str | None = None
     """The protocol of `response_body`/`chunks` when it is not OpenAI's: `anthropic` for a `/v1/messages` call an
-    Anthropic deployment answered natively. `Flow.finish` turns them into OpenAI's shape for the observers
-    (frontdoors/native_view.py) and clears it."""
+    Anthropic deployment answered natively. Their readers see them in OpenAI's shape (serve/exchange_values.py
+    `openai_view`, in the helper processes); in the gateway only the usage is read, from the bytes."""
     usage_read: tuple[Usage | None] | None = None
     """The reply's usage once an observer has read it (`telemetry/usage.py`: the token and budget charges and the
     metrics all want it), in a 1-tuple; None until then."""

@@ -186,9 +186,9 @@ def stream_usage(chunks: Sequence[bytes]) -> dict[str, Any] | None:
     try:
         event = orjson.loads(tail[begin + 5:end if end >= 0 else len(tail)])
     except orjson.JSONDecodeError:  # an event over several `data:` lines, or cut by the tail's start
-        return _usage_object(tail, at)
+        return usage_object(tail, at)
     usage = event.get("usage") if type(event) is dict else None
-    return usage if type(usage) is dict else _usage_object(tail, at)
+    return usage if type(usage) is dict else usage_object(tail, at)
 
 
 def reply_usage(body: bytes) -> dict[str, Any] | None:
@@ -200,10 +200,10 @@ def reply_usage(body: bytes) -> dict[str, Any] | None:
             return None
         usage = reply.get("usage") if type(reply) is dict else None
         return usage if type(usage) is dict else None
-    return _usage_object(body, body.rfind(b'"usage"'))
+    return usage_object(body, body.rfind(b'"usage"'))
 
 
-def _usage_object(raw: bytes, at: int) -> dict[str, Any] | None:
+def usage_object(raw: bytes, at: int) -> dict[str, Any] | None:
     """The object of the `"usage": {` key at `at`, decoded exactly (details included). Outside JSON strings (where
     quotes are escaped) the bytes `"usage"` are only ever a key, so the last of them is the reply's own."""
     match = _USAGE.match(raw, at) if at >= 0 else None
@@ -221,3 +221,19 @@ def _usage_object(raw: bytes, at: int) -> dict[str, Any] | None:
         except ValueError:
             return None
     return usage if isinstance(usage, dict) else None
+
+
+def text_piece(chunk: dict[str, Any]) -> str | None:
+    """The text of a chunk that is only a piece of text for choice 0 (no role, finish, usage, tool call or other
+    choice): the usual chunk, which the translators answer without their general path; None for any other."""
+    choices = chunk.get("choices")
+    if type(choices) is not list or len(choices) != 1 or chunk.get("usage") is not None:
+        return None
+    choice = choices[0]
+    if type(choice) is not dict or choice.get("index", 0) != 0 or choice.get("finish_reason") is not None:
+        return None
+    delta = choice.get("delta")
+    if type(delta) is not dict or len(delta) != 1:
+        return None
+    text = delta.get("content")
+    return text if type(text) is str and text else None

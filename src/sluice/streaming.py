@@ -121,6 +121,17 @@ class SSEDecoder:
         return None
 
 
+def data_of(decoder: SSEDecoder, chunk: bytes) -> list[bytes | str]:
+    """The `data` of each event `chunk` completes, `[DONE]` left out. A checked OpenAI stream's chunks are whole
+    events of one `data: …` line each: read by splitting, without the decoder (a fifth of its cost), when nothing
+    is pending; anything else goes through the decoder."""
+    if chunk.startswith(b"data: ") and chunk.endswith(b"\n\n") and not decoder.pending:
+        events = chunk[:-2].split(b"\n\n")
+        if all(event.startswith(b"data: ") and b"\n" not in event and b"\r" not in event for event in events):
+            return [event[6:] for event in events if event != b"data: [DONE]"]
+    return [event.data for event in decoder.feed(chunk) if event.data and event.data != "[DONE]"]
+
+
 def encode_data(payload: object) -> bytes:
     """One `data:` event carrying `payload` as JSON."""
     return b"data: " + orjson.dumps(payload) + b"\n\n"

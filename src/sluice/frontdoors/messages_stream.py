@@ -19,6 +19,8 @@ from __future__ import annotations
 
 from typing import Any
 
+import orjson
+
 from sluice.frontdoors.messages_reply import (
     anthropic_error_event,
     anthropic_usage,
@@ -27,6 +29,7 @@ from sluice.frontdoors.messages_reply import (
     sse_event,
     stop_reason,
 )
+from sluice.stream_reader import text_piece
 
 
 class ChatToMessagesStream:
@@ -52,6 +55,9 @@ class ChatToMessagesStream:
         """The Anthropic events for one parsed OpenAI chunk (often one, sometimes none)."""
         if self._done:
             return b""
+        text = text_piece(chunk)
+        if text is not None and self._open == ("text", 0):  # most chunks: a piece of the open text block
+            return self._delta(self._blocks - 1, {"type": "text_delta", "text": text})
         if isinstance(chunk.get("usage"), dict):
             self._usage = chunk["usage"]
         out = [self._start()]
@@ -155,6 +161,9 @@ class ChatToMessagesStream:
         return sse_event("content_block_start", event)
 
     def _delta(self, index: int, delta: dict[str, Any]) -> bytes:
+        if delta["type"] == "text_delta":  # most of a stream: written directly, a third of the cost of dumps
+            return (b'event: content_block_delta\ndata: {"type":"content_block_delta","index":' + str(index).encode()
+                    + b',"delta":{"type":"text_delta","text":' + orjson.dumps(delta["text"]) + b"}}\n\n")
         return sse_event("content_block_delta", {"type": "content_block_delta", "index": index, "delta": delta})
 
     def _close(self) -> bytes:
@@ -162,3 +171,4 @@ class ChatToMessagesStream:
             return b""
         self._open = None
         return sse_event("content_block_stop", {"type": "content_block_stop", "index": self._blocks - 1})
+

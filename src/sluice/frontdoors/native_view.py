@@ -1,29 +1,52 @@
-"""A natively answered exchange (an Anthropic reply or event stream relayed as it came) in OpenAI's shape, once,
-for the observers: the request log, spans, usage metrics, token and budget charges read only OpenAI bodies."""
+"""A natively answered exchange (an Anthropic reply or event stream relayed as it came) in OpenAI's shape for the
+readers of OpenAI bodies: translated in the request log's writer and the span exporter (serve/exchange_values.py
+`openai_view`), off the request path; in the gateway only its usage is read (`native_usage`), from the bytes."""
 
 from __future__ import annotations
 
 import time
+from collections.abc import Sequence
+from typing import Any
 
 import orjson
 
 from sluice.exchange import Exchange
-from sluice.providers.anthropic_response import from_anthropic_response
+from sluice.providers.anthropic_response import from_anthropic_response, openai_usage
 from sluice.providers.anthropic_stream import AnthropicStreamError, AnthropicStreamTranslator
+from sluice.stream_reader import usage_object as _usage_object
 from sluice.streaming import DONE_EVENT, NotSSE, SSEDecoder, encode_data
 
 
-def as_openai(exchange: Exchange) -> None:
-    """Replace the exchange's Anthropic body or chunks by their OpenAI equivalent; what cannot be read (a stream
-    cut by the request log's bound, a broken reply) is left out rather than guessed."""
-    wire, exchange.wire = exchange.wire, None
+def openai_bodies(wire: str, stream: bool, chunks: Sequence[bytes], body: bytes | None, model: str
+                  ) -> tuple[list[bytes], bytes | None]:
+    """The chunks and reply of a `wire` (`anthropic`) exchange in OpenAI's shape; what cannot be read (a stream cut
+    by the request log's bound, a broken reply) is left out rather than guessed."""
     if wire != "anthropic":
-        return
-    model = exchange.upstream_model or exchange.model or ""
+        return list(chunks), body
+    if stream:
+        return _stream_chunks(chunks, model), body
+    return list(chunks), None if body is None else _reply(body, model)
+
+
+def native_usage(exchange: Exchange) -> dict[str, Any] | None:
+    """The OpenAI `usage` of a natively answered exchange, from its Anthropic bytes: a reply's `usage`, or a stream's
+    first `usage` (message_start: the input) and last (message_delta: the output so far), nothing else decoded."""
+    usage: dict[str, Any] | None
     if exchange.stream:
-        exchange.chunks = _stream_chunks(exchange.chunks, model)
-    elif exchange.response_body is not None:
-        exchange.response_body = _reply(exchange.response_body, model)
+        chunks = exchange.chunks
+        if not chunks:
+            return None
+        head, tail = chunks[0], b"".join(chunks[-4:])
+        first, last = _usage_object(head, head.find(b'"usage"')), _usage_object(tail, tail.rfind(b'"usage"'))
+        if first is None and last is None:
+            return None
+        usage = {**(first or {}), **{k: v for k, v in (last or {}).items() if v is not None}}
+    else:
+        body = exchange.response_body
+        usage = _usage_object(body, body.rfind(b'"usage"')) if body else None
+        if usage is None:
+            return None
+    return openai_usage(usage)
 
 
 def _reply(body: bytes, model: str) -> bytes | None:
@@ -36,7 +59,7 @@ def _reply(body: bytes, model: str) -> bytes | None:
         return None
 
 
-def _stream_chunks(chunks: list[bytes], model: str) -> list[bytes]:
+def _stream_chunks(chunks: Sequence[bytes], model: str) -> list[bytes]:
     translator = AnthropicStreamTranslator(model=model, created=int(time.time()), include_usage=True)
     decoder = SSEDecoder()
     out: list[bytes] = []

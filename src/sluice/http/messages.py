@@ -26,7 +26,7 @@ from sluice.pipeline.flow import Flow, Headers
 from sluice.providers.anthropic import AnthropicProvider
 from sluice.providers.base import JSONObject, NativeCall, UpstreamRequest
 from sluice.routing.table import ModelRoute
-from sluice.streaming import SSE_HEADERS, SSEDecoder
+from sluice.streaming import SSE_HEADERS, SSEDecoder, data_of
 
 MESSAGES_PATH = "/v1/messages"
 COUNT_TOKENS_PATH = "/v1/messages/count_tokens"
@@ -125,9 +125,8 @@ async def _translated(chunks: AsyncGenerator[bytes, None], model: str) -> AsyncG
     try:
         async for data in chunks:
             out = b""
-            for event in decoder.feed(data):
-                if event.data and event.data != "[DONE]":
-                    out += stream.feed(orjson.loads(event.data))
+            for payload in data_of(decoder, data):
+                out += stream.feed(orjson.loads(payload))
             if out:
                 yield out
         yield stream.finish()

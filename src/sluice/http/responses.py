@@ -9,7 +9,7 @@ without one (frontdoors/responses_store.py), before the caller sees them complet
 from __future__ import annotations
 
 import time
-from collections.abc import AsyncGenerator
+from collections.abc import AsyncGenerator, Callable
 from functools import partial
 from typing import Any
 
@@ -28,7 +28,7 @@ from sluice.keys.principal import Principal
 from sluice.pipeline.answer import relay, serve
 from sluice.pipeline.flow import Flow
 from sluice.providers.base import JSONObject
-from sluice.streaming import SSE_HEADERS, SSEDecoder
+from sluice.streaming import SSE_HEADERS, SSEDecoder, data_of
 
 RESPONSES_PATH = "/v1/responses"
 RESPONSE_PREFIX = "/v1/responses/"
@@ -83,15 +83,13 @@ async def _answer(flow: Flow, scope: Scope, receive: Receive, send: Send) -> Non
         chunks = await flow.open_stream(request, route)
         translator = ChatToResponsesStream(request=body, response_id=response_id, created_at=created)
 
-        def kept(response: dict[str, Any]) -> StoredResponse | None:
-            if not keep:
-                return None
+        def kept(response: dict[str, Any]) -> StoredResponse:
             turn = conversation_turn(chat, translator.final_message())
             return StoredResponse(response_id, principal.key_id, turn, response)
 
         start = {"type": "http.response.start", "status": 200, "headers": SSE_HEADERS + flow.response_headers()}
-        await relay(_translated(chunks, translator, flow, kept), client, send, partial(_ending, translator), start,
-                    flow.gateway.streams)
+        await relay(_translated(chunks, translator, flow, kept if keep else None), client, send,
+                    partial(_ending, translator), start, flow.gateway.streams)
         return
     reply = orjson.loads(await flow.call(request, route))
     try:
@@ -117,21 +115,20 @@ def _ending(translator: ChatToResponsesStream, tail: bytes, error: GatewayError)
 
 
 async def _translated(chunks: AsyncGenerator[bytes, None], translator: ChatToResponsesStream, flow: Flow,
-                      kept: Any) -> AsyncGenerator[bytes, None]:
-    """An OpenAI chat stream as the Responses event stream; the answer stored before its last event is sent."""
+                      kept: Callable[[dict[str, Any]], StoredResponse] | None) -> AsyncGenerator[bytes, None]:
+    """An OpenAI chat stream as the Responses event stream; the answer (`kept`, unless `store: false`) stored
+    before its last event is sent, so a next turn never misses it."""
     decoder = SSEDecoder()
     try:
         async for data in chunks:
             out = b""
-            for event in decoder.feed(data):
-                if event.data and event.data != "[DONE]":
-                    out += translator.feed(orjson.loads(event.data))
+            for payload in data_of(decoder, data):
+                out += translator.feed(orjson.loads(payload))
             if out:
                 yield out
         ending = translator.finish()
-        stored = kept(_last_response(ending))
-        if stored is not None:
-            await flow.gateway.responses.save(stored)
+        if kept is not None:
+            await flow.gateway.responses.save(kept(_last_response(ending)))
         yield ending
     finally:
         await chunks.aclose()

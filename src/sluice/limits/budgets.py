@@ -29,6 +29,7 @@ from sluice.limits.options import Budget
 from sluice.limits.periods import period_end, period_key, period_key_at
 from sluice.limits.spend import Charge, SpendKey
 from sluice.pricing import PriceTable
+from sluice.serve.exchange_values import openai_view
 from sluice.settings import Settings
 from sluice.stream_reader import assemble_stream, reply_text, sse_events
 from sluice.tasks import stop
@@ -290,6 +291,7 @@ def requested_model(exchange: Exchange) -> str | None:
 
 def estimated_usage(exchange: Exchange) -> Usage:
     """About four bytes per token: of the request body, and of the reply's text."""
+    exchange = openai_view(exchange)  # type: ignore[assignment]  # an Exchange stays an Exchange
     if exchange.stream:
         text = assemble_stream(sse_events(exchange.chunks))[1]
     else:

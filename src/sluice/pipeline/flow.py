@@ -355,10 +355,6 @@ class Flow:
             self.counted = False
             self.gateway.request_finished()
         if self.observers:
-            if exchange.wire is not None:
-                from sluice.frontdoors.native_view import as_openai
-
-                as_openai(exchange)
             notify(self.observers, exchange)
             self.observers = ()
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Sequence
 from typing import Any, NamedTuple
 
@@ -41,6 +42,9 @@ class ExchangeValues(NamedTuple):
     cache: str | None
     hops: list[dict[str, str]] | None
     route: str | None
+    wire: str | None
+    """Not None when the bodies are in a provider's own protocol (`Exchange.wire`): `openai_view` turns them into
+    OpenAI's for the readers."""
     request_headers: Sequence[tuple[bytes, bytes]] = ()
     """Sent to the request log's writer only, with the credential headers' values redacted (`log_sender.packed`)."""
     key_hash: str | None = None
@@ -77,3 +81,17 @@ def traced(values: Sequence[Any], trace: TraceIds | None) -> ExchangeValues:
     if len(values) != len(RECORD_FIELDS):
         raise ValueError(f"a record of {len(values)} fields, not {len(RECORD_FIELDS)}")
     return ExchangeValues._make((*values[:_COMMON], (), None, *values[_COMMON:], trace))
+
+
+def openai_view(exchange: AnyExchange) -> AnyExchange:
+    """`exchange` with its bodies in OpenAI's shape, for their readers (the record builder, the span writer): a
+    natively answered `/v1/messages` call's are Anthropic's (`wire`), translated here, off the request path."""
+    if exchange.wire is None:
+        return exchange
+    from sluice.frontdoors.native_view import openai_bodies
+
+    chunks, body = openai_bodies(exchange.wire, exchange.stream, exchange.chunks, exchange.response_body,
+                                 exchange.upstream_model or exchange.model or "")
+    if isinstance(exchange, ExchangeValues):
+        return exchange._replace(chunks=chunks, response_body=body, wire=None)
+    return dataclasses.replace(exchange, chunks=chunks, response_body=body, wire=None)

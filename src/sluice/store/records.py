@@ -16,7 +16,7 @@ import orjson
 
 from sluice.exchange import Exchange
 from sluice.pricing import PriceTable
-from sluice.serve.exchange_values import AnyExchange
+from sluice.serve.exchange_values import AnyExchange, openai_view
 from sluice.store.columns import COLUMNS, JSON_COLUMNS
 from sluice.store.options import RequestLogConfig
 from sluice.store.redaction import REDACTED, Redactor
@@ -57,6 +57,7 @@ class RecordBuilder:
         return row_of(self.record(exchange))
 
     def record(self, exchange: AnyExchange, log_id: str | None = None) -> Record:
+        exchange = openai_view(exchange)
         started = exchange.started_at
         if not 0 < started < 1e11:
             raise ValueError(f"started_at {started!r} is not a Unix time")

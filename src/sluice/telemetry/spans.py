@@ -15,7 +15,7 @@ from typing import Any
 import orjson
 from openinference.semconv.trace import OpenInferenceSpanKindValues, SpanAttributes
 
-from sluice.serve.exchange_values import AnyExchange
+from sluice.serve.exchange_values import AnyExchange, openai_view
 from sluice.store.redaction import Redactor
 from sluice.stream_reader import assemble_stream, sse_events
 from sluice.telemetry import openinference as oi
@@ -70,6 +70,7 @@ class SpanWriter:
         ids = exchange.trace
         if ids is None:
             return
+        exchange = openai_view(exchange)
         times = _times(exchange)
         contents = self._contents(exchange)
         error = self._redact(exchange.error)

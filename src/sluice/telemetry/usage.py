@@ -22,7 +22,11 @@ def usage_of(exchange: Exchange) -> Usage | None:
     read = exchange.usage_read
     if read is not None:
         return read[0]
-    if exchange.stream:
+    if exchange.wire is not None:  # a provider's own protocol (frontdoors/native_view.py)
+        from sluice.frontdoors.native_view import native_usage
+
+        usage = _counts(native_usage(exchange))
+    elif exchange.stream:
         usage = _counts(stream_usage(exchange.chunks)) if exchange.chunks else None
     else:
         usage = _counts(reply_usage(exchange.response_body)) if exchange.response_body else None
