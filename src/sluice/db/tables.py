@@ -1,5 +1,5 @@
-"""The tables: request logs (one row per exchange), managed API keys, spend per key and period, and prompt
-templates and service instance changes added through the admin API."""
+"""The tables: request logs (one row per exchange), managed API keys, spend per key and period, prompt templates and
+service instance changes added through the admin API, and the audit trail of those changes."""
 
 from __future__ import annotations
 
@@ -198,8 +198,26 @@ class StoredResponseRow(Base):
     response: Mapped[dict[str, Any]] = mapped_column(JSON)
 
 
+class AuditEventRow(Base):
+    """One change made through the admin API (http/admin_audit.py): who, what, to what; never a secret."""
+
+    __tablename__ = "audit_events"
+
+    id: Mapped[str] = mapped_column(String(36), primary_key=True)
+    """UUIDv7-shaped (store/stamps.py): ids sort by the time they were made."""
+    at: Mapped[datetime] = mapped_column(UTCDateTime(), index=True)
+    actor: Mapped[str] = mapped_column(String(128))
+    """`admin-key` for SLUICE_ADMIN_KEY, else the admin-scoped key's id."""
+    action: Mapped[str] = mapped_column(String(64))
+    """`key.create`, `service.instance.drain`, `prompt.add`, ..."""
+    target: Mapped[str] = mapped_column(String(1024))
+    details: Mapped[dict[str, Any]] = mapped_column(JSON)
+    """What changed: field → new value."""
+
+
 API_KEYS = cast(Table, ApiKey.__table__)
 KEY_SPEND = cast(Table, KeySpend.__table__)
 PROMPT_TEMPLATES = cast(Table, PromptTemplateRow.__table__)
 SERVICE_INSTANCES = cast(Table, ServiceInstanceRow.__table__)
 STORED_RESPONSES = cast(Table, StoredResponseRow.__table__)
+AUDIT_EVENTS = cast(Table, AuditEventRow.__table__)

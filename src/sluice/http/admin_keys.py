@@ -13,7 +13,8 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from sluice.db.errors import database_errors
 from sluice.errors import InvalidRequest, ServiceUnavailable
-from sluice.http.admin_auth import AdminAccess
+from sluice.http.admin_audit import record
+from sluice.http.admin_auth import AdminAccess, CurrentAdmin
 from sluice.http.admin_inputs import BoundedKeyInput, known_id
 from sluice.http.auth import CurrentGateway
 from sluice.http.limits import AddressLimit
@@ -71,7 +72,7 @@ def _database_errors() -> Iterator[None]:
 
 
 @router.post("", status_code=201, response_model=CreatedKey)
-async def create_key(gateway: CurrentGateway, body: CreateKey) -> CreatedKey:
+async def create_key(gateway: CurrentGateway, admin: CurrentAdmin, body: CreateKey) -> CreatedKey:
     """Create a key. The response carries the secret `key`: it is shown this once and never again."""
     settings = KeySettings.model_validate(body.model_dump(exclude={"expires_in_days", "expires_at"})
                                           | {"expires_at": expiry(body.expires_at, body.expires_in_days)})
@@ -80,6 +81,7 @@ async def create_key(gateway: CurrentGateway, body: CreateKey) -> CreatedKey:
     with _database_errors():
         created = await store.create(settings)
     logger.info("admin keys: created %s (%s, %s…)", created.id, created.name, created.prefix)
+    await record(gateway, admin, "key.create", created.id, settings.model_dump())
     return created
 
 
@@ -99,7 +101,7 @@ async def get_key(gateway: CurrentGateway, key_id: str) -> KeyRecord:
 
 
 @router.patch("/{key_id}", response_model=KeyRecord)
-async def update_key(gateway: CurrentGateway, key_id: str, body: UpdateKey) -> KeyRecord:
+async def update_key(gateway: CurrentGateway, admin: CurrentAdmin, key_id: str, body: UpdateKey) -> KeyRecord:
     """Change a key's name, scopes, limits, budget, metadata or expiry; the secret stays the same."""
     changes = {field: getattr(body, field) for field in body.model_fields_set if field != "expires_in_days"}
     if "expires_in_days" in body.model_fields_set or "expires_at" in changes:
@@ -114,25 +116,27 @@ async def update_key(gateway: CurrentGateway, key_id: str, body: UpdateKey) -> K
         # An update that leaves the expiry alone may keep one already past (the key is expired either way).
         check_settings(settings if "expires_at" in changes else settings.model_copy(update={"expires_at": None}),
                        gateway.config)
-        record = await store.update(key_id, settings)
+        updated = await store.update(key_id, settings)
     gateway.keys.forget()
     logger.info("admin keys: updated %s (%s)", key_id, ", ".join(sorted(changes)))
-    return record
+    await record(gateway, admin, "key.update", key_id, changes)
+    return updated
 
 
 @router.post("/{key_id}/revoke", response_model=KeyRecord)
-async def revoke_key(gateway: CurrentGateway, key_id: str) -> KeyRecord:
+async def revoke_key(gateway: CurrentGateway, admin: CurrentAdmin, key_id: str) -> KeyRecord:
     """Revoke a key: this instance refuses it at once, every other one within `keys.cache_ttl_seconds`."""
     store = await gateway.keys.store()
     with _database_errors():
-        record = await store.revoke(known_id(key_id))
+        revoked = await store.revoke(known_id(key_id))
     gateway.keys.forget()
     logger.info("admin keys: revoked %s", key_id)
-    return record
+    await record(gateway, admin, "key.revoke", key_id, {"revoked_at": revoked.revoked_at})
+    return revoked
 
 
 @router.post("/{key_id}/rotate", status_code=201, response_model=CreatedKey)
-async def rotate_key(gateway: CurrentGateway, key_id: str,
+async def rotate_key(gateway: CurrentGateway, admin: CurrentAdmin, key_id: str,
                      body: Annotated[RotateKey | None, Body()] = None) -> CreatedKey:
     """A new secret with the same settings (new id); the old key stops working now or after `grace_seconds`."""
     grace = body.grace_seconds if body is not None else 0.0
@@ -141,5 +145,6 @@ async def rotate_key(gateway: CurrentGateway, key_id: str,
         created = await store.rotate(known_id(key_id), grace)
     gateway.keys.forget()
     logger.info("admin keys: rotated %s into %s (grace %g s)", key_id, created.id, grace)
+    await record(gateway, admin, "key.rotate", key_id, {"replaced_by": created.id, "grace_seconds": grace})
     return created
 

@@ -9,7 +9,8 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from sluice.errors import GatewayError, InvalidRequest, NotFound
 from sluice.gateway import Gateway
-from sluice.http.admin_auth import AdminAccess
+from sluice.http.admin_audit import record
+from sluice.http.admin_auth import AdminAccess, CurrentAdmin
 from sluice.http.auth import CurrentGateway
 from sluice.http.limits import AddressLimit
 from sluice.http.openapi import error_responses
@@ -68,7 +69,7 @@ async def prompt_versions(name: str, gateway: CurrentGateway) -> PromptList:
 @router.post("", status_code=201, summary="Add a prompt template version (versions are immutable)",
              responses=error_responses(e404="No prompt store (the request log's database is off)",
                                        e409="That version exists already"))
-async def add_prompt(body: NewPrompt, gateway: CurrentGateway) -> dict[str, Any]:
+async def add_prompt(body: NewPrompt, gateway: CurrentGateway, admin: CurrentAdmin) -> dict[str, Any]:
     store = _store(gateway)
     version = body.version or gateway.prompts.next_version(body.name)
     if version > MAX_VERSION:
@@ -76,4 +77,8 @@ async def add_prompt(body: NewPrompt, gateway: CurrentGateway) -> dict[str, Any]
                              param="version")
     config = PromptConfig(name=body.name, version=version, messages=body.messages, description=body.description,
                           model=body.model)
-    return describe(gateway, await store.add(config))
+    added = await store.add(config)
+    await record(gateway, admin, "prompt.add", f"{added.name}@{added.version}",
+                 {"version": added.version, "model": body.model, "description": body.description,
+                  "messages": len(body.messages)})
+    return describe(gateway, added)

@@ -11,11 +11,13 @@ from pydantic import BaseModel, Field
 
 from sluice.errors import GatewayError
 from sluice.gateway import Gateway
-from sluice.http.admin_auth import AdminAccess
+from sluice.http.admin_audit import record
+from sluice.http.admin_auth import AdminAccess, CurrentAdmin
 from sluice.http.admin_health import DeploymentHealth, _deployment
 from sluice.http.auth import CurrentGateway
 from sluice.http.limits import AddressLimit
 from sluice.http.openapi import error_responses
+from sluice.keys.principal import Principal
 from sluice.routing.endpoint import Endpoint
 from sluice.routing.health import covered
 from sluice.services.changes import Change
@@ -74,16 +76,18 @@ async def get_service(name: str, gateway: CurrentGateway) -> ServiceView:
 
 
 @router.post("/services/{name}/instances", response_model=ServiceView, status_code=201)
-async def add_instance(name: str, instance: NewInstance, gateway: CurrentGateway) -> ServiceView:
+async def add_instance(name: str, instance: NewInstance, gateway: CurrentGateway,
+                       admin: CurrentAdmin) -> ServiceView:
     """Add an instance (or change the weight of one the service has); stored, seen by every process."""
     service = _service(gateway, name)
     await _store(gateway).put(name, instance.url, Change(weight=instance.weight))
+    await record(gateway, admin, "service.instance.add", f"{name}/{instance.url}", {"weight": instance.weight})
     return _view(gateway, service)
 
 
 @router.delete("/services/{name}/instances/{id_}", response_model=ServiceView,
                 responses=error_responses(e409="The service's last instance"))
-async def remove_instance(name: str, id_: str, gateway: CurrentGateway) -> ServiceView:
+async def remove_instance(name: str, id_: str, gateway: CurrentGateway, admin: CurrentAdmin) -> ServiceView:
     """Remove an instance (one of sluice.yaml's too): it gets no new request, its requests in flight finish."""
     service = _service(gateway, name)
     endpoint = _instance(service, id_)
@@ -91,19 +95,20 @@ async def remove_instance(name: str, id_: str, gateway: CurrentGateway) -> Servi
         raise GatewayError(f"Instance {id_!r} is the last of service {name!r}; add another first.", status=409,
                            type="invalid_request_error", code="last_instance")
     await _store(gateway).put(name, endpoint.target, Change(removed=True))
+    await record(gateway, admin, "service.instance.remove", f"{name}/{endpoint.target}", {"removed": True})
     return _view(gateway, service)
 
 
 @router.post("/services/{name}/instances/{id_}/drain", response_model=ServiceView)
-async def drain_instance(name: str, id_: str, gateway: CurrentGateway) -> ServiceView:
+async def drain_instance(name: str, id_: str, gateway: CurrentGateway, admin: CurrentAdmin) -> ServiceView:
     """Offer the instance no new request; those in flight finish (`in_flight` shows them)."""
-    return await _set_draining(gateway, name, id_, True)
+    return await _set_draining(gateway, admin, name, id_, True)
 
 
 @router.post("/services/{name}/instances/{id_}/restore", response_model=ServiceView)
-async def restore_instance(name: str, id_: str, gateway: CurrentGateway) -> ServiceView:
+async def restore_instance(name: str, id_: str, gateway: CurrentGateway, admin: CurrentAdmin) -> ServiceView:
     """Undo a drain."""
-    return await _set_draining(gateway, name, id_, False)
+    return await _set_draining(gateway, admin, name, id_, False)
 
 
 @router.post("/services/{name}/health-check", response_model=ServiceView,
@@ -125,12 +130,14 @@ async def list_routes(gateway: CurrentGateway) -> RouteList:
     return RouteList(data=[] if registry is None else [rule.describe() for rule in registry.rules.rules])
 
 
-async def _set_draining(gateway: Gateway, name: str, id_: str, draining: bool) -> ServiceView:
+async def _set_draining(gateway: Gateway, admin: Principal, name: str, id_: str, draining: bool) -> ServiceView:
     service = _service(gateway, name)
     endpoint = _instance(service, id_)
     store = _store(gateway)
     change = store.current(name, endpoint.target)
     await store.put(name, endpoint.target, Change(change.weight, change.removed, draining))
+    await record(gateway, admin, "service.instance.drain" if draining else "service.instance.restore",
+                 f"{name}/{endpoint.target}", {"draining": draining})
     return _view(gateway, service)
 
 

@@ -10,7 +10,16 @@ from fastapi.responses import HTMLResponse
 from fastapi.staticfiles import StaticFiles
 
 from sluice.gateway import Gateway
-from sluice.http import admin_health, admin_keys, admin_logs, admin_prompts, admin_services, admin_spend, demo
+from sluice.http import (
+    admin_audit,
+    admin_health,
+    admin_keys,
+    admin_logs,
+    admin_prompts,
+    admin_services,
+    admin_spend,
+    demo,
+)
 from sluice.http.errors import install_error_handlers
 from sluice.http.openapi import install_openapi
 from sluice.projects.loader import load_projects, mount_projects
@@ -33,6 +42,7 @@ def create_api(gateway: Gateway) -> FastAPI:
     api.include_router(admin_prompts.router)
     api.include_router(admin_health.router)
     api.include_router(admin_services.router)
+    api.include_router(admin_audit.router)
     install_error_handlers(api)
     install_openapi(api)
     return api
