@@ -11,6 +11,7 @@ from sluice.config import SluiceConfig, load_config
 from sluice.errors import GatewayError
 from sluice.gateway import Gateway
 from sluice.http.asgi import JSON_TYPE, ASGIApp, Receive, Scope, Send, send_bytes, send_error
+from sluice.http.console import Console, is_console_path
 from sluice.http.cors import cors_edge
 from sluice.http.light import light_route_for, light_routes
 from sluice.http.messages import messages_routes
@@ -27,6 +28,8 @@ from sluice.telemetry.logs import configure_logging
 
 if TYPE_CHECKING:
     from fastapi import FastAPI
+
+    from sluice.mcp.edge import McpEdge
 
 logger = logging.getLogger("sluice")
 
@@ -47,6 +50,9 @@ class SluiceApp:
         self.hot: dict[str, ASGIApp] = hot_routes(gateway) | messages_routes(gateway) | responses_routes(gateway)
         self.light: dict[str, ASGIApp] = light_routes(gateway)
         self.passthrough = passthrough_route(gateway)
+        self._mcp: McpEdge | None = None
+        self.console = Console()
+        """The admin console's static files at `/ui` (http/console.py): served here, without FastAPI."""
         config = gateway.config
         self.cors = cors_edge(config.cors, config.routes, gateway.services.rules if gateway.services else None)
         """None unless `cors:` is set globally or on a route: then the request path pays this one check."""
@@ -58,6 +64,16 @@ class SluiceApp:
 
             self._api = create_api(self.gateway)
         return self._api
+
+    @property
+    def mcp(self) -> McpEdge:
+        """The `/mcp` edge (sluice/mcp/edge.py), built on the first MCP request: a worker that serves none never
+        imports the MCP SDK."""
+        if self._mcp is None:
+            from sluice.mcp.edge import McpEdge
+
+            self._mcp = McpEdge(self.gateway)
+        return self._mcp
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "http":
@@ -76,9 +92,15 @@ class SluiceApp:
             if path.startswith(PREFIX):
                 await self.passthrough(scope, receive, send)
                 return
+            if path == "/mcp" or path.startswith("/mcp/"):  # MCP over Streamable HTTP, own and upstream tools
+                await self.mcp(scope, receive, send)
+                return
             handler = light_route_for(self.light, path)
             if handler is not None:
                 await handler(scope, receive, send)
+                return
+            if is_console_path(path):  # /ui: the admin console's files, ahead of any service route for /ui/**
+                await self.console(scope, receive, stamped(self._plain_flow(scope), send))
                 return
             if not path.startswith(API_PREFIXES):
                 await self._service_or_unknown(scope, receive, send)
@@ -153,6 +175,8 @@ class SluiceApp:
                     shorten_slices(self.gateway.settings.sched_slice_us)
                 await send({"type": "lifespan.startup.complete"})
             elif message["type"] == "lifespan.shutdown":
+                if self._mcp is not None:
+                    await self._mcp.aclose()  # the MCP SDK's session managers, before the gateway they call
                 await self.gateway.aclose()
                 await send({"type": "lifespan.shutdown.complete"})
                 return

@@ -13,6 +13,7 @@ from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, f
 from sluice.http.cors import CorsConfig
 from sluice.keys.options import JwtConfig, KeysConfig
 from sluice.limits.options import Budget, Limits, RateLimit
+from sluice.mcp.options import McpScope, McpServers
 from sluice.pricing import Price
 from sluice.prompts import PromptConfig
 from sluice.routing.options import BreakerOptions, HealthCheckOptions, RetryOptions, Strategy
@@ -116,7 +117,7 @@ class GeminiProviderConfig(_UpstreamProvider):
 
 
 class MockProviderConfig(_Strict):
-    """The built-in offline provider: deterministic model-like replies (docs/mock.md), streaming, usage, optional latency."""
+    """The built-in offline provider: model-like replies (docs/mock.md), streaming, usage, optional latency."""
 
     type: Literal["mock"]
     latency_ms: float = Field(0.0, ge=0)
@@ -264,6 +265,9 @@ class StaticKeyConfig(_Strict):
     """None means `limits.default_key`."""
     budget: Budget | None = None
     """None means `limits.default_budget`."""
+    mcp: McpScope | None = None
+    """Upstream MCP tools this key may use (allow/deny globs on `{server}__{tool}`); None: the gateway's own tools
+    only (docs/mcp.md)."""
 
 
 class SluiceConfig(_Strict):
@@ -301,6 +305,8 @@ class SluiceConfig(_Strict):
     """Prompt templates (sluice.prompts) a chat request can name instead of giving messages."""
     prompts_dir: str | None = None
     """A directory of YAML template files, relative to the config file."""
+    mcp_servers: McpServers = {}
+    """Upstream MCP servers, by name, reached at `/mcp/{name}` and aggregated at `/mcp` (docs/mcp.md)."""
 
     @field_validator("request_log", mode="before")
     @classmethod

@@ -147,7 +147,7 @@ def assert_answered(command: str, output: str) -> None:
         objects = [json.loads(line[len("data: "):]) for line in lines[:-1]]
     else:
         objects = [json.loads(line) for line in lines]
-    assert objects and all(isinstance(item, dict) and "error" not in item for item in objects), (command, output)
+    assert objects and all(isinstance(item, dict) and item.get("error") is None for item in objects), (command, output)
 
 
 def test_every_shell_example_is_run_or_says_what_it_needs() -> None:

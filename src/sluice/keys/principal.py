@@ -7,6 +7,7 @@ from typing import Any
 
 from sluice.errors import PermissionDenied
 from sluice.limits.options import NO_LIMIT, Budget, RateLimit
+from sluice.mcp.options import McpScope
 
 
 @dataclass(frozen=True, slots=True)
@@ -27,6 +28,9 @@ class Principal:
     providers: frozenset[str] | None = None
     services: frozenset[str] | None = None
     """Services (`services:` in the config) this caller may reach through the service routes."""
+    mcp: McpScope | None = None
+    """Upstream MCP tools this caller may use (allow/deny globs, sluice/mcp/permissions.py); None, unlike the
+    other scopes, means none of them: the gateway's own MCP tools only (fail closed)."""
     admin: bool = False
     projects_only: bool = False
     """True: the key reaches models and providers only through its projects (no `/v1` model, no `/provider/…`);

@@ -85,6 +85,7 @@ def scoped_keys(entries: Iterable[StaticKeyConfig], defaults: Limits, pepper: by
             projects=None if entry.projects is None else frozenset(entry.projects),
             providers=None if entry.providers is None else frozenset(entry.providers),
             services=None if entry.services is None else frozenset(entry.services),
+            mcp=entry.mcp,
             admin=entry.admin,
             projects_only=entry.projects_only,
             limits=entry.limits or defaults.default_key,

@@ -11,7 +11,7 @@ from sluice.http.cors import RouteCors
 from sluice.routing.options import BreakerOptions, HealthCheckOptions, RetryOptions
 
 RESERVED_PREFIXES = ("/v1", "/provider", "/projects", "/admin", "/health", "/metrics", "/docs", "/redoc",
-                     "/openapi.json", "/demo")
+                     "/openapi.json", "/demo", "/mcp", "/ui")
 """Paths the gateway serves itself: a route may not shadow them."""
 
 

@@ -147,7 +147,7 @@ class RecordBuilder:
         return text
 
     def _cost(self, exchange: AnyExchange, prompt: int | None, completion: int | None) -> float | None:
-        if self.prices is None or (prompt is None and completion is None):
+        if self.prices is None or (prompt is None and completion is None) or exchange.operation == "mcp":
             return None
         if exchange.cache == "HIT":
             return 0.0  # answered from the cache: no upstream call, nothing spent

@@ -41,6 +41,8 @@ def span_kind(operation: str | None) -> str:
         return OpenInferenceSpanKindValues.EMBEDDING.value
     if operation in ("chat", "completions"):
         return OpenInferenceSpanKindValues.LLM.value
+    if operation == "mcp":
+        return OpenInferenceSpanKindValues.TOOL.value
     return OpenInferenceSpanKindValues.CHAIN.value
 
 

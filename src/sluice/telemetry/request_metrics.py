@@ -116,7 +116,8 @@ class MetricsObserver:
         key = (route, provider, model, exchange.status)
         children = self._children.get(key)
         if children is None:
-            price = self.prices.lookup(exchange.model, exchange.upstream_model) if provider else None
+            priced = provider and exchange.operation != "mcp"  # an MCP row's "model" is a tool: no price to find
+            price = self.prices.lookup(exchange.model, exchange.upstream_model) if priced else None
             children = self._children[key] = _Children(self.metrics, route, provider, model, exchange.status,
                                                         price)
         if exchange.latency_total is not None:
