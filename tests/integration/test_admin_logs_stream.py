@@ -237,3 +237,15 @@ async def test_free_text_and_service_filters_on_each_database(database_url: str)
                 in_id_order = sorted([rows[0]["id"], rows[1]["id"]])  # made in one millisecond, perhaps
                 assert [(await stream.next_event())[1]["log_id"] for _ in range(2)] == in_id_order
                 await stream.no_event_for(0.8)
+
+
+def test_tracing_info_names_phoenix_for_trace_links(tmp_path: Path) -> None:
+    """The console links a request's trace to Phoenix's `/redirects/traces/{id}` when traces go to Phoenix."""
+    with run_gateway(CONFIG, data_dir=str(tmp_path), admin_key=ADMIN,
+                     phoenix_collector_endpoint="http://127.0.0.1:9/v1/traces") as url:
+        reply = httpx.get(url + "/admin/tracing", headers={"Authorization": f"Bearer {ADMIN}"})
+        assert reply.status_code == 200 and reply.json() == {"phoenix_url": "http://127.0.0.1:9"}
+        assert httpx.get(url + "/admin/tracing").status_code == 401
+    with run_gateway(CONFIG, data_dir=str(tmp_path / "off"), admin_key=ADMIN) as url:
+        reply = httpx.get(url + "/admin/tracing", headers={"Authorization": f"Bearer {ADMIN}"})
+        assert reply.json() == {"phoenix_url": None}

@@ -224,6 +224,22 @@ async def log_entry(gateway: CurrentGateway, log_id: str) -> dict[str, Any]:
     return document(row)
 
 
+class TracingInfo(BaseModel):
+    """Where the traces go, for links to them (the console's request detail)."""
+
+    phoenix_url: str | None
+    """Phoenix's base URL when traces go to Phoenix: a trace is at `{phoenix_url}/redirects/traces/{trace_id}`."""
+
+
+@router.get("/tracing", response_model=TracingInfo)
+async def tracing_info(gateway: CurrentGateway) -> TracingInfo:
+    """Phoenix's address when the gateway sends it its traces (`PHOENIX_COLLECTOR_ENDPOINT`), else null."""
+    endpoint = gateway.settings.phoenix_collector_endpoint
+    if not endpoint:
+        return TracingInfo(phoenix_url=None)
+    return TracingInfo(phoenix_url=endpoint.rstrip("/").removesuffix("/v1/traces").rstrip("/"))
+
+
 @router.get("/usage", response_model=UsageReport)
 async def usage_report(
     gateway: CurrentGateway,

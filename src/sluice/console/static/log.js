@@ -161,7 +161,7 @@ async function openDetail(panel, id, unauthorized) {
       ["Total tokens", number(entry.usage?.total_tokens)], ["Cost", usd(entry.cost_usd)],
       ["Cache", entry.routing?.cache || "–"],
       ["Service route", entry.routing?.route ? JSON.stringify(entry.routing.route) : null],
-      ["Trace id", entry.metadata?.trace_id || "none (tracing off, or not sampled)"],
+      ["Trace", traceLink(entry.metadata?.trace_id, await phoenixUrl())],
       ["Error", entry.error ? JSON.stringify(entry.error) : null],
     ]),
     h("h3", {}, "Fallback hops"),
@@ -180,4 +180,25 @@ function ms(value) {
 function facts(pairs) {
   return h("dl", {class: "facts"}, pairs.filter(([, value]) => value !== null && value !== undefined && value !== "")
     .map(([name, value]) => h("div", {}, h("dt", {}, name), h("dd", {}, value))));
+}
+
+let phoenix;
+
+async function phoenixUrl() {
+  // Asked once: where Phoenix is when the gateway sends it its traces (GET /admin/tracing), else null.
+  if (phoenix === undefined) {
+    try {
+      phoenix = (await api("/admin/tracing")).phoenix_url || null;
+    } catch {
+      phoenix = null;
+    }
+  }
+  return phoenix;
+}
+
+function traceLink(traceId, base) {
+  if (!traceId) return "none (tracing off, or not sampled)";
+  if (!base) return traceId;
+  return h("a", {href: `${base}/redirects/traces/${encodeURIComponent(traceId)}`, target: "_blank",
+                 rel: "noopener noreferrer", id: "detail-trace-link"}, `${traceId} (open in Phoenix)`);
 }
