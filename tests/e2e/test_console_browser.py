@@ -223,7 +223,7 @@ def test_live_log_shows_an_sdk_request_its_detail_and_filters(page: Page, gatewa
     detail.get_by_role("heading", name=f"Request {request_id}").wait_for(timeout=WAIT_MS)
     facts = detail.locator("dl.facts").inner_text()
     for label in ("Total latency", "Upstream latency", "Gateway overhead", "Prompt tokens", "Completion tokens",
-                  "Trace id", "Model requested"):
+                  "Trace", "Model requested"):
         assert label in facts, (label, facts)
     assert marker in detail.locator("#detail-request").inner_text()
     assert "choices" in detail.locator("#detail-response").inner_text()
@@ -249,6 +249,15 @@ def test_live_log_shows_an_sdk_request_its_detail_and_filters(page: Page, gatewa
     page.get_by_role("button", name="Apply filters").click()
     page.get_by_role("button", name=f"Details of request {other}").wait_for(timeout=WAIT_MS)
     assert page.locator("#log-rows tr").count() == 1
+
+    page.get_by_role("button", name="Clear").click()
+    page.get_by_role("button", name=f"Details of request {other}").wait_for(timeout=WAIT_MS)
+    page.get_by_label("To (local time)", exact=True).fill("2020-01-01T00:00")  # a range that ended long ago
+    page.get_by_role("button", name="Apply filters").click()
+    page.locator("#live-state", has_text="Live:").wait_for(timeout=WAIT_MS)
+    assert "until=2020-01-01T" in page.evaluate("decodeURIComponent(location.hash)")
+    assert page.locator("#log-rows tr").count() == 0
+    page.get_by_label("Service", exact=True).wait_for(timeout=WAIT_MS)  # the service filter is offered too
 
 
 def test_live_log_reads_the_stream(page: Page, gateway: dict[str, str]) -> None:

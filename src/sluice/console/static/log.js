@@ -5,7 +5,9 @@ import {ApiError, api, events, sleep} from "./api.js";
 import {badge, field, h, message, number, pretty, usd, when} from "./dom.js";
 
 const FILTERS = [["key_id", "Key id"], ["model", "Model"], ["provider", "Provider"], ["project", "Project"],
-                 ["status", "Status"], ["q", "Free text"]];
+                 ["service", "Service"], ["status", "Status"], ["since", "From (local time)"],
+                 ["until", "To (local time)"], ["q", "Free text"]];
+const TIMES = new Set(["since", "until"]);
 const SHOWN = 200;
 const POLL_MS = 1000;
 
@@ -46,9 +48,11 @@ export function render(page, {params, signal, unauthorized}) {
 }
 
 function filterForm(filters) {
+  const kind = (name) => (name === "status" ? "number" : TIMES.has(name) ? "datetime-local" : "text");
   const inputs = FILTERS.map(([name, label]) =>
-    field(label, h("input", {name, value: filters[name], type: name === "status" ? "number" : "text",
-                             id: `filter-${name}`, inputmode: name === "status" ? "numeric" : null})));
+    field(label, h("input", {name, value: TIMES.has(name) ? localTime(filters[name]) : filters[name],
+                             type: kind(name), id: `filter-${name}`,
+                             inputmode: name === "status" ? "numeric" : null})));
   const form = h("form", {class: "filters", id: "log-filters", role: "search", "aria-label": "Filter the log"},
     ...inputs,
     h("div", {class: "actions"},
@@ -57,12 +61,26 @@ function filterForm(filters) {
   form.addEventListener("submit", (event) => {
     event.preventDefault();
     const query = new URLSearchParams();
-    for (const [name, value] of new FormData(form)) if (String(value).trim()) query.set(name, String(value).trim());
+    for (const [name, value] of new FormData(form)) {
+      const given = String(value).trim();
+      // A time range goes to the gateway as UTC ISO 8601; the inputs show it in the browser's time zone.
+      if (given) query.set(name, TIMES.has(name) ? new Date(given).toISOString() : given);
+    }
     const hash = `#/log${query.size ? "?" + query : ""}`;
     if (location.hash === hash) window.dispatchEvent(new HashChangeEvent("hashchange"));
     else location.hash = hash;
   });
   return form;
+}
+
+/** An ISO 8601 instant as a datetime-local input's value (the browser's time zone), "" for none. */
+function localTime(iso) {
+  if (!iso) return "";
+  const at = new Date(iso);
+  if (Number.isNaN(at.getTime())) return "";
+  const pad = (n) => String(n).padStart(2, "0");
+  return `${at.getFullYear()}-${pad(at.getMonth() + 1)}-${pad(at.getDate())}T${pad(at.getHours())}:` +
+    `${pad(at.getMinutes())}`;
 }
 
 /** The server's exact filters, checked here too (a gateway that ignores one still shows only what was asked for);
@@ -75,6 +93,9 @@ function matches(entry, filters) {
   for (const [name, value] of Object.entries(checks)) {
     if (filters[name] && String(value ?? "") !== filters[name]) return false;
   }
+  const at = Date.parse(entry.timestamp_utc || "");
+  if (filters.since && at < Date.parse(filters.since)) return false;
+  if (filters.until && at >= Date.parse(filters.until)) return false;
   return true;
 }
 
