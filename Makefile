@@ -41,7 +41,18 @@ $(CHROMIUM):
 	  echo "make browser: not root, so $(CHROMIUM) is not installed (apt-get install chromium); the browser test skips" >&2; \
 	fi
 
-browser: $(CHROMIUM)
+## axe-core, the accessibility checker the console's browser test runs in each page (from the npm registry).
+AXE_VERSION := 4.14.1
+AXE := .tools/axe/node_modules/axe-core/axe.min.js
+$(AXE):
+	@if command -v npm >/dev/null; then \
+	  npm install --silent --no-audit --no-fund --prefix .tools/axe axe-core@$(AXE_VERSION); \
+	else \
+	  echo "make browser: npm not found, so axe-core is not installed; the console test runs its own basic checks" >&2; \
+	fi
+
+browser: $(CHROMIUM) $(AXE)
+
 
 ## Start the gateway on 127.0.0.1:8000 with the embedded defaults (mock provider) and the development key
 ## sk-sluice-dev. `sluice serve` reads SLUICE_HOST and SLUICE_PORT: SLUICE_HOST=0.0.0.0 make run listens on every

@@ -189,8 +189,11 @@ async function openDetail(panel, id, unauthorized) {
     Array.isArray(hops) && hops.length
       ? h("ol", {class: "hops"}, hops.map((hop) => h("li", {}, typeof hop === "string" ? hop : JSON.stringify(hop))))
       : h("p", {}, "None: the first deployment answered."),
-    h("h3", {}, "Request"), h("pre", {class: "body", id: "detail-request"}, pretty(entry.request)),
-    h("h3", {}, "Response"), h("pre", {class: "body", id: "detail-response"}, pretty(entry.response)));
+    // Scrollable bodies take the keyboard focus, so they can be scrolled without a mouse.
+    h("h3", {}, "Request"), h("pre", {class: "body", id: "detail-request", tabindex: "0", "aria-label": "Request"},
+                              pretty(entry.request)),
+    h("h3", {}, "Response"), h("pre", {class: "body", id: "detail-response", tabindex: "0",
+                                       "aria-label": "Response"}, pretty(entry.response)));
   title.focus();
 }
 
