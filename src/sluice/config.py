@@ -116,6 +116,42 @@ class GeminiProviderConfig(_UpstreamProvider):
     base_url: str = Field("https://generativelanguage.googleapis.com", pattern=r"^https?://")
 
 
+class BedrockProviderConfig(_Strict):
+    """AWS Bedrock's Converse API (`/model/{modelId}/converse[-stream]`), translated to and from OpenAI's format;
+    every call is signed with AWS Signature Version 4 (service `bedrock`, `region`) from these credentials."""
+
+    type: Literal["bedrock"]
+    region: str = Field(pattern=r"^[a-z]{2}(-[a-z]+)+-[0-9]+$")
+    access_key_id: SecretStr
+    secret_access_key: SecretStr
+    session_token: SecretStr | None = None
+    """Temporary credentials' token (sent as `X-Amz-Security-Token`)."""
+    base_url: str = Field(pattern=r"^https?://")
+    """Default `https://bedrock-runtime.{region}.amazonaws.com`; a VPC endpoint or a test fake replaces it (the
+    signature still names `region` and the `bedrock` service)."""
+    headers: dict[str, str] = {}
+    timeout: Timeouts = Timeouts()
+    max_connections: int = Field(256, ge=1)
+    breaker: BreakerOptions = BreakerOptions()
+    retries: RetryOptions = RetryOptions()
+    health_check: HealthCheckOptions | None = None
+    """Always off: a probe would have to be signed per request, which health checks do not do."""
+
+    @model_validator(mode="before")
+    @classmethod
+    def _regional_endpoint(cls, data: Any) -> Any:
+        if isinstance(data, dict) and data.get("base_url") is None and isinstance(data.get("region"), str):
+            return {**data, "base_url": f"https://bedrock-runtime.{data['region']}.amazonaws.com"}
+        return data
+
+    @field_validator("health_check")
+    @classmethod
+    def _no_health_check(cls, value: HealthCheckOptions | None) -> HealthCheckOptions | None:
+        if value is not None and value.enabled:
+            raise ValueError("bedrock providers have no health checks: a probe would need a SigV4 signature")
+        return value
+
+
 class MockProviderConfig(_Strict):
     """The built-in offline provider: model-like replies (docs/mock.md), streaming, usage, optional latency."""
 
@@ -127,7 +163,8 @@ class MockProviderConfig(_Strict):
 
 ProviderConfig = Annotated[
     OpenAIProviderConfig | AzureProviderConfig | AnthropicProviderConfig | GeminiProviderConfig
-    | MistralProviderConfig | GroqProviderConfig | DeepSeekProviderConfig | MockProviderConfig,
+    | MistralProviderConfig | GroqProviderConfig | DeepSeekProviderConfig | BedrockProviderConfig
+    | MockProviderConfig,
     Field(discriminator="type"),
 ]
 
@@ -327,6 +364,11 @@ class SluiceConfig(_Strict):
                         isinstance(self.providers[deployment.provider], MockProviderConfig):
                     raise ValueError(f"models[{index}].deployments[{number}].health_check: provider "
                                      f"{deployment.provider!r} is the built-in mock, which has no upstream to check")
+                if deployment.health_check is not None and deployment.health_check.enabled and \
+                        isinstance(self.providers[deployment.provider], BedrockProviderConfig):
+                    raise ValueError(f"models[{index}].deployments[{number}].health_check: provider "
+                                     f"{deployment.provider!r} is bedrock, whose calls need a SigV4 signature "
+                                     "that health checks do not make")
             for public in (model.name, *model.aliases):
                 if public in seen:
                     raise ValueError(f"models[{index}]: name {public!r} is already used by {seen[public]!r}")

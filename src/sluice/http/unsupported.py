@@ -27,7 +27,8 @@ def is_openai_endpoint(path: str) -> bool:
 def unsupported_endpoint(method: str, path: str, providers: Mapping[str, ProviderConfig] | None) -> GatewayError:
     """404 `unsupported_endpoint`: what Sluice serves, and the `/provider/{name}/…` path that reaches a configured
     provider's own API (an `openai`-type one first, with the equivalent path)."""
-    upstream = {name: config.type for name, config in (providers or {}).items() if config.type != "mock"}
+    upstream = {name: config.type for name, config in (providers or {}).items()
+                if config.type not in ("mock", "bedrock")}  # a bedrock provider refuses passthrough (unsigned)
     openai_named = [name for name, kind in upstream.items() if kind == "openai"]
     if openai_named:
         hint = (f"/provider/{{name}}/… reaches a provider's own API: here /provider/{openai_named[0]}/"

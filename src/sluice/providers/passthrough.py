@@ -19,6 +19,7 @@ from pyreqwest.http import Url
 from sluice.config import (
     AnthropicProviderConfig,
     AzureProviderConfig,
+    BedrockProviderConfig,
     GeminiProviderConfig,
     MockProviderConfig,
     OpenAIProviderConfig,
@@ -104,7 +105,7 @@ class PassthroughTarget:
     both are client-wide settings.
     """
 
-    def __init__(self, name: str, config: UpstreamConfig, credentials: Mapping[str, str],
+    def __init__(self, name: str, config: UpstreamConfig | BedrockProviderConfig, credentials: Mapping[str, str],
                  defaults: Mapping[str, str], params: Mapping[str, str]) -> None:
         self.name = name
         self.config = config
@@ -184,6 +185,20 @@ class PassthroughTarget:
             await reply.close()
 
 
+class UnsignedTarget(PassthroughTarget):
+    """A Bedrock provider under `/provider/{name}/…`: refused with a 400, because AWS wants every request signed
+    (Signature Version 4 over its method, path, headers and body), which passthrough does not do; forwarded
+    unsigned it would only come back 403. No client is opened for it."""
+
+    async def start(self) -> None:
+        return None
+
+    def url(self, suffix: str, query: bytes) -> str:
+        raise InvalidRequest(f"Provider {self.name!r} is AWS Bedrock, whose requests must each be signed (SigV4); "
+                             "passthrough does not sign them, so /provider/{name}/… is not available for it. Use "
+                             "/v1/chat/completions with one of its models.", code="passthrough_unsupported")
+
+
 def reply_headers(reply: OpenStream) -> list[tuple[bytes, bytes]]:
     """The upstream's response headers, minus hop-by-hop ones, as ASGI header pairs (names are lower-case)."""
     pairs = [(name.encode("latin-1"), value.encode("latin-1")) for name, value in reply.response.headers.items()]
@@ -215,5 +230,7 @@ def target_for(name: str, config: UpstreamConfig) -> PassthroughTarget:
 
 def build_targets(config: SluiceConfig) -> dict[str, PassthroughTarget | None]:
     """Every configured provider by name; None for providers with no upstream (mock)."""
-    return {name: None if isinstance(entry, MockProviderConfig) else target_for(name, entry)
+    return {name: None if isinstance(entry, MockProviderConfig) else
+            UnsignedTarget(name, entry, {}, {}, {}) if isinstance(entry, BedrockProviderConfig) else
+            target_for(name, entry)
             for name, entry in config.providers.items()}

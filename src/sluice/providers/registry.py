@@ -5,6 +5,7 @@ from __future__ import annotations
 from sluice.config import (
     AnthropicProviderConfig,
     AzureProviderConfig,
+    BedrockProviderConfig,
     GeminiProviderConfig,
     MockProviderConfig,
     OpenAIProviderConfig,
@@ -21,7 +22,7 @@ from sluice.providers.openai import OpenAIProvider
 def build_provider(
     name: str,
     config: OpenAIProviderConfig | AzureProviderConfig | AnthropicProviderConfig | GeminiProviderConfig
-    | MockProviderConfig,
+    | BedrockProviderConfig | MockProviderConfig,
 ) -> Provider:
     """The adapter for one `providers:` entry; the mistral, groq and deepseek presets are OpenAIProviderConfig
     subclasses, so the OpenAI adapter serves them."""
@@ -33,6 +34,10 @@ def build_provider(
         return AnthropicProvider(name, config)
     if isinstance(config, GeminiProviderConfig):
         return GeminiProvider(name, config)
+    if isinstance(config, BedrockProviderConfig):
+        from sluice.providers.bedrock import BedrockProvider  # botocore only in a worker that has a bedrock provider
+
+        return BedrockProvider(name, config)
     return MockProvider(name, config)
 
 

@@ -30,9 +30,11 @@ REDACTED = "__REDACTED__"
 _NOT_PARAMETERS = frozenset({"messages", "model", "tools", "functions", "prompt", "input", "prompt_template"})
 _JSON = OpenInferenceMimeTypeValues.JSON.value
 _TEXT = OpenInferenceMimeTypeValues.TEXT.value
-PROVIDERS = {"openai": "openai", "azure": "azure", "anthropic": "anthropic"}
+PROVIDERS = {"openai": "openai", "azure": "azure", "anthropic": "anthropic", "gemini": "google", "bedrock": "aws",
+             "mistral": "mistralai", "groq": "groq", "deepseek": "deepseek"}
 """Provider type → `llm.provider`; `SYSTEMS` → `llm.system` (the API family the model speaks)."""
-SYSTEMS = {"openai": "openai", "azure": "openai", "anthropic": "anthropic"}
+SYSTEMS = {"openai": "openai", "azure": "openai", "anthropic": "anthropic", "gemini": "vertexai",
+           "mistral": "mistralai", "groq": "openai", "deepseek": "openai"}
 
 
 def span_kind(operation: str | None) -> str:
