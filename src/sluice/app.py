@@ -72,7 +72,7 @@ class SluiceApp:
         if self._mcp is None:
             from sluice.mcp.edge import McpEdge
 
-            self._mcp = McpEdge(self.gateway)
+            self._mcp = McpEdge(self.gateway, api=lambda: self.api)  # project tools go through the same FastAPI app
         return self._mcp
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:

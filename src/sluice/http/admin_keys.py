@@ -9,30 +9,49 @@ from datetime import datetime
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Body
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from sluice.db.errors import database_errors
 from sluice.errors import InvalidRequest, ServiceUnavailable
 from sluice.http.admin_audit import record
 from sluice.http.admin_auth import AdminAccess, CurrentAdmin
-from sluice.http.admin_inputs import BoundedKeyInput, known_id
+from sluice.http.admin_inputs import MAX_ENTRIES, MAX_ENTRY_CHARS, BoundedKeyInput, clean_text, known_id
 from sluice.http.auth import CurrentGateway
 from sluice.http.limits import AddressLimit
 from sluice.keys.records import CreatedKey, KeyRecord, KeySettings
 from sluice.keys.scopes import check_settings, expiry
 from sluice.limits.options import Budget, RateLimit
+from sluice.mcp.options import McpScope
 
 logger = logging.getLogger("sluice.http")
 router = APIRouter(prefix="/admin/keys", tags=["admin: keys"], dependencies=[AddressLimit, AdminAccess])
 
 
-class CreateKey(KeySettings, BoundedKeyInput):
+class BoundedMcpScope(BaseModel):
+    """The `mcp` scope's checks as an admin sends it: as many globs, as long, as the other scopes' names."""
+
+    @field_validator("mcp", check_fields=False)
+    @classmethod
+    def _mcp(cls, value: McpScope | None) -> McpScope | None:
+        if value is None:
+            return None
+        for patterns in (value.allow, value.deny):
+            if len(patterns) > MAX_ENTRIES:
+                raise ValueError(f"'allow' and 'deny' may list at most {MAX_ENTRIES} patterns each")
+            for pattern in patterns:
+                if not pattern or len(pattern) > MAX_ENTRY_CHARS:
+                    raise ValueError(f"patterns are 1 to {MAX_ENTRY_CHARS} characters")
+                clean_text(pattern)
+        return value
+
+
+class CreateKey(KeySettings, BoundedKeyInput, BoundedMcpScope):
     """A new key's settings; `expires_in_days` is another way to give `expires_at`."""
 
     expires_in_days: float | None = Field(None, gt=0)
 
 
-class UpdateKey(BoundedKeyInput):
+class UpdateKey(BoundedKeyInput, BoundedMcpScope):
     """Only the fields sent change; null resets a scope (all), limits or budget (the defaults), or expiry (never)."""
 
     model_config = ConfigDict(extra="forbid")
@@ -42,6 +61,8 @@ class UpdateKey(BoundedKeyInput):
     providers: list[str] | None = None
     projects: list[str] | None = None
     services: list[str] | None = None
+    mcp: McpScope | None = None
+    """Null removes the scope: the key then reaches the gateway's own MCP tools only."""
     admin: bool | None = None
     limits: RateLimit | None = None
     budget: Budget | None = None

@@ -20,6 +20,7 @@ from sluice.keys.jwks import JwksKeys, KeySource, PemKey
 from sluice.keys.options import JwtConfig
 from sluice.keys.principal import Principal
 from sluice.limits.options import Limits
+from sluice.mcp.options import McpScope
 
 logger = logging.getLogger("sluice.keys")
 
@@ -133,7 +134,7 @@ class JwtValidator:
             name=name if isinstance(name, str) else None,
             jwt_subject=subject if isinstance(subject, str) else None,
             models=scopes["models"], providers=scopes["providers"], projects=scopes["projects"],
-            services=scopes["services"], admin=admin,
+            services=scopes["services"], admin=admin, mcp=mcp_granted(claims, self.config),
             limits=self._defaults.default_key, budget=self._defaults.default_budget,
         )
 
@@ -164,6 +165,27 @@ def granted(claims: dict[str, Any], config: JwtConfig) -> tuple[dict[str, frozen
     scopes = {kind: None if "*" in listed or (everything and not listed) else frozenset(listed)
               for kind, listed in names.items()}
     return scopes, admin
+
+
+def mcp_granted(claims: dict[str, Any], config: JwtConfig) -> McpScope | None:
+    """The `mcp` scope a token's claims grant: `mcp:GLOB` entries of `scopes.claim` and the `scopes.mcp` claim
+    (allow patterns, or an object with `allow` and `deny`); None (no upstream MCP tool) when none is granted."""
+    mapping = config.scopes
+    allow: list[str] = []
+    deny: list[str] = []
+    if mapping.claim is not None:
+        allow.extend(entry[len("mcp:"):] for entry in _entries(claims.get(mapping.claim))
+                     if entry.startswith("mcp:") and len(entry) > len("mcp:"))
+    if mapping.mcp is not None:
+        value = claims.get(mapping.mcp)
+        if isinstance(value, dict):
+            allow.extend(_entries(value.get("allow")))
+            deny.extend(_entries(value.get("deny")))
+        else:
+            allow.extend(_entries(value))
+    if not allow:
+        return None
+    return McpScope(allow=tuple(allow), deny=tuple(deny))
 
 
 def _entries(value: object) -> list[str]:

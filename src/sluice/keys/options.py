@@ -29,18 +29,23 @@ anyone holding the "public" key could sign) are refused."""
 
 
 class JwtScopes(BaseModel):
-    """Which claims grant Sluice scopes (`models`, `providers`, `projects`, `services`, `admin`)."""
+    """Which claims grant Sluice scopes (`models`, `providers`, `projects`, `services`, `mcp`, `admin`)."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     claim: str | None = "scope"
     """A claim of grants, space-separated or a list: `models:NAME`, `providers:NAME`, `projects:NAME`,
-    `services:NAME` (`NAME` may be `*`: every one of that kind) and `admin`; other entries (`openid`…) are ignored."""
+    `services:NAME` (`NAME` may be `*`: every one of that kind), `mcp:GLOB` (an allow pattern of the `mcp` scope)
+    and `admin`; other entries (`openid`…) are ignored."""
     models: str | None = None
     """A claim listing model names (a list, or a space-separated string), besides `claim`'s `models:` entries."""
     providers: str | None = None
     projects: str | None = None
     services: str | None = None
+    mcp: str | None = None
+    """A claim holding the `mcp` scope: `{"allow": [...], "deny": [...]}`, or allow patterns (a list, or a
+    space-separated string). A token granting no pattern has no `mcp` scope (own MCP tools only), whatever
+    `unlisted` says: MCP permissions fail closed."""
     admin: str | None = None
     """A claim that, when it is `true`, makes the caller an admin (the /admin API)."""
     unlisted: Literal["all", "none"] = "all"

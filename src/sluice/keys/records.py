@@ -10,6 +10,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from sluice.keys.principal import Principal
 from sluice.limits.options import Budget, Limits, RateLimit
+from sluice.mcp.options import McpScope
 
 if TYPE_CHECKING:
     from sqlalchemy import RowMapping
@@ -31,6 +32,9 @@ class KeySettings(BaseModel):
     """Projects the key may call; null means every project."""
     services: list[str] | None = None
     """Services (the config's `services:`) the key may reach; null means every service."""
+    mcp: McpScope | None = None
+    """Upstream MCP tools the key may use (allow/deny globs on `{server}__{tool}`, docs/mcp.md); null, unlike the
+    other scopes, means none: the gateway's own MCP tools only (fail closed)."""
     admin: bool = False
     """May use the /admin API (keys, logs, usage)."""
     limits: RateLimit | None = None
@@ -75,7 +79,8 @@ def settings_columns(settings: KeySettings) -> dict[str, Any]:
     return {
         "name": settings.name,
         "scopes": {"models": settings.models, "providers": settings.providers, "projects": settings.projects,
-                   "services": settings.services, "admin": settings.admin},
+                   "services": settings.services, "admin": settings.admin,
+                   "mcp": None if settings.mcp is None else settings.mcp.model_dump(mode="json")},
         "limits": None if settings.limits is None else settings.limits.model_dump(exclude_none=True),
         "budget": None if settings.budget is None else settings.budget.model_dump(),
         "expires_at": settings.expires_at,
@@ -88,6 +93,7 @@ def settings_of(row: Mapping[str, Any] | RowMapping) -> KeySettings:
     return KeySettings(
         name=row["name"], models=scopes.get("models"), providers=scopes.get("providers"),
         projects=scopes.get("projects"), services=scopes.get("services"), admin=bool(scopes.get("admin", False)),
+        mcp=None if scopes.get("mcp") is None else McpScope.model_validate(scopes["mcp"]),
         limits=None if row["limits"] is None else RateLimit.model_validate(row["limits"]),
         budget=None if row["budget"] is None else Budget.model_validate(row["budget"]),
         expires_at=row["expires_at"], metadata=row["metadata"] or {},
@@ -115,6 +121,7 @@ def principal_of(record: KeyRecord, defaults: Limits, key_hash: str | None = Non
         projects=None if record.projects is None else frozenset(record.projects),
         providers=None if record.providers is None else frozenset(record.providers),
         services=None if record.services is None else frozenset(record.services),
+        mcp=record.mcp,
         admin=record.admin,
         limits=record.limits or defaults.default_key,
         budget=record.budget or defaults.default_budget,

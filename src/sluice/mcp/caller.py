@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 from contextvars import ContextVar, Token
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
+from sluice.http.asgi import Scope
 from sluice.keys.principal import Principal
 from sluice.mcp.permissions import ToolPolicy
 from sluice.pipeline.flow import Flow
@@ -15,13 +16,15 @@ class Caller:
     """The edge's flow of one MCP HTTP request, its authenticated key, and what that key may use there.
 
     `server` is the upstream of `/mcp/{server}`, None at the aggregated `/mcp`; `instructions` is what an
-    `initialize` answers with (the edge works it out before the SDK's session does)."""
+    `initialize` answers with (the edge works it out before the SDK's session does); `scope` is the HTTP request's
+    ASGI scope (its headers and client address: what a project tool's internal request carries on)."""
 
     flow: Flow
     principal: Principal
     policy: ToolPolicy
     server: str | None
     instructions: str | None = None
+    scope: Scope = field(default_factory=dict)
 
 
 _current: ContextVar[Caller | None] = ContextVar("sluice_mcp_caller", default=None)

@@ -12,6 +12,7 @@ from sluice.errors import NotFound, PermissionDenied
 from sluice.mcp.caller import Caller
 from sluice.mcp.own_tools import OWN_TOOLS, run_own
 from sluice.mcp.permissions import prefixed, split
+from sluice.mcp.project_tools import ProjectTool, ProjectTools
 from sluice.mcp.recorded import GATEWAY_SERVER, recorded
 from sluice.mcp.upstream import Upstream
 from sluice.pipeline.flow import Flow
@@ -29,8 +30,18 @@ class Listing:
 class Catalog:
     """The gateway's own tools and the configured upstream servers, seen through each caller's permissions."""
 
-    def __init__(self, upstreams: dict[str, Upstream]) -> None:
+    def __init__(self, upstreams: dict[str, Upstream], projects: ProjectTools | None = None) -> None:
         self.upstreams = upstreams
+        self.projects = projects
+
+    def project_tools(self, caller: Caller) -> dict[str, ProjectTool]:
+        """The project tools the caller may use (at `/mcp` only): its key's `projects` scope allows the project and
+        no `deny` pattern of its `mcp` scope names the tool."""
+        if caller.server is not None or self.projects is None:
+            return {}
+        allowed = caller.principal.projects
+        return {name: tool for name, tool in self.projects.tools().items()
+                if (allowed is None or tool.project in allowed) and caller.policy.permits_own(name)}
 
     async def listing(self, caller: Caller) -> Listing:
         """The permitted tools: at `/mcp` the gateway's own and every upstream's as `{server}__{tool}`; at
@@ -40,6 +51,7 @@ class Catalog:
         policy = caller.policy
         if caller.server is None:
             listing.tools.extend(tool for name, tool in OWN_TOOLS.items() if policy.permits_own(name))
+            listing.tools.extend(found.tool for found in self.project_tools(caller).values())
             servers = list(self.upstreams) if policy.scope is not None else []
         else:
             servers = [caller.server] if policy.scope is not None else []
@@ -77,6 +89,9 @@ class Catalog:
                 return await run_own(edge, name, arguments)
 
             return await recorded(edge, GATEWAY_SERVER, name, arguments, own)
+        project_tool = self._project_tool(caller, name)
+        if project_tool is not None:
+            return await self._call_project(caller, project_tool, name, arguments)
         server, tool = (caller.server, name) if caller.server is not None else (split(name) or ("", name))
         shown = prefixed(server, tool) if caller.server is None else name
 
@@ -90,6 +105,27 @@ class Catalog:
             return await self.upstreams[server].call_tool(tool, arguments, headers)
 
         return await recorded(edge, server or GATEWAY_SERVER, tool, arguments, upstream)
+
+    def _project_tool(self, caller: Caller, name: str) -> ProjectTool | None:
+        if caller.server is not None or self.projects is None:
+            return None
+        return self.projects.tools().get(name)
+
+    async def _call_project(self, caller: Caller, tool: ProjectTool, name: str, arguments: dict[str, Any]
+                            ) -> types.CallToolResult:
+        """A project route called as the caller, through the gateway's app: refused here first when the key may
+        not (the project's own checks run again in the call)."""
+        projects, policy = self.projects, caller.policy
+        assert projects is not None
+
+        async def project(flow: Flow) -> types.CallToolResult:
+            flow.exchange.project = tool.project
+            if not policy.permits_own(name):
+                raise PermissionDenied(policy.refusal(name))
+            caller.principal.check_project(tool.project)
+            return await projects.calls.call(caller.flow, caller.scope, flow, tool, arguments)
+
+        return await recorded(caller.flow, GATEWAY_SERVER, name, arguments, project)
 
 
 def _listing_trace(edge: Flow) -> dict[str, str]:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from functools import partial
 from importlib.metadata import PackageNotFoundError, version
 
@@ -11,11 +12,12 @@ from mcp.server.transport_security import TransportSecuritySettings
 
 from sluice.errors import GatewayError, NotFound
 from sluice.gateway import Gateway
-from sluice.http.asgi import Message, Receive, Scope, Send, read_body, send_error
+from sluice.http.asgi import ASGIApp, Message, Receive, Scope, Send, read_body, send_error
 from sluice.mcp import caller as callers
 from sluice.mcp.caller import Caller
 from sluice.mcp.catalog import Catalog
 from sluice.mcp.permissions import ToolPolicy
+from sluice.mcp.project_tools import ProjectTools
 from sluice.mcp.running import Running
 from sluice.mcp.server import INSTRUCTIONS, build_server
 from sluice.mcp.upstream import Upstream
@@ -31,11 +33,24 @@ class McpEdge:
     worker, so any worker of any instance may answer any request (docs/mcp.md). One SDK session manager per view:
     `/mcp` (the gateway's own tools and every upstream's, prefixed) and `/mcp/{server}` (one upstream's)."""
 
-    def __init__(self, gateway: Gateway) -> None:
+    def __init__(self, gateway: Gateway, api: Callable[[], ASGIApp] | None = None) -> None:
+        """`api` gives the gateway's FastAPI app, which project tools are called through; without it the edge
+        builds one of its own for this gateway on the first project tool call (the same routes and checks)."""
         self.gateway = gateway
+        self._api = api
+        self._own_api: ASGIApp | None = None
         upstreams = {name: Upstream(name, config) for name, config in gateway.config.mcp_servers.items()}
-        self.catalog = Catalog(upstreams)
+        self.catalog = Catalog(upstreams, ProjectTools(gateway, self._fastapi))
         self._views: dict[str | None, Running] = {}
+
+    def _fastapi(self) -> ASGIApp:
+        if self._api is not None:
+            return self._api()
+        if self._own_api is None:
+            from sluice.http.api import create_api
+
+            self._own_api = create_api(self.gateway)
+        return self._own_api
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         flow = Flow.begin(self.gateway, scope, None, observers=self.gateway.request_observers)
@@ -48,7 +63,7 @@ class McpEdge:
         server = self._server_of(scope["path"])
         if scope["method"] == "GET":
             raise _no_stream()
-        caller = Caller(flow, principal, ToolPolicy(principal.mcp), server)
+        caller = Caller(flow, principal, ToolPolicy(principal.mcp), server, scope=scope)
         if scope["method"] == "POST":
             body = await read_body(receive, flow.headers, flow.body_limit, flow.body_clock)
             if _is_initialize(body):

@@ -14,8 +14,9 @@ from sluice.mcp.catalog import Catalog
 
 logger = logging.getLogger("sluice.mcp")
 
-INSTRUCTIONS = ("Sluice, an LLM gateway. Its own tools: list_models, chat. Tools of the MCP servers behind it are "
-                "named {server}__{tool}; which of them this API key may use is set by its 'mcp' scope.")
+INSTRUCTIONS = ("Sluice, an LLM gateway. Its own tools: list_models, chat, and project__{project}__{route} for the "
+                "project endpoints this API key may call. Tools of the MCP servers behind it are named "
+                "{server}__{tool}; which of them this API key may use is set by its 'mcp' scope.")
 NOTICE_META = "io.sluice/notices"
 """The `_meta` key of a tools/list result that lists what the caller should know (none permitted, a server down)."""
 

@@ -1,4 +1,5 @@
-"""One upstream MCP server (Streamable HTTP): list its tools, call one, with its configured headers and no others."""
+"""One upstream MCP server (Streamable HTTP or stdio): list its tools, call one, with its configured credentials
+(headers, or an OAuth client-credentials token) and no others."""
 
 from __future__ import annotations
 
@@ -14,6 +15,7 @@ from mcp.client.stdio import StdioServerParameters, stdio_client
 from mcp.client.streamable_http import streamable_http_client
 
 from sluice.errors import UpstreamError
+from sluice.mcp.oauth import ClientCredentials
 from sluice.mcp.options import McpServerConfig
 
 T = TypeVar("T")
@@ -26,12 +28,14 @@ class Upstream:
     (initialize, the request, then the session ended): nothing is held between two caller requests, so any gateway
     worker may serve any of them.
 
-    The HTTP client sends the config's `headers` (the upstream's credentials) and the W3C trace context only: the
-    caller's key, and every other header of the caller's request, stay at the gateway."""
+    The HTTP client sends the config's `headers` (the upstream's credentials), the OAuth token when `oauth` is set
+    (one token cache per upstream, shared by its sessions) and the W3C trace context only: the caller's key, and
+    every other header of the caller's request, stay at the gateway."""
 
     def __init__(self, name: str, config: McpServerConfig) -> None:
         self.name = name
         self.config = config
+        self.auth = None if config.oauth is None else ClientCredentials(name, config.oauth, config.timeout_seconds)
 
     async def list_tools(self, trace: dict[str, str]) -> list[types.Tool]:
         """Every tool the server lists (all pages); UpstreamError (502, 504) when it cannot be reached or fails."""
@@ -90,7 +94,7 @@ class Upstream:
             return
         assert config.url is not None
         timeout = httpx.Timeout(config.timeout_seconds)
-        async with (httpx.AsyncClient(headers={**config.headers, **trace}, timeout=timeout) as http,
+        async with (httpx.AsyncClient(headers={**config.headers, **trace}, timeout=timeout, auth=self.auth) as http,
                     streamable_http_client(config.url, http_client=http) as (read, write, _)):
             yield read, write
 
