@@ -36,6 +36,10 @@ TIMEOUT_ENV = "SLUICE_IDLE_CONNECTION_SECONDS"
 PENDING_ENV = "SLUICE_PENDING_CONNECTIONS"
 """Where it tells them the budget of pending connections (`server.max_pending_connections`)."""
 SWEEP_SECONDS = 0.5
+PENDING_GRACE_SECONDS = 1.0
+"""How long a connection is pending before the budget counts it: a request granian has read waits for the event
+loop to start it (under a burst, a worker starts a thousand within ~0.1 s), and must not be taken for one that
+never arrives."""
 _TCP_INFO_BYTES = 136
 _ESTABLISHED, _LISTEN = 1, 10
 _UNACKED, _LAST_DATA_RECV, _BYTES_ACKED, _BYTES_RECEIVED = 24, 52, 120, 128
@@ -106,10 +110,12 @@ class Reaper:
                     continue
                 answered = (struct.unpack_from("Q", info, _BYTES_ACKED)[0] > 0
                             or struct.unpack_from("I", info, _UNACKED)[0] > 0)
-                if self.budget is None or answered or peer in in_app:
+                # granian's scope names the port as a string, getpeername as an int
+                if self.budget is None or answered or peer in in_app or (peer[0], str(peer[1])) in in_app:
                     continue
                 seen[peer] = since = self.first_seen.get(peer, now)
-                pending.append((since, sock))
+                if now - since >= PENDING_GRACE_SECONDS:  # a request just accepted may not be in the app yet
+                    pending.append((since, sock))
             self.first_seen = seen
             over = len(pending) - (self.budget or 0)
             pending_closed = 0
