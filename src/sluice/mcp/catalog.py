@@ -10,6 +10,7 @@ from mcp import types
 
 from sluice.errors import NotFound, PermissionDenied
 from sluice.mcp.caller import Caller
+from sluice.mcp.chat import Pieces
 from sluice.mcp.own_tools import OWN_TOOLS, run_own
 from sluice.mcp.permissions import prefixed, split
 from sluice.mcp.project_tools import ProjectTool, ProjectTools
@@ -79,14 +80,16 @@ class Catalog:
                     "the gateway's own tools only. Ask an administrator for an 'mcp' allow list.")
         return f"No tools are permitted for this API key {where}: its 'mcp' scope (allow/deny lists) permits none."
 
-    async def call(self, caller: Caller, name: str, arguments: dict[str, Any]) -> types.CallToolResult:
-        """Call `name` for the caller: each call, refused or not, is an exchange the observers get (recorded)."""
+    async def call(self, caller: Caller, name: str, arguments: dict[str, Any], pieces: Pieces | None = None
+                   ) -> types.CallToolResult:
+        """Call `name` for the caller: each call, refused or not, is an exchange the observers get (recorded).
+        `pieces` is for the caller's progress notifications: only `chat` streams to it (other tools ignore it)."""
         edge, policy = caller.flow, caller.policy
         if caller.server is None and name in OWN_TOOLS:
             async def own(_: Flow) -> types.CallToolResult:
                 if not policy.permits_own(name):
                     raise PermissionDenied(policy.refusal(name))
-                return await run_own(edge, name, arguments)
+                return await run_own(edge, name, arguments, pieces)
 
             return await recorded(edge, GATEWAY_SERVER, name, arguments, own)
         project_tool = self._project_tool(caller, name)

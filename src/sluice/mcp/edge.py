@@ -99,7 +99,7 @@ class McpEdge:
         if running is None:
             name = "sluice" if server is None else f"sluice/{server}"
             manager = StreamableHTTPSessionManager(
-                app=build_server(self.catalog, name, _sluice_version()), stateless=True,
+                app=build_server(self.catalog, name, _sluice_version(), resources=server is None), stateless=True,
                 # Callers authenticate with a key in a header, never a cookie, so a rebound DNS name gains a
                 # browser nothing; cross-origin browser calls are the `cors:` policy's to allow.
                 security_settings=TransportSecuritySettings(enable_dns_rebinding_protection=False),

@@ -8,7 +8,7 @@ from mcp import types
 
 from sluice.errors import NotFound
 from sluice.http.models import visible_models
-from sluice.mcp.chat import chat, reply_text
+from sluice.mcp.chat import Pieces, chat, reply_text
 from sluice.pipeline.flow import Flow
 
 LIST_MODELS = types.Tool(
@@ -19,7 +19,8 @@ LIST_MODELS = types.Tool(
 CHAT = types.Tool(
     name="chat",
     description="One chat completion through the gateway, as this API key (its model scopes and limits apply); "
-                "the reply's text. Give `messages` (OpenAI chat format) or a single `prompt`.",
+                "the reply's text. Give `messages` (OpenAI chat format) or a single `prompt`. Called with a "
+                "progressToken, the reply is streamed: a progress notification per piece of text (its message).",
     inputSchema={
         "type": "object",
         "properties": {
@@ -36,8 +37,10 @@ CHAT = types.Tool(
 OWN_TOOLS = {tool.name: tool for tool in (LIST_MODELS, CHAT)}
 
 
-async def run_own(edge: Flow, name: str, arguments: dict[str, Any]) -> types.CallToolResult:
-    """Run one of `OWN_TOOLS` for the edge flow's caller; GatewayError when the key may not (a model's scope)."""
+async def run_own(edge: Flow, name: str, arguments: dict[str, Any], pieces: Pieces | None = None
+                  ) -> types.CallToolResult:
+    """Run one of `OWN_TOOLS` for the edge flow's caller; GatewayError when the key may not (a model's scope).
+    `pieces` (the caller asked for progress) makes `chat` stream, telling it each piece of the reply's text."""
     if name == LIST_MODELS.name:
         principal = edge.principal
         assert principal is not None
@@ -45,7 +48,7 @@ async def run_own(edge: Flow, name: str, arguments: dict[str, Any]) -> types.Cal
         return types.CallToolResult(content=[types.TextContent(type="text", text="\n".join(names))],
                                     structuredContent={"models": names})
     if name == CHAT.name:
-        reply = await chat(edge, arguments)
+        reply = await chat(edge, arguments, pieces)
         text = reply_text(reply)
         return types.CallToolResult(content=[types.TextContent(type="text", text=text)],
                                     structuredContent={"model": reply.get("model"), "text": text,

@@ -1,4 +1,4 @@
-"""The low-level MCP `Server` behind `/mcp` and each `/mcp/{server}`: tools/list and tools/call over the catalog."""
+"""The low-level MCP `Server` behind `/mcp` and each `/mcp/{server}`: tools over the catalog, services as resources."""
 
 from __future__ import annotations
 
@@ -11,6 +11,8 @@ from mcp.server.models import InitializationOptions
 
 from sluice.mcp.caller import current, required
 from sluice.mcp.catalog import Catalog
+from sluice.mcp.chat import Pieces
+from sluice.mcp.resources import MIME_TYPE, read_service, service_resources
 
 logger = logging.getLogger("sluice.mcp")
 
@@ -35,8 +37,9 @@ class GatewayServer(Server[Any, Any]):
         return options
 
 
-def build_server(catalog: Catalog, name: str, version: str) -> GatewayServer:
+def build_server(catalog: Catalog, name: str, version: str, *, resources: bool = False) -> GatewayServer:
     """The server for one view of the catalog; the handlers take the caller from the edge (`caller.required`).
+    With `resources` (the `/mcp` view) it also lists and reads the services the caller's key may reach.
 
     They are registered in `request_handlers` directly, not with the SDK's decorators: those cache the tool list
     on the server, shared by every key, and validate calls against it."""
@@ -55,8 +58,22 @@ def build_server(catalog: Catalog, name: str, version: str) -> GatewayServer:
 
     async def call_tool(request: types.CallToolRequest) -> types.ServerResult:
         params = request.params
-        result = await catalog.call(required(), params.name, dict(params.arguments or {}))
+        token = params.meta.progressToken if params.meta is not None else None
+        pieces = _progress(server, token) if token is not None else None
+        result = await catalog.call(required(), params.name, dict(params.arguments or {}), pieces)
         return types.ServerResult(result)
+
+    async def list_resources(_: types.ListResourcesRequest) -> types.ServerResult:
+        caller = required()
+        return types.ServerResult(types.ListResourcesResult(
+            resources=service_resources(caller.flow.gateway, caller.principal)))
+
+    async def read_resource(request: types.ReadResourceRequest) -> types.ServerResult:
+        caller = required()
+        uri = request.params.uri
+        text = await read_service(caller.flow.gateway, caller.principal, str(uri))
+        contents = types.TextResourceContents(uri=uri, mimeType=MIME_TYPE, text=text)
+        return types.ServerResult(types.ReadResourceResult(contents=[contents]))
 
     async def set_level(_: types.SetLevelRequest) -> types.ServerResult:
         return types.ServerResult(types.EmptyResult())  # advertises `logging`: the notices are log messages
@@ -64,7 +81,28 @@ def build_server(catalog: Catalog, name: str, version: str) -> GatewayServer:
     server.request_handlers[types.ListToolsRequest] = list_tools
     server.request_handlers[types.CallToolRequest] = call_tool
     server.request_handlers[types.SetLevelRequest] = set_level
+    if resources:
+        server.request_handlers[types.ListResourcesRequest] = list_resources
+        server.request_handlers[types.ReadResourceRequest] = read_resource
     return server
+
+
+def _progress(server: GatewayServer, token: str | int) -> Pieces:
+    """Where a streamed `chat` puts each piece of text: a `notifications/progress` on the request's own stream
+    (the POST's SSE response, also when stateless), `progress` the characters so far, `message` the new piece."""
+    context = server.request_context
+    sent = 0
+
+    async def notify(piece: str) -> None:
+        nonlocal sent
+        sent += len(piece)
+        try:
+            await context.session.send_progress_notification(token, sent, message=piece,
+                                                             related_request_id=str(context.request_id))
+        except Exception:  # a client that left: the call goes on, its row and usage recorded
+            logger.warning("MCP progress notification not delivered", exc_info=True)
+
+    return notify
 
 
 async def _log_to_client(server: GatewayServer, notice: str) -> None:
