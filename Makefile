@@ -8,7 +8,7 @@ POETRY_VERSION := 2.5.1
 export POETRY_VIRTUALENVS_IN_PROJECT := true
 export POETRY_NO_INTERACTION := 1
 
-.PHONY: install phoenix browser run test lint typecheck unit bench bench-quick bench-guard audit reliability soak deploy-tools nginx image-smoke clean
+.PHONY: install phoenix browser claude-code run test lint typecheck unit bench bench-quick bench-guard audit reliability soak deploy-tools nginx image-smoke clean
 
 $(POETRY):
 	$(PYTHON) -m venv $(POETRY_HOME)
@@ -52,6 +52,20 @@ $(AXE):
 	fi
 
 browser: $(CHROMIUM) $(AXE)
+
+## Claude Code, Anthropic's CLI, for the test that points it at Sluice (tests/e2e/test_claude_code.py; from the npm
+## registry, its native binary run directly, no install script, no account: it talks only to the loopback gateway).
+CLAUDE_CODE_VERSION := 2.1.197
+CLAUDE_CODE := .tools/claude-code/installed-$(CLAUDE_CODE_VERSION)
+$(CLAUDE_CODE):
+	@if command -v npm >/dev/null; then \
+	  npm install --silent --no-audit --no-fund --ignore-scripts --prefix .tools/claude-code \
+	    @anthropic-ai/claude-code@$(CLAUDE_CODE_VERSION) && touch $@; \
+	else \
+	  echo "make claude-code: npm not found, so Claude Code is not installed; its test skips" >&2; \
+	fi
+
+claude-code: $(CLAUDE_CODE)
 
 
 ## Start the gateway on 127.0.0.1:8000 with the embedded defaults (mock provider) and the development key
@@ -122,7 +136,7 @@ image-smoke: install
 	SLUICE_TEST_PODMAN=1 $(BIN)/pytest -q tests/deploy/test_deploy_podman.py
 
 ## Lint, type-check, then the whole suite with coverage (fails below 80 % of src/).
-test: lint typecheck phoenix browser deploy-tools nginx
+test: lint typecheck phoenix browser claude-code deploy-tools nginx
 	$(BIN)/pytest --cov --cov-report=term --cov-fail-under=80
 
 unit: install

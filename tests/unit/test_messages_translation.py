@@ -47,6 +47,20 @@ def test_system_as_a_string_or_text_blocks_is_one_leading_system_message() -> No
         "role": "system", "content": "One.\n\nTwo."}
 
 
+def test_a_mid_conversation_system_message_stays_where_it_is() -> None:
+    # Anthropic's mid-conversation system messages: Claude Code 2.1 sends one right after the first user turn.
+    messages = translated_messages([
+        {"role": "user", "content": "Hi"},
+        {"role": "system", "content": [{"type": "text", "text": "Agents:"}, {"type": "text", "text": "- claude"}]},
+        {"role": "assistant", "content": "Hello"},
+        {"role": "system", "content": "Be brief."},
+        {"role": "user", "content": "Bye"},
+    ], system="Top.")
+    assert [(m["role"], m["content"]) for m in messages] == [
+        ("system", "Top."), ("user", "Hi"), ("system", "Agents:\n\n- claude"), ("assistant", "Hello"),
+        ("system", "Be brief."), ("user", "Bye")]
+
+
 def test_user_text_and_images_become_content_parts() -> None:
     blocks = [
         {"type": "text", "text": "What is this?"},
@@ -161,7 +175,9 @@ def test_thinking_becomes_reasoning_effort(fields: dict[str, Any], effort: str |
     ({"model": MODEL, "max_tokens": True, "messages": [{"role": "user", "content": "x"}]}, "max_tokens"),
     ({"model": MODEL, "max_tokens": 5}, "messages"),
     ({"model": MODEL, "max_tokens": 5, "messages": []}, "messages"),
-    (request(messages=[{"role": "user", "content": "x"}, {"role": "system", "content": "y"}]), "messages.1.role"),
+    (request(messages=[{"role": "user", "content": "x"}, {"role": "tool", "content": "y"}]), "messages.1.role"),
+    (request(messages=[{"role": "user", "content": "x"}, {"role": "system", "content": [{"type": "image"}]}]),
+     "messages.1.content.0.type"),
     (request(messages=["hi"]), "messages.0"),
     (request(messages=[{"role": "user", "content": 3}]), "messages.0.content"),
     (request(messages=[{"role": "user", "content": "a"}, {"role": "assistant", "content": "b"},

@@ -3,12 +3,14 @@
 What does not survive, on purpose:
 - `thinking` and `redacted_thinking` blocks in assistant turns are dropped: their signatures only mean something
   to Anthropic, and OpenAI-shaped models take no reasoning input.
-- `cache_control` on blocks and tools, `top_k`, `service_tier` and `container` are dropped (no OpenAI
-  counterpart).
+- `cache_control` on blocks and tools, `top_k`, `service_tier`, `container` and `context_management` (Anthropic's
+  server-side context editing) are dropped (no OpenAI counterpart).
 - `tool_result.is_error: true` becomes the prefix "Error: " on the tool message's text (OpenAI has no flag).
 - Images inside a `tool_result` move into a user message right after the tool messages (OpenAI tool messages
   carry text only); a user turn's tool results always come first, as Anthropic requires of its callers anyway.
 - Text blocks of `system` and of a `tool_result` are joined with a blank line into one string.
+- A `role: "system"` message inside `messages` (Anthropic's mid-conversation system messages, which Claude Code
+  sends) becomes an OpenAI system message at the same place, its text blocks joined the same way.
 - `thinking: {"type": "enabled", "budget_tokens": n}` becomes `reasoning_effort`: "low" below 4,096 tokens,
   "medium" below 16,384, else "high"; `output_config.effort` (low…max, the same words OpenAI uses) wins over it.
   `adaptive` and `disabled` thinking send no `reasoning_effort` (the model's default).
@@ -19,7 +21,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
-ROLES = frozenset({"user", "assistant"})
+ROLES = frozenset({"user", "assistant", "system"})
 TOOL_CHOICES: dict[str, str] = {"auto": "auto", "any": "required", "none": "none"}
 EFFORTS = frozenset({"none", "minimal", "low", "medium", "high", "xhigh", "max"})
 # Upper bounds (exclusive) of `thinking.budget_tokens` for each `reasoning_effort`; larger budgets are "high".
@@ -119,7 +121,7 @@ def _reasoning_effort(thinking: Any, output_config: Any) -> str | None:
 
 def _chat_messages(body: dict[str, Any]) -> list[dict[str, Any]]:
     out: list[dict[str, Any]] = []
-    system = _system_text(body.get("system"))
+    system = _system_text(body.get("system"), "system")
     if system is not None:
         out.append({"role": "system", "content": system})
     messages = body.get("messages")
@@ -130,14 +132,15 @@ def _chat_messages(body: dict[str, Any]) -> list[dict[str, Any]]:
     return out
 
 
-def _system_text(system: Any) -> str | None:
+def _system_text(system: Any, where: str) -> str | None:
+    """The text of a system prompt (the top-level `system`, or a system message's content at `where`)."""
     if system is None:
         return None
     if isinstance(system, str):
         return system or None
     if not isinstance(system, list):
-        raise MessagesRequestError("'system' must be a string or a list of text blocks.", "system")
-    texts = [_text_of(block, f"system.{j}") for j, block in enumerate(system)]
+        raise MessagesRequestError(f"'{where}' must be a string or a list of text blocks.", where)
+    texts = [_text_of(block, f"{where}.{j}") for j, block in enumerate(system)]
     return JOINER.join(texts) if texts else None
 
 
@@ -157,10 +160,14 @@ def _turn(message: Any, where: str) -> list[dict[str, Any]]:
         raise MessagesRequestError("Each message must be an object.", where)
     role = message.get("role")
     if role not in ROLES:
-        raise MessagesRequestError(f"Message role must be 'user' or 'assistant', got {role!r}.", f"{where}.role")
+        raise MessagesRequestError(f"Message role must be 'user', 'assistant' or 'system', got {role!r}.",
+                                   f"{where}.role")
     content = message.get("content")
     if not isinstance(content, (str, list)):
         raise MessagesRequestError("Message content must be a string or a list of blocks.", f"{where}.content")
+    if role == "system":
+        text = _system_text(content, f"{where}.content")
+        return [{"role": "system", "content": text or ""}]
     if role == "assistant":
         return [_assistant_message(content, f"{where}.content")]
     return _user_messages(content, f"{where}.content")
