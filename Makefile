@@ -8,7 +8,7 @@ POETRY_VERSION := 2.5.1
 export POETRY_VIRTUALENVS_IN_PROJECT := true
 export POETRY_NO_INTERACTION := 1
 
-.PHONY: install phoenix browser claude-code run test lint typecheck unit bench bench-quick bench-guard audit reliability soak deploy-tools nginx image-smoke clean
+.PHONY: install phoenix browser coding-agents run test lint typecheck unit bench bench-quick bench-guard audit reliability soak deploy-tools nginx image-smoke clean
 
 $(POETRY):
 	$(PYTHON) -m venv $(POETRY_HOME)
@@ -53,8 +53,8 @@ $(AXE):
 
 browser: $(CHROMIUM) $(AXE)
 
-## Claude Code, Anthropic's CLI, for the test that points it at Sluice (tests/e2e/test_claude_code.py; from the npm
-## registry, its native binary run directly, no install script, no account: it talks only to the loopback gateway).
+## The coding agents the suite points at Sluice, from the npm registry, each native binary run directly (no install
+## script, no account: they talk only to the loopback gateway). Claude Code, Anthropic's CLI: tests/e2e/test_coding_agents.py.
 CLAUDE_CODE_VERSION := 2.1.197
 CLAUDE_CODE := .tools/claude-code/installed-$(CLAUDE_CODE_VERSION)
 $(CLAUDE_CODE):
@@ -62,10 +62,21 @@ $(CLAUDE_CODE):
 	  npm install --silent --no-audit --no-fund --ignore-scripts --prefix .tools/claude-code \
 	    @anthropic-ai/claude-code@$(CLAUDE_CODE_VERSION) && touch $@; \
 	else \
-	  echo "make claude-code: npm not found, so Claude Code is not installed; its test skips" >&2; \
+	  echo "make coding-agents: npm not found, so Claude Code is not installed; its test skips" >&2; \
 	fi
 
-claude-code: $(CLAUDE_CODE)
+## Codex, OpenAI's CLI, likewise for tests/e2e/test_coding_agents.py (its native binary, pointed at Sluice's /v1/responses).
+CODEX_VERSION := 0.171.0
+CODEX := .tools/codex/installed-$(CODEX_VERSION)
+$(CODEX):
+	@if command -v npm >/dev/null; then \
+	  npm install --silent --no-audit --no-fund --ignore-scripts --prefix .tools/codex @openai/codex@$(CODEX_VERSION) \
+	    && touch $@; \
+	else \
+	  echo "make coding-agents: npm not found, so Codex is not installed; its test skips" >&2; \
+	fi
+
+coding-agents: $(CLAUDE_CODE) $(CODEX)
 
 
 ## Start the gateway on 127.0.0.1:8000 with the embedded defaults (mock provider) and the development key
@@ -136,7 +147,7 @@ image-smoke: install
 	SLUICE_TEST_PODMAN=1 $(BIN)/pytest -q tests/deploy/test_deploy_podman.py
 
 ## Lint, type-check, then the whole suite with coverage (fails below 80 % of src/).
-test: lint typecheck phoenix browser claude-code deploy-tools nginx
+test: lint typecheck phoenix browser coding-agents deploy-tools nginx
 	$(BIN)/pytest --cov --cov-report=term --cov-fail-under=80
 
 unit: install

@@ -232,6 +232,6 @@ def test_failure_mid_stream_raises_in_the_sdk(api: tuple[FakeResponsesApi, opena
 def test_refused_request_is_a_bad_request_naming_the_field(api: tuple[FakeResponsesApi, openai.OpenAI]) -> None:
     _, client = api
     with pytest.raises(openai.BadRequestError) as caught:
-        client.responses.create(model="text", input="Hi", tools=[WEATHER_TOOL, {"type": "web_search"}])
+        client.responses.create(model="text", input="Hi", tools=[WEATHER_TOOL, {"type": "custom", "name": "patch"}])
     assert caught.value.param == "tools.1.type"
-    assert "web_search" in caught.value.message
+    assert "'custom'" in caught.value.message

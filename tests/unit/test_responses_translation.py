@@ -11,7 +11,7 @@ from openai.types.responses import Response, ResponseStreamEvent
 from pydantic import TypeAdapter
 
 from sluice.frontdoors.responses_reply import chat_to_response, conversation_turn, responses_error
-from sluice.frontdoors.responses_request import ResponsesRequestError, responses_to_chat
+from sluice.frontdoors.responses_request import ResponsesRequestError, namespaces_of, responses_to_chat
 from sluice.frontdoors.responses_stream import ChatToResponsesStream
 
 EVENTS: TypeAdapter[ResponseStreamEvent] = TypeAdapter(ResponseStreamEvent)
@@ -133,14 +133,32 @@ def test_tool_choice_words_pass_through(choice: str) -> None:
 USER_TEXT = {"role": "user", "content": "Hi"}
 
 
+def test_hosted_tools_are_left_out_and_namespaces_flattened() -> None:
+    # What Codex 0.171 sends to every model: functions, a namespace of functions and a cached-only web search.
+    agents = {"type": "namespace", "name": "multi_agent_v1", "description": "Sub-agents.", "tools": [
+        {"type": "function", "name": "close_agent", "parameters": {"type": "object", "properties": {}}}]}
+    out = chat({"input": [USER_TEXT, {"type": "function_call", "call_id": "c1", "namespace": "multi_agent_v1",
+                                      "name": "close_agent", "arguments": "{}"},
+                          {"type": "function_call_output", "call_id": "c1", "output": "closed"}],
+                "tools": [WEATHER_TOOL, agents, {"type": "web_search", "external_web_access": False},
+                          {"type": "file_search", "vector_store_ids": ["vs_1"]}]})
+    assert [tool["function"]["name"] for tool in out["tools"]] == ["get_weather", "multi_agent_v1__close_agent"]
+    assert out["messages"][1]["tool_calls"][0]["function"]["name"] == "multi_agent_v1__close_agent"
+    assert namespaces_of([agents]) == {"multi_agent_v1__close_agent": ("multi_agent_v1", "close_agent")}
+    assert "tools" not in chat({"input": "Hi", "tools": [{"type": "web_search"}]})
+
+
 @pytest.mark.parametrize(("body", "param"), [
     ({"input": [{"role": "user", "content": [{"type": "input_text", "text": "a"},
                                               {"type": "input_image", "file_id": "file-1"}]}]},
      "input.0.content.1.file_id"),
     ({"input": [USER_TEXT, USER_TEXT, USER_TEXT, {"role": "user", "content": [{"type": "input_audio"}]}]},
      "input.3.content.0.type"),
-    ({"input": "Hi", "tools": [WEATHER_TOOL, {"type": "web_search"}]}, "tools.1.type"),
-    ({"input": "Hi", "tools": [{"type": "file_search", "vector_store_ids": ["vs_1"]}]}, "tools.0.type"),
+    ({"input": "Hi", "tools": [WEATHER_TOOL, {"type": "custom", "name": "apply_patch"}]}, "tools.1.type"),
+    ({"input": "Hi", "tools": [{"type": "crystal_ball"}]}, "tools.0.type"),
+    ({"input": "Hi", "tools": [{"type": "namespace", "name": "ns", "tools": [{"type": "custom", "name": "x"}]}]},
+     "tools.0.tools.0.type"),
+    ({"input": "Hi", "tools": [{"type": "namespace", "tools": []}]}, "tools.0"),
     ({"input": [{"role": "tool", "content": "x"}]}, "input.0.role"),
     ({"input": [{"type": "function_call", "name": "f", "arguments": "{}"}]}, "input.0.call_id"),
     ({"input": [USER_TEXT, {"type": "function_call_output", "call_id": "c",

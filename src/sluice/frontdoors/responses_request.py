@@ -15,6 +15,14 @@ REFUSED_WHEN_SET = {
     "background": "Background responses are not supported.",
 }
 """Fields whose silent omission would change what the caller gets, refused when truthy."""
+HOSTED_TOOLS = frozenset({
+    "web_search", "web_search_2025_08_26", "web_search_preview", "web_search_preview_2025_03_11", "file_search",
+    "code_interpreter", "image_generation", "computer_use_preview", "computer", "mcp", "local_shell", "shell",
+    "apply_patch", "tool_search", "programmatic_tool_calling",
+})
+"""Tools that run on OpenAI's side: left out of a translated request (the model is not offered them)."""
+NAMESPACE_SEPARATOR = "__"
+"""A namespace tool's functions are offered to a chat model as `{namespace}__{name}`."""
 # Dropped on purpose: `store` (Sluice stores the turn itself, an upstream must not), `metadata` (echoed in the
 # response only: OpenAI's chat refuses it without `store`), `include`, `truncation`, `max_tool_calls` (built-in
 # tools only), `top_logprobs`, `stream_options`, `reasoning.summary`, `previous_response_id` (the caller resolves
@@ -235,7 +243,11 @@ def _tool_call(item: dict[str, Any], where: str) -> dict[str, Any]:
     arguments = item.get("arguments", "")
     if not isinstance(arguments, str):
         raise ResponsesRequestError("'arguments' must be a JSON string.", f"{where}.arguments")
-    return {"id": item["call_id"], "type": "function", "function": {"name": item["name"], "arguments": arguments}}
+    name = item["name"]
+    namespace = item.get("namespace")
+    if isinstance(namespace, str) and namespace:
+        name = namespaced(namespace, name)
+    return {"id": item["call_id"], "type": "function", "function": {"name": name, "arguments": arguments}}
 
 
 def _add_tool_call(messages: list[dict[str, Any]], call: dict[str, Any]) -> None:
@@ -273,7 +285,9 @@ def _tools(tools: Any, choice: Any, parallel: Any) -> dict[str, Any]:
     them without, the Responses API accepts them)."""
     if tools is not None and not isinstance(tools, list):
         raise ResponsesRequestError("'tools' must be a list.", "tools")
-    definitions = [_tool(tool, f"tools.{i}") for i, tool in enumerate(tools or [])]
+    definitions: list[dict[str, Any]] = []
+    for i, tool in enumerate(tools or []):
+        definitions.extend(_tool(tool, f"tools.{i}"))
     chat_choice = _tool_choice(choice) if choice is not None else None
     if not definitions:
         return {}
@@ -285,21 +299,60 @@ def _tools(tools: Any, choice: Any, parallel: Any) -> dict[str, Any]:
     return out
 
 
-def _tool(tool: Any, where: str) -> dict[str, Any]:
+def _tool(tool: Any, where: str) -> list[dict[str, Any]]:
+    """The chat functions for one Responses tool: a function is one, a namespace one per function in it, a hosted
+    tool none (it runs only on OpenAI's own Responses API; Codex sends `web_search` to every model)."""
     kind = tool.get("type") if isinstance(tool, dict) else None
-    if kind != "function":
-        raise ResponsesRequestError(
-            f"Only tools of type 'function' are supported here, not {kind!r}: built-in tools (web_search, "
-            "file_search, code_interpreter, ...) run only on OpenAI's own Responses API.",
-            f"{where}.type",
-        )
-    if not isinstance(tool.get("name"), str) or not tool["name"]:
+    if kind == "function":
+        return [_function(tool, where, tool.get("name"))]
+    if kind == "namespace":
+        namespace = tool.get("name")
+        if not isinstance(namespace, str) or not namespace or not isinstance(tool.get("tools"), list):
+            raise ResponsesRequestError("A namespace tool needs a 'name' and a list of 'tools'.", where)
+        functions = []
+        for j, inner in enumerate(tool["tools"]):
+            at = f"{where}.tools.{j}"
+            if not isinstance(inner, dict) or inner.get("type") != "function":
+                raise ResponsesRequestError("Only function tools are supported inside a namespace here.",
+                                            f"{at}.type")
+            inner_name = inner.get("name")
+            functions.append(_function(inner, at, namespaced(namespace, inner_name)
+                                       if isinstance(inner_name, str) and inner_name else None))
+        return functions
+    if kind in HOSTED_TOOLS:
+        return []
+    raise ResponsesRequestError(
+        f"Only function and namespace tools are supported here, not {kind!r} (hosted tools such as web_search are "
+        "left out: they run only on OpenAI's own Responses API).",
+        f"{where}.type",
+    )
+
+
+def _function(tool: dict[str, Any], where: str, name: Any) -> dict[str, Any]:
+    if not isinstance(name, str) or not name:
         raise ResponsesRequestError("Each function tool needs a 'name'.", f"{where}.name")
-    function: dict[str, Any] = {"name": tool["name"]}
-    for name in ("description", "parameters", "strict"):
-        if tool.get(name) is not None:
-            function[name] = tool[name]
+    function: dict[str, Any] = {"name": name}
+    for field in ("description", "parameters", "strict"):
+        if tool.get(field) is not None:
+            function[field] = tool[field]
     return {"type": "function", "function": function}
+
+
+def namespaced(namespace: str, name: str) -> str:
+    """The chat function name of the function `name` in the namespace tool `namespace`."""
+    return f"{namespace}{NAMESPACE_SEPARATOR}{name}"
+
+
+def namespaces_of(tools: Any) -> dict[str, tuple[str, str]]:
+    """Chat function name → (namespace, function name) for the namespace tools of a Responses request, so that a
+    reply's call goes back to the caller under the names it gave."""
+    found: dict[str, tuple[str, str]] = {}
+    for tool in tools if isinstance(tools, list) else ():
+        if isinstance(tool, dict) and tool.get("type") == "namespace" and isinstance(tool.get("tools"), list):
+            for inner in tool["tools"]:
+                if isinstance(inner, dict) and isinstance(inner.get("name"), str):
+                    found[namespaced(tool["name"], inner["name"])] = (tool["name"], inner["name"])
+    return found
 
 
 def _tool_choice(choice: Any) -> Any:
