@@ -111,7 +111,7 @@ def test_errors_are_the_sdk_s_exception_types(gateway: str, client: anthropic.An
         client.messages.create(model="no-such-model", max_tokens=10, messages=[{"role": "user", "content": "hi"}])
     with pytest.raises(anthropic.BadRequestError) as bad:
         client.messages.create(model="mock", max_tokens=10,
-                               messages=[{"role": "system", "content": "hi"}])  # type: ignore[typeddict-item]
+                               messages=[{"role": "robot", "content": "hi"}])  # type: ignore[typeddict-item]
     assert "messages.0.role" in str(bad.value)
     reply = httpx.post(gateway + "/v1/messages", content=b"{not json", headers={"x-api-key": DEV_KEY})
     assert reply.status_code == 400 and reply.json()["type"] == "error"
