@@ -125,10 +125,12 @@ def data_of(decoder: SSEDecoder, chunk: bytes) -> list[bytes | str]:
     """The `data` of each event `chunk` completes, `[DONE]` left out. A checked OpenAI stream's chunks are whole
     events of one `data: …` line each: read by splitting, without the decoder (a fifth of its cost), when nothing
     is pending; anything else goes through the decoder."""
-    if chunk.startswith(b"data: ") and chunk.endswith(b"\n\n") and not decoder.pending:
+    if chunk[:6] == b"data: " and chunk[-2:] == b"\n\n" and b"\r" not in chunk and not decoder.pending:
+        if chunk.find(b"\n") == len(chunk) - 2:  # one event: most reads of a streaming upstream
+            return [] if chunk == DONE_EVENT or len(chunk) == 8 else [chunk[6:-2]]
         events = chunk[:-2].split(b"\n\n")
-        if all(event.startswith(b"data: ") and b"\n" not in event and b"\r" not in event for event in events):
-            return [event[6:] for event in events if event != b"data: [DONE]"]
+        if all(event[:6] == b"data: " and b"\n" not in event for event in events):
+            return [event[6:] for event in events if event != b"data: [DONE]" and len(event) > 6]
     return [event.data for event in decoder.feed(chunk) if event.data and event.data != "[DONE]"]
 
 

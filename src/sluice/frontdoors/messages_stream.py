@@ -13,6 +13,10 @@ Servers send a tool call's pieces together; a piece for a tool call whose block 
 sent as an `input_json_delta` on that block's index, which is how Anthropic's SDK accumulates input (by index),
 rather than lose it. Argument pieces are relayed as they come: unlike `chat_to_message`, the stream cannot
 replace arguments that turn out not to be JSON.
+
+Events are written from byte templates, compact JSON exactly as `orjson.dumps` writes the same objects: only the
+variable pieces (ids, the text of a delta, usage) are encoded, and a block's delta prefix is built once, when the
+block opens, since most of a stream is deltas of one block.
 """
 
 from __future__ import annotations
@@ -26,10 +30,27 @@ from sluice.frontdoors.messages_reply import (
     anthropic_usage,
     content_text,
     reasoning_text,
-    sse_event,
     stop_reason,
 )
 from sluice.stream_reader import text_piece
+
+PING = b'event: ping\ndata: {"type":"ping"}\n\n'
+MESSAGE_STOP = b'event: message_stop\ndata: {"type":"message_stop"}\n\n'
+NO_USAGE_YET = b'{"input_tokens":0,"output_tokens":0}'
+NO_USAGE = b'{"output_tokens":0}'
+TEXT_BLOCK = b'{"type":"text","text":""}'
+THINKING_BLOCK = b'{"type":"thinking","thinking":"","signature":""}'
+DELTA_END = b"}}\n\n"
+"""What closes a `content_block_delta` event after its encoded value."""
+DELTA_FIELDS = {"text": b'"text_delta","text"', "thinking": b'"thinking_delta","thinking"',
+                "tool": b'"input_json_delta","partial_json"'}
+"""A block kind's delta: its type and the field that carries the piece."""
+
+
+def delta_prefix(index: int, kind: str) -> bytes:
+    """The bytes of a `content_block_delta` event for block `index` of `kind`, up to its value."""
+    return (b'event: content_block_delta\ndata: {"type":"content_block_delta","index":' + str(index).encode()
+            + b',"delta":{"type":' + DELTA_FIELDS[kind] + b":")
 
 
 class ChatToMessagesStream:
@@ -42,7 +63,10 @@ class ChatToMessagesStream:
         self._done = False
         self._blocks = 0  # content blocks started so far; the next block's index
         self._open: tuple[str, int] | None = None  # ("text" | "thinking" | "tool", tool call index) of the open block
+        self._prefix = b""  # the open text or thinking block's delta prefix
+        self._text_prefix: bytes | None = None  # the same, while the open block is a text block: the fast path
         self._tool_blocks: dict[int, int] = {}  # OpenAI tool call index → Anthropic content block index
+        self._tool_prefixes: dict[int, bytes] = {}  # OpenAI tool call index → its block's delta prefix
         self._finish_reason: str | None = None
         self._usage: dict[str, Any] | None = None
 
@@ -55,9 +79,11 @@ class ChatToMessagesStream:
         """The Anthropic events for one parsed OpenAI chunk (often one, sometimes none)."""
         if self._done:
             return b""
-        text = text_piece(chunk)
-        if text is not None and self._open == ("text", 0):  # most chunks: a piece of the open text block
-            return self._delta(self._blocks - 1, {"type": "text_delta", "text": text})
+        prefix = self._text_prefix
+        if prefix is not None:  # most chunks: a piece of the open text block
+            text = text_piece(chunk)
+            if text is not None:
+                return prefix + orjson.dumps(text) + DELTA_END
         if isinstance(chunk.get("usage"), dict):
             self._usage = chunk["usage"]
         out = [self._start()]
@@ -71,18 +97,17 @@ class ChatToMessagesStream:
         """Close the open block and end the message: `message_delta` with stop reason and usage, `message_stop`."""
         if self._done:
             return b""
-        out = [self._start(), self._close()]
+        out = self._start() + self._close()
         self._done = True
         reason = stop_reason(self._finish_reason, has_tool_calls=bool(self._tool_blocks))
-        delta = {"type": "message_delta", "delta": {"stop_reason": reason, "stop_sequence": None},
-                 "usage": self._final_usage()}
-        out.append(sse_event("message_delta", delta))
-        out.append(sse_event("message_stop", {"type": "message_stop"}))
-        return b"".join(out)
+        usage = NO_USAGE if self._usage is None else orjson.dumps(anthropic_usage(self._usage))
+        return (out + b'event: message_delta\ndata: {"type":"message_delta","delta":{"stop_reason":'
+                + orjson.dumps(reason) + b',"stop_sequence":null},"usage":' + usage + b"}\n\n" + MESSAGE_STOP)
 
     def fail(self, status: int, message: str) -> bytes:
         """The Anthropic `error` event for a failure after the stream began; nothing is closed, nothing follows."""
         self._done = True
+        self._text_prefix = None
         return anthropic_error_event(status, message)
 
     # --- message ----------------------------------------------------------------------------------------------
@@ -91,17 +116,11 @@ class ChatToMessagesStream:
         if self._started:
             return b""
         self._started = True
-        usage = anthropic_usage(self._usage) if self._usage else {"input_tokens": 0, "output_tokens": 0}
-        message: dict[str, Any] = {"id": self.message_id, "type": "message", "role": "assistant",
-                                   "model": self.model, "content": [], "stop_reason": None, "stop_sequence": None,
-                                   "usage": usage}
-        return sse_event("message_start", {"type": "message_start", "message": message}) + sse_event(
-            "ping", {"type": "ping"})
-
-    def _final_usage(self) -> dict[str, Any]:
-        if self._usage is None:
-            return {"output_tokens": 0}
-        return anthropic_usage(self._usage)
+        usage = orjson.dumps(anthropic_usage(self._usage)) if self._usage else NO_USAGE_YET
+        return (b'event: message_start\ndata: {"type":"message_start","message":{"id":'
+                + orjson.dumps(self.message_id) + b',"type":"message","role":"assistant","model":'
+                + orjson.dumps(self.model) + b',"content":[],"stop_reason":null,"stop_sequence":null,"usage":'
+                + usage + b"}}\n\n" + PING)
 
     def _choice(self, choice: dict[str, Any]) -> list[bytes]:
         if isinstance(choice.get("finish_reason"), str):
@@ -112,10 +131,10 @@ class ChatToMessagesStream:
         out: list[bytes] = []
         thinking = reasoning_text(delta)
         if thinking:
-            out.extend(self._piece(("thinking", 0), {"type": "thinking_delta", "thinking": thinking}))
+            out.extend(self._piece(("thinking", 0), thinking))
         text = content_text(delta.get("content")) or content_text(delta.get("refusal"))
         if text:
-            out.extend(self._piece(("text", 0), {"type": "text_delta", "text": text}))
+            out.extend(self._piece(("text", 0), text))
         tool_calls = delta.get("tool_calls")
         for call in tool_calls if isinstance(tool_calls, list) else []:
             if isinstance(call, dict):
@@ -124,15 +143,15 @@ class ChatToMessagesStream:
 
     # --- blocks -----------------------------------------------------------------------------------------------
 
-    def _piece(self, kind: tuple[str, int], delta: dict[str, Any]) -> list[bytes]:
+    def _piece(self, kind: tuple[str, int], text: str) -> list[bytes]:
         """A delta for a text or thinking block, opening one first unless one of that kind is open."""
         out: list[bytes] = []
         if self._open != kind:
             out.append(self._close())
-            block: dict[str, Any] = {"type": "text", "text": ""} if kind[0] == "text" else {
-                "type": "thinking", "thinking": "", "signature": ""}
-            out.append(self._open_block(kind, block))
-        out.append(self._delta(self._blocks - 1, delta))
+            out.append(self._open_block(kind, TEXT_BLOCK if kind[0] == "text" else THINKING_BLOCK))
+            self._prefix = delta_prefix(self._blocks - 1, kind[0])
+            self._text_prefix = self._prefix if kind[0] == "text" else None
+        out.append(self._prefix + orjson.dumps(text) + DELTA_END)
         return out
 
     def _tool_piece(self, call: dict[str, Any]) -> list[bytes]:
@@ -147,28 +166,24 @@ class ChatToMessagesStream:
             block = {"type": "tool_use", "id": call_id if isinstance(call_id, str) and call_id else
                      f"toolu_{self.message_id}_{index}", "name": str(function.get("name") or ""), "input": {}}
             self._tool_blocks[index] = self._blocks
-            out.append(self._open_block(("tool", index), block))
+            self._tool_prefixes[index] = delta_prefix(self._blocks, "tool")
+            out.append(self._open_block(("tool", index), orjson.dumps(block)))
         arguments = function.get("arguments")
         if isinstance(arguments, str) and arguments:
-            delta = {"type": "input_json_delta", "partial_json": arguments}
-            out.append(self._delta(self._tool_blocks[index], delta))
+            out.append(self._tool_prefixes[index] + orjson.dumps(arguments) + DELTA_END)
         return out
 
-    def _open_block(self, kind: tuple[str, int], block: dict[str, Any]) -> bytes:
+    def _open_block(self, kind: tuple[str, int], block: bytes) -> bytes:
+        """`content_block_start` for the next block, `block` its encoded `content_block`."""
         self._open = kind
         self._blocks += 1
-        event = {"type": "content_block_start", "index": self._blocks - 1, "content_block": block}
-        return sse_event("content_block_start", event)
-
-    def _delta(self, index: int, delta: dict[str, Any]) -> bytes:
-        if delta["type"] == "text_delta":  # most of a stream: written directly, a third of the cost of dumps
-            return (b'event: content_block_delta\ndata: {"type":"content_block_delta","index":' + str(index).encode()
-                    + b',"delta":{"type":"text_delta","text":' + orjson.dumps(delta["text"]) + b"}}\n\n")
-        return sse_event("content_block_delta", {"type": "content_block_delta", "index": index, "delta": delta})
+        return (b'event: content_block_start\ndata: {"type":"content_block_start","index":'
+                + str(self._blocks - 1).encode() + b',"content_block":' + block + b"}\n\n")
 
     def _close(self) -> bytes:
         if self._open is None:
             return b""
         self._open = None
-        return sse_event("content_block_stop", {"type": "content_block_stop", "index": self._blocks - 1})
-
+        self._text_prefix = None
+        return (b'event: content_block_stop\ndata: {"type":"content_block_stop","index":'
+                + str(self._blocks - 1).encode() + b"}\n\n")

@@ -5,6 +5,8 @@ from __future__ import annotations
 import time
 from typing import Any
 
+import orjson
+
 from sluice.errors import GatewayError
 from sluice.ids import random_hex
 
@@ -89,18 +91,31 @@ def response_object(
 ) -> dict[str, Any]:
     """A `response` object echoing `request` as the real API does; `finish_reason` (chat's) sets
     `incomplete_details` when the status is `incomplete`."""
-    out: dict[str, Any] = {name: request.get(name) for name in ECHOED}
+    out = _response_head(request, response_id, created_at)
     reason = INCOMPLETE_REASONS.get(finish_reason or "") if status == "incomplete" else None
     out.update({
-        "id": response_id,
-        "object": "response",
-        "created_at": created_at,
         "status": status,
         "completed_at": completed_at if status == "completed" else None,
         "error": error,
         "incomplete_details": {"reason": reason} if reason else None,
         "model": request.get("model"),
         "output": output,
+    })
+    out.update(_response_tail(request))
+    out["usage"] = usage
+    return out
+
+
+def _response_head(request: dict[str, Any], response_id: str, created_at: int) -> dict[str, Any]:
+    """A `response` object's first fields, which no state of the response changes."""
+    out: dict[str, Any] = {name: request.get(name) for name in ECHOED}
+    out.update({"id": response_id, "object": "response", "created_at": created_at})
+    return out
+
+
+def _response_tail(request: dict[str, Any]) -> dict[str, Any]:
+    """The fields between `output` and `usage`, echoing the request."""
+    return {
         "parallel_tool_calls": request.get("parallel_tool_calls", True) is not False,
         "tool_choice": request.get("tool_choice") or "auto",
         "tools": list(request.get("tools") or []),
@@ -110,9 +125,30 @@ def response_object(
         "store": request.get("store", True) is not False,
         "background": False,
         "truncation": "disabled",
-        "usage": usage,
-    })
-    return out
+    }
+
+
+class ResponseBytes:
+    """The `response` objects of one streamed request as bytes, as `orjson.dumps(response_object(...))` writes
+    them: the parts that echo the request are encoded once, not for each of the stream's three objects."""
+
+    __slots__ = ("_head", "_model", "_tail")
+
+    def __init__(self, request: dict[str, Any], *, response_id: str, created_at: int) -> None:
+        self._head = orjson.dumps(_response_head(request, response_id, created_at))[:-1] + b',"status":'
+        self._model = b',"model":' + orjson.dumps(request.get("model")) + b',"output":'
+        self._tail = b"," + orjson.dumps(_response_tail(request))[1:-1] + b',"usage":'
+
+    def encode(self, status: str, output: bytes, *, usage: dict[str, Any] | None = None,
+               finish_reason: str | None = None, error: dict[str, Any] | None = None,
+               completed_at: int | None = None) -> bytes:
+        """The object `response_object` builds for these values, `output` its encoded output list."""
+        reason = INCOMPLETE_REASONS.get(finish_reason or "") if status == "incomplete" else None
+        return (self._head + orjson.dumps(status) + b',"completed_at":'
+                + (orjson.dumps(completed_at) if status == "completed" else b"null")
+                + b',"error":' + orjson.dumps(error) + b',"incomplete_details":'
+                + (b'{"reason":' + orjson.dumps(reason) + b"}" if reason else b"null")
+                + self._model + output + self._tail + orjson.dumps(usage) + b"}")
 
 
 def _reasoning_echo(reasoning: Any) -> dict[str, Any] | None:

@@ -1,14 +1,20 @@
-"""A chat completion chunk stream translated to the OpenAI Responses API's typed server-sent events."""
+"""A chat completion chunk stream translated to the OpenAI Responses API's typed server-sent events.
+
+Events are written from byte templates, compact JSON exactly as `orjson.dumps` writes the same objects: an item's
+`"item_id":…,"output_index":…` and a text part's delta prefix are built once, when they open, so most chunks cost
+one encoded string; the `response` object's fields that echo the request are encoded once (`ResponseBytes`), and
+an item's encoding at its `output_item.done` is kept for the final response's `output`.
+"""
 
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass, field
 from typing import Any, TypeAlias
 
 import orjson
 
 from sluice.frontdoors.responses_reply import (
+    ResponseBytes,
     as_object,
     function_call_item,
     message_item,
@@ -17,61 +23,100 @@ from sluice.frontdoors.responses_reply import (
     reasoning_item,
     refusal_part,
     response_error_object,
-    response_object,
     responses_usage,
     status_for,
 )
 from sluice.stream_reader import text_piece
 
-PART_EVENTS = {"output_text": "response.output_text", "refusal": "response.refusal"}
+PART_EVENTS = {"output_text": b"response.output_text", "refusal": b"response.refusal"}
 """The event family of each message content part kind (`.delta`, `.done`)."""
+DELTA_TAILS = {"output_text": b',"logprobs":[],"sequence_number":', "refusal": b',"sequence_number":'}
+"""What follows a part's encoded delta, up to the event's sequence number."""
 
 
-@dataclass(slots=True)
+def joined(pieces: list[str]) -> str:
+    """The text of `pieces`, which are left as that one piece (a text is joined once, however often it is read)."""
+    if len(pieces) == 1:
+        return pieces[0]
+    text = "".join(pieces)
+    pieces[:] = [text]
+    return text
+
+
+class _Item:
+    """What every output item has: its id, place, status, the `where` of its events, and its final encoding."""
+
+    __slots__ = ("item_id", "output_index", "status", "where", "encoded")
+
+    def __init__(self, item_id: str, output_index: int) -> None:
+        self.item_id = item_id
+        self.output_index = output_index
+        self.status = "in_progress"
+        self.where = b'"item_id":' + orjson.dumps(item_id) + b',"output_index":' + str(output_index).encode()
+        self.encoded: bytes | None = None
+        """The item as its `output_item.done` sent it, while nothing changed since."""
+
+    def as_item(self) -> dict[str, Any]:
+        raise NotImplementedError
+
+    def encode(self) -> bytes:
+        """The item's JSON, kept from `output_item.done` when it is still the same."""
+        return self.encoded if self.encoded is not None else orjson.dumps(self.as_item())
+
+
 class _Part:
-    kind: str
-    text: str = ""
+    __slots__ = ("kind", "pieces", "prefix", "tail")
+
+    def __init__(self, kind: str, item: _Message, content_index: int) -> None:
+        self.kind = kind
+        self.pieces: list[str] = []
+        kind_name = PART_EVENTS[kind]
+        self.prefix = (b"event: " + kind_name + b'.delta\ndata: {"type":"' + kind_name + b'.delta",' + item.where
+                       + b',"content_index":' + str(content_index).encode() + b',"delta":')
+        """A delta event's bytes up to its text."""
+        self.tail = DELTA_TAILS[kind]
 
     def as_part(self) -> dict[str, Any]:
-        return output_text_part(self.text) if self.kind == "output_text" else refusal_part(self.text)
+        text = joined(self.pieces)
+        return output_text_part(text) if self.kind == "output_text" else refusal_part(text)
 
 
-@dataclass(slots=True)
-class _Message:
-    item_id: str
-    output_index: int
-    parts: list[_Part] = field(default_factory=list)
-    status: str = "in_progress"
+class _Message(_Item):
+    __slots__ = ("parts",)
+
+    def __init__(self, item_id: str, output_index: int) -> None:
+        super().__init__(item_id, output_index)
+        self.parts: list[_Part] = []
 
     def as_item(self) -> dict[str, Any]:
         return message_item(self.item_id, [part.as_part() for part in self.parts], self.status)
 
 
-@dataclass(slots=True)
-class _Reasoning:
-    item_id: str
-    output_index: int
-    text: str = ""
-    status: str = "in_progress"
+class _Reasoning(_Item):
+    __slots__ = ("pieces",)
+
+    def __init__(self, item_id: str, output_index: int) -> None:
+        super().__init__(item_id, output_index)
+        self.pieces: list[str] = []
 
     def as_item(self) -> dict[str, Any]:
-        return reasoning_item(self.item_id, self.text, self.status)
+        return reasoning_item(self.item_id, joined(self.pieces), self.status)
 
 
-@dataclass(slots=True)
-class _Call:
-    item_id: str
-    output_index: int
-    call_id: str
-    name: str
-    arguments: str = ""
-    status: str = "in_progress"
+class _Call(_Item):
+    __slots__ = ("call_id", "name", "pieces")
+
+    def __init__(self, item_id: str, output_index: int, call_id: str, name: str) -> None:
+        super().__init__(item_id, output_index)
+        self.call_id = call_id
+        self.name = name
+        self.pieces: list[str] = []
 
     def as_item(self) -> dict[str, Any]:
-        return function_call_item(self.item_id, self.call_id, self.name, self.arguments, self.status)
+        return function_call_item(self.item_id, self.call_id, self.name, joined(self.pieces), self.status)
 
 
-_Item: TypeAlias = _Message | _Reasoning | _Call
+AnyItem: TypeAlias = _Message | _Reasoning | _Call
 
 
 class ChatToResponsesStream:
@@ -80,12 +125,11 @@ class ChatToResponsesStream:
     other, each closed (its `.done` events) when the next one starts."""
 
     def __init__(self, *, request: dict[str, Any], response_id: str, created_at: int) -> None:
-        self._request = request
-        self._response_id = response_id
-        self._created_at = created_at
+        self._responses = ResponseBytes(request, response_id=response_id, created_at=created_at)
         self._sequence = 0
-        self._items: list[_Item] = []
-        self._current: _Item | None = None
+        self._items: list[AnyItem] = []
+        self._current: AnyItem | None = None
+        self._text: _Part | None = None  # the open message's last part, while it is output text: the fast path
         self._calls: dict[int, _Call] = {}
         self._finish_reason: str | None = None
         self._usage: dict[str, Any] | None = None
@@ -99,18 +143,22 @@ class ChatToResponsesStream:
         if self._started:
             return b""
         self._started = True
-        response = self._response("in_progress")
-        return self._event("response.created", response=response) + self._event(
-            "response.in_progress", response=response
-        )
+        response = b'"response":' + self._responses.encode("in_progress", b"[]")
+        return self._event(b"response.created", response) + self._event(b"response.in_progress", response)
 
     def feed(self, chunk: dict[str, Any]) -> bytes:
         """The events for one `chat.completion.chunk` (a chunk holding an `error` object fails the stream)."""
         if self._ended:
             return b""
-        text = text_piece(chunk)
-        if text is not None and isinstance(self._current, _Message) and self._current.parts:
-            return self._text_delta("output_text", text)  # most chunks: the open message's text goes on
+        part = self._text
+        if part is not None or isinstance(self._current, _Message):
+            text = text_piece(chunk)
+            if text is not None:
+                if part is None:  # the open message's last part is a refusal
+                    return self._text_delta("output_text", text)
+                part.pieces.append(text)  # most chunks: the open message's text goes on
+                sequence, self._sequence = self._sequence, self._sequence + 1
+                return part.prefix + orjson.dumps(text) + part.tail + str(sequence).encode() + b"}\n\n"
         if isinstance(chunk.get("error"), dict):
             error = chunk["error"]
             return self.fail(str(error.get("message") or "The upstream failed."), error.get("code"))
@@ -127,14 +175,14 @@ class ChatToResponsesStream:
         reply stopped at the token limit or a content filter) with the whole response and its usage."""
         if self._ended:
             return b""
-        out = [self.start()]
+        out = self.start()
         status = status_for(self._finish_reason)
-        out.append(self._close_current(status))
+        out += self._close_current(status)
         self._ended = True
-        response = self._response(status, completed_at=int(time.time()))
-        kind = "response.completed" if status == "completed" else "response.incomplete"
-        out.append(self._event(kind, response=response))
-        return b"".join(out)
+        response = self._responses.encode(status, self._output(), usage=responses_usage(self._usage),
+                                          finish_reason=self._finish_reason, completed_at=int(time.time()))
+        kind = b"response.completed" if status == "completed" else b"response.incomplete"
+        return out + self._event(kind, b'"response":' + response)
 
     def fail(self, message: str, code: str | None) -> bytes:
         """`response.failed` (status failed, `error` set, the output so far), then the terminal `error` event, as
@@ -143,24 +191,27 @@ class ChatToResponsesStream:
         failure is an exception to the caller, never a stream that merely stops."""
         if self._ended:
             return b""
-        out = [self.start()]
+        out = self.start()
         self._ended = True
+        self._text = None
         for item in self._items:
             if item.status == "in_progress":
-                item.status = "incomplete"
-        response = self._response("failed", error=response_error_object(message, code))
-        out.append(self._event("response.failed", response=response))
+                item.status, item.encoded = "incomplete", None
+        response = self._responses.encode("failed", self._output(), usage=responses_usage(self._usage),
+                                          finish_reason=self._finish_reason,
+                                          error=response_error_object(message, code))
+        out += self._event(b"response.failed", b'"response":' + response)
         nested = {"type": "server_error", "code": code, "message": message, "param": None}
-        out.append(self._event("error", code=code, message=message, param=None, error=nested))
-        return b"".join(out)
+        fields = orjson.dumps({"code": code, "message": message, "param": None, "error": nested})
+        return out + self._event(b"error", fields[1:-1])
 
     def final_message(self) -> dict[str, Any]:
         """The assistant chat message the stream assembled (text, refusal, reasoning, tool calls)."""
-        texts = [part.text for item in self._items if isinstance(item, _Message) for part in item.parts
+        texts = [joined(part.pieces) for item in self._items if isinstance(item, _Message) for part in item.parts
                  if part.kind == "output_text"]
-        refusals = [part.text for item in self._items if isinstance(item, _Message) for part in item.parts
-                    if part.kind == "refusal"]
-        reasoning = [item.text for item in self._items if isinstance(item, _Reasoning)]
+        refusals = [joined(part.pieces) for item in self._items if isinstance(item, _Message)
+                    for part in item.parts if part.kind == "refusal"]
+        reasoning = [joined(item.pieces) for item in self._items if isinstance(item, _Reasoning)]
         calls = [item for item in self._items if isinstance(item, _Call)]
         message: dict[str, Any] = {"role": "assistant", "content": "".join(texts) if texts else None}
         if refusals:
@@ -169,7 +220,8 @@ class ChatToResponsesStream:
             message["reasoning_content"] = "".join(reasoning)
         if calls:
             message["tool_calls"] = [
-                {"id": call.call_id, "type": "function", "function": {"name": call.name, "arguments": call.arguments}}
+                {"id": call.call_id, "type": "function",
+                 "function": {"name": call.name, "arguments": joined(call.pieces)}}
                 for call in calls
             ]
         return message
@@ -200,11 +252,11 @@ class ChatToResponsesStream:
             out += self._close_current("completed")
             item = _Reasoning(new_item_id("rs"), len(self._items))
             out += self._open(item)
-            out += self._event("response.content_part.added", item_id=item.item_id, output_index=item.output_index,
-                               content_index=0, part={"type": "reasoning_text", "text": ""})
-        item.text += text
-        return out + self._event("response.reasoning_text.delta", item_id=item.item_id,
-                                 output_index=item.output_index, content_index=0, delta=text)
+            out += self._event(b"response.content_part.added",
+                               item.where + b',"content_index":0,"part":{"type":"reasoning_text","text":""}')
+        item.pieces.append(text)
+        return out + self._event(b"response.reasoning_text.delta",
+                                 item.where + b',"content_index":0,"delta":' + orjson.dumps(text))
 
     def _text_delta(self, kind: str, text: str) -> bytes:
         out = b""
@@ -216,21 +268,16 @@ class ChatToResponsesStream:
         if not item.parts or item.parts[-1].kind != kind:
             if item.parts:
                 out += self._close_part(item)
-            item.parts.append(_Part(kind))
-            out += self._event("response.content_part.added", item_id=item.item_id, output_index=item.output_index,
-                               content_index=len(item.parts) - 1, part=item.parts[-1].as_part())
+            index = len(item.parts)
+            part = _Part(kind, item, index)
+            item.parts.append(part)
+            self._text = part if kind == "output_text" else None
+            out += self._event(b"response.content_part.added", item.where + b',"content_index":'
+                               + str(index).encode() + b',"part":' + orjson.dumps(part.as_part()))
         part = item.parts[-1]
-        part.text += text
-        if kind == "output_text":  # most of a stream: written directly, as `_event` would, at half its cost
-            sequence, self._sequence = self._sequence, self._sequence + 1
-            return out + (b'event: response.output_text.delta\ndata: {"type":"response.output_text.delta","item_id":'
-                          + orjson.dumps(item.item_id) + b',"output_index":' + str(item.output_index).encode()
-                          + b',"content_index":' + str(len(item.parts) - 1).encode() + b',"delta":'
-                          + orjson.dumps(text) + b',"logprobs":[],"sequence_number":' + str(sequence).encode()
-                          + b"}\n\n")
-        fields: dict[str, Any] = {}
-        return out + self._event(f"{PART_EVENTS[kind]}.delta", item_id=item.item_id, output_index=item.output_index,
-                                 content_index=len(item.parts) - 1, delta=text, **fields)
+        part.pieces.append(text)
+        sequence, self._sequence = self._sequence, self._sequence + 1
+        return out + part.prefix + orjson.dumps(text) + part.tail + str(sequence).encode() + b"}\n\n"
 
     def _tool_call_delta(self, call: dict[str, Any], position: int) -> bytes:
         out = b""
@@ -247,60 +294,61 @@ class ChatToResponsesStream:
             out += self._open(item)
         arguments = function.get("arguments")
         if isinstance(arguments, str) and arguments:
-            item.arguments += arguments
+            item.pieces.append(arguments)
+            item.encoded = None
             # A fragment for a call already closed (an upstream interleaving calls) reaches only the final response.
             if item is self._current:
-                out += self._event("response.function_call_arguments.delta", item_id=item.item_id,
-                                   output_index=item.output_index, delta=arguments)
+                out += self._event(b"response.function_call_arguments.delta",
+                                   item.where + b',"delta":' + orjson.dumps(arguments))
         return out
 
     # --- items ------------------------------------------------------------------------------------------------
 
-    def _open(self, item: _Item) -> bytes:
+    def _open(self, item: AnyItem) -> bytes:
         self._items.append(item)
         self._current = item
-        return self._event("response.output_item.added", output_index=item.output_index, item=item.as_item())
+        return self._event(b"response.output_item.added", b'"output_index":' + str(item.output_index).encode()
+                           + b',"item":' + orjson.dumps(item.as_item()))
 
     def _close_current(self, status: str) -> bytes:
         """The `.done` events of the open item, which ends with `status`."""
         item = self._current
         if item is None:
             return b""
-        self._current = None
+        self._current = self._text = None
         item.status = status
-        out = b""
-        where: dict[str, Any] = {"item_id": item.item_id, "output_index": item.output_index}
         if isinstance(item, _Message):
-            out += self._close_part(item)
+            out = self._close_part(item)
         elif isinstance(item, _Reasoning):
-            out += self._event("response.reasoning_text.done", **where, content_index=0, text=item.text)
-            out += self._event("response.content_part.done", **where, content_index=0,
-                               part={"type": "reasoning_text", "text": item.text})
+            text = orjson.dumps(joined(item.pieces))
+            out = self._event(b"response.reasoning_text.done", item.where + b',"content_index":0,"text":' + text)
+            out += self._event(b"response.content_part.done", item.where
+                               + b',"content_index":0,"part":{"type":"reasoning_text","text":' + text + b"}")
         else:
-            out += self._event("response.function_call_arguments.done", **where, arguments=item.arguments)
-        return out + self._event("response.output_item.done", output_index=item.output_index, item=item.as_item())
+            out = self._event(b"response.function_call_arguments.done",
+                              item.where + b',"arguments":' + orjson.dumps(joined(item.pieces)))
+        item.encoded = orjson.dumps(item.as_item())
+        return out + self._event(b"response.output_item.done", b'"output_index":' + str(item.output_index).encode()
+                                 + b',"item":' + item.encoded)
 
     def _close_part(self, item: _Message) -> bytes:
         part = item.parts[-1]
-        where: dict[str, Any] = {"item_id": item.item_id, "output_index": item.output_index,
-                                 "content_index": len(item.parts) - 1}
+        text = orjson.dumps(joined(part.pieces))
+        where = item.where + b',"content_index":' + str(len(item.parts) - 1).encode()
         if part.kind == "output_text":
-            done = self._event("response.output_text.done", **where, text=part.text, logprobs=[])
+            done = self._event(b"response.output_text.done", where + b',"text":' + text + b',"logprobs":[]')
         else:
-            done = self._event("response.refusal.done", **where, refusal=part.text)
-        return done + self._event("response.content_part.done", **where, part=part.as_part())
+            done = self._event(b"response.refusal.done", where + b',"refusal":' + text)
+        return done + self._event(b"response.content_part.done", where + b',"part":' + orjson.dumps(part.as_part()))
 
     # --- encoding ---------------------------------------------------------------------------------------------
 
-    def _response(self, status: str, *, error: dict[str, Any] | None = None,
-                  completed_at: int | None = None) -> dict[str, Any]:
-        return response_object(
-            self._request, response_id=self._response_id, created_at=self._created_at, status=status,
-            output=[item.as_item() for item in self._items], usage=responses_usage(self._usage) if self._ended
-            else None, finish_reason=self._finish_reason, error=error, completed_at=completed_at,
-        )
+    def _output(self) -> bytes:
+        """The response's `output`: every item so far."""
+        return b"[" + b",".join([item.encode() for item in self._items]) + b"]"
 
-    def _event(self, kind: str, **fields: Any) -> bytes:
-        payload = {"type": kind, **fields, "sequence_number": self._sequence}
-        self._sequence += 1
-        return b"event: " + kind.encode() + b"\ndata: " + orjson.dumps(payload) + b"\n\n"
+    def _event(self, kind: bytes, fields: bytes) -> bytes:
+        """One event: `fields` are its JSON members after `type` and before `sequence_number`."""
+        sequence, self._sequence = self._sequence, self._sequence + 1
+        return (b"event: " + kind + b'\ndata: {"type":"' + kind + b'",' + fields + b',"sequence_number":'
+                + str(sequence).encode() + b"}\n\n")

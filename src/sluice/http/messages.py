@@ -122,11 +122,14 @@ async def _translated(chunks: AsyncGenerator[bytes, None], model: str) -> AsyncG
     """An OpenAI chat stream as Anthropic's event stream."""
     decoder = SSEDecoder()
     stream = ChatToMessagesStream(model=model, message_id="msg_" + random_hex(96))
+    feed = stream.feed
     try:
         async for data in chunks:
-            out = b""
-            for payload in data_of(decoder, data):
-                out += stream.feed(orjson.loads(payload))
+            payloads = data_of(decoder, data)
+            if len(payloads) == 1:  # most reads: one event
+                out = feed(orjson.loads(payloads[0]))
+            else:
+                out = b"".join([feed(orjson.loads(payload)) for payload in payloads])
             if out:
                 yield out
         yield stream.finish()

@@ -119,11 +119,14 @@ async def _translated(chunks: AsyncGenerator[bytes, None], translator: ChatToRes
     """An OpenAI chat stream as the Responses event stream; the answer (`kept`, unless `store: false`) stored
     before its last event is sent, so a next turn never misses it."""
     decoder = SSEDecoder()
+    feed = translator.feed
     try:
         async for data in chunks:
-            out = b""
-            for payload in data_of(decoder, data):
-                out += translator.feed(orjson.loads(payload))
+            payloads = data_of(decoder, data)
+            if len(payloads) == 1:  # most reads: one event
+                out = feed(orjson.loads(payloads[0]))
+            else:
+                out = b"".join([feed(orjson.loads(payload)) for payload in payloads])
             if out:
                 yield out
         ending = translator.finish()

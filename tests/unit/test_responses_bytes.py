@@ -1,0 +1,42 @@
+"""`ResponseBytes`, the streamed `response` objects written from parts encoded once: the very bytes
+`orjson.dumps(response_object(...))` writes, for any request echoed and any state of the response."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import orjson
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from sluice.frontdoors.responses_reply import ResponseBytes, response_error_object, response_object, responses_usage
+
+short = st.text(max_size=6)
+requests = st.fixed_dictionaries({}, optional={
+    "model": st.one_of(st.none(), short), "instructions": short, "max_output_tokens": st.integers(1, 10**6),
+    "previous_response_id": short, "temperature": st.floats(0, 2), "top_p": st.floats(0, 1), "user": short,
+    "service_tier": st.sampled_from(["auto", "default"]), "parallel_tool_calls": st.booleans(),
+    "tool_choice": st.one_of(st.just("required"), st.just({"type": "function", "name": "f"})),
+    "tools": st.lists(st.fixed_dictionaries({"type": st.just("function"), "name": short}), max_size=2),
+    "text": st.just({"format": {"type": "json_object"}}), "reasoning": st.one_of(st.none(), st.just({"effort": "low"})),
+    "metadata": st.dictionaries(short, short, max_size=2), "store": st.booleans()})
+outputs = st.lists(st.fixed_dictionaries({"type": st.just("message"), "id": short, "content": st.just([])}),
+                   max_size=2)
+usages = st.one_of(st.none(), st.fixed_dictionaries({"prompt_tokens": st.integers(0, 99),
+                                                     "completion_tokens": st.integers(0, 99)}))
+
+
+@settings(max_examples=200, deadline=None, derandomize=True, database=None)
+@given(requests, st.sampled_from(["in_progress", "completed", "incomplete", "failed"]), outputs, usages,
+       st.sampled_from([None, "stop", "length", "content_filter"]), st.booleans(),
+       st.one_of(st.none(), st.integers(0, 2**40)))
+def test_the_bytes_are_those_of_the_response_object(
+    request: dict[str, Any], status: str, output: list[dict[str, Any]], usage: dict[str, Any] | None,
+    finish_reason: str | None, failed: bool, completed_at: int | None,
+) -> None:
+    error = response_error_object("It broke.", "server_error") if failed else None
+    fields: dict[str, Any] = {"usage": responses_usage(usage), "finish_reason": finish_reason, "error": error,
+                              "completed_at": completed_at}
+    expected = response_object(request, response_id="resp_1", created_at=7, status=status, output=output, **fields)
+    written = ResponseBytes(request, response_id="resp_1", created_at=7).encode(status, orjson.dumps(output), **fields)
+    assert written == orjson.dumps(expected)
