@@ -491,3 +491,28 @@ def test_a_streamed_turn_is_stored_as_history_for_the_next_request() -> None:
     assert follow_up["messages"][1]["content"] == "Let me check."
     assert [call["id"] for call in follow_up["messages"][1]["tool_calls"]] == ["call_a", "call_b"]
     assert "reasoning_content" not in follow_up["messages"][1]
+
+
+AGENTS = {"type": "namespace", "name": "multi_agent_v1", "description": "Sub-agents.", "tools": [
+    {"type": "function", "name": "close_agent", "parameters": {"type": "object", "properties": {}}}]}
+
+
+def test_a_call_of_a_namespace_function_comes_back_under_the_callers_names() -> None:
+    request = {"model": "gpt-test", "input": "Hi", "tools": [WEATHER_TOOL, AGENTS]}
+    calls = [{"id": "call_1", "type": "function", "function": {"name": "multi_agent_v1__close_agent",
+                                                                "arguments": "{}"}},
+             {"id": "call_2", "type": "function", "function": {"name": "get_weather", "arguments": "{}"}}]
+    response = response_for({"content": None, "tool_calls": calls}, request, finish_reason="tool_calls")
+    assert [(item.name, item.namespace) for item in response.output] == [  # type: ignore[union-attr]
+        ("close_agent", "multi_agent_v1"), ("get_weather", None)]
+
+    events, stream = run_stream([
+        chunk({"role": "assistant", "tool_calls": [{"index": 0, "id": "call_1", "type": "function", "function": {
+            "name": "multi_agent_v1__close_agent", "arguments": "{}"}}]}),
+        chunk({}, "tool_calls"), usage_chunk()], {**request, "stream": True})
+    added = next(event for event in events if event.type == "response.output_item.added")
+    assert (added.item.name, added.item.namespace) == ("close_agent", "multi_agent_v1")
+    completed = events[-1].response.output[0]
+    assert (completed.name, completed.namespace) == ("close_agent", "multi_agent_v1")
+    # The conversation keeps the name the chat model knows, for the next turn.
+    assert stream.final_message()["tool_calls"][0]["function"]["name"] == "multi_agent_v1__close_agent"

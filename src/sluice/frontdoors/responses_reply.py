@@ -8,6 +8,7 @@ from typing import Any
 import orjson
 
 from sluice.errors import GatewayError
+from sluice.frontdoors.responses_request import namespaces_of
 from sluice.ids import random_hex
 
 INCOMPLETE_REASONS = {"length": "max_output_tokens", "content_filter": "content_filter"}
@@ -36,9 +37,19 @@ def message_item(item_id: str, content: list[dict[str, Any]], status: str) -> di
     return {"type": "message", "id": item_id, "role": "assistant", "status": status, "content": content}
 
 
-def function_call_item(item_id: str, call_id: str, name: str, arguments: str, status: str) -> dict[str, Any]:
-    return {"type": "function_call", "id": item_id, "call_id": call_id, "name": name, "arguments": arguments,
-            "status": status}
+Namespaces = dict[str, tuple[str, str]]
+"""Chat function name → (namespace, function name), from `namespaces_of` the request's tools."""
+
+
+def function_call_item(item_id: str, call_id: str, name: str, arguments: str, status: str,
+                       namespaces: Namespaces | None = None) -> dict[str, Any]:
+    """A function call item; a call of a namespace tool's function (`{namespace}__{name}` to the chat model) under
+    the caller's own names."""
+    item: dict[str, Any] = {"type": "function_call", "id": item_id, "call_id": call_id, "name": name,
+                            "arguments": arguments, "status": status}
+    if namespaces and name in namespaces:
+        item["namespace"], item["name"] = namespaces[name]
+    return item
 
 
 def reasoning_item(item_id: str, text: str | None, status: str) -> dict[str, Any]:
@@ -170,7 +181,7 @@ def chat_to_response(
     message = as_object(choice.get("message"))
     finish_reason = choice.get("finish_reason")
     status = status_for(finish_reason)
-    output = output_items(message, status)
+    output = output_items(message, status, namespaces_of(request.get("tools")))
     return response_object(
         request, response_id=response_id, created_at=created_at, status=status, output=output,
         usage=responses_usage(reply.get("usage")), finish_reason=finish_reason,
@@ -185,7 +196,7 @@ def _first_choice(reply: dict[str, Any]) -> dict[str, Any]:
     return {}
 
 
-def output_items(message: dict[str, Any], status: str) -> list[dict[str, Any]]:
+def output_items(message: dict[str, Any], status: str, namespaces: Namespaces | None = None) -> list[dict[str, Any]]:
     """The output items for a chat assistant message: reasoning, then the message, then its function calls."""
     items: list[dict[str, Any]] = []
     reasoning = reasoning_text(message)
@@ -202,7 +213,7 @@ def output_items(message: dict[str, Any], status: str) -> list[dict[str, Any]]:
         function = as_object(as_object(call).get("function"))
         items.append(function_call_item(
             new_item_id("fc"), str(as_object(call).get("id") or new_item_id("call")), str(function.get("name") or ""),
-            str(function.get("arguments") or ""), status,
+            str(function.get("arguments") or ""), status, namespaces,
         ))
     return items
 

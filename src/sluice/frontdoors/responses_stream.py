@@ -14,6 +14,7 @@ from typing import Any, TypeAlias
 import orjson
 
 from sluice.frontdoors.responses_reply import (
+    Namespaces,
     ResponseBytes,
     as_object,
     function_call_item,
@@ -26,6 +27,7 @@ from sluice.frontdoors.responses_reply import (
     responses_usage,
     status_for,
 )
+from sluice.frontdoors.responses_request import namespaces_of
 from sluice.stream_reader import text_piece
 
 PART_EVENTS = {"output_text": b"response.output_text", "refusal": b"response.refusal"}
@@ -104,16 +106,18 @@ class _Reasoning(_Item):
 
 
 class _Call(_Item):
-    __slots__ = ("call_id", "name", "pieces")
+    __slots__ = ("call_id", "name", "namespaces", "pieces")
 
-    def __init__(self, item_id: str, output_index: int, call_id: str, name: str) -> None:
+    def __init__(self, item_id: str, output_index: int, call_id: str, name: str, namespaces: Namespaces) -> None:
         super().__init__(item_id, output_index)
         self.call_id = call_id
-        self.name = name
+        self.name = name  # the chat function's name, as the conversation stores it
+        self.namespaces = namespaces
         self.pieces: list[str] = []
 
     def as_item(self) -> dict[str, Any]:
-        return function_call_item(self.item_id, self.call_id, self.name, joined(self.pieces), self.status)
+        return function_call_item(self.item_id, self.call_id, self.name, joined(self.pieces), self.status,
+                                  self.namespaces)
 
 
 AnyItem: TypeAlias = _Message | _Reasoning | _Call
@@ -126,6 +130,7 @@ class ChatToResponsesStream:
 
     def __init__(self, *, request: dict[str, Any], response_id: str, created_at: int) -> None:
         self._responses = ResponseBytes(request, response_id=response_id, created_at=created_at)
+        self._namespaces = namespaces_of(request.get("tools"))
         self._sequence = 0
         self._items: list[AnyItem] = []
         self._current: AnyItem | None = None
@@ -289,7 +294,7 @@ class ChatToResponsesStream:
             given_id, given_name = call.get("id"), function.get("name")
             call_id = given_id if isinstance(given_id, str) and given_id else new_item_id("call")
             name = given_name if isinstance(given_name, str) else ""
-            item = _Call(new_item_id("fc"), len(self._items), call_id, name)
+            item = _Call(new_item_id("fc"), len(self._items), call_id, name, self._namespaces)
             self._calls[index] = item
             out += self._open(item)
         arguments = function.get("arguments")
