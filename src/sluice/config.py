@@ -69,6 +69,9 @@ class OpenAIProviderConfig(_UpstreamProvider):
     """OpenAI or any OpenAI-compatible server (OpenRouter, vLLM, Ollama, LM Studio, Gemini)."""
 
     type: Literal["openai"]
+    native_responses: bool | None = None
+    """`/v1/responses` calls sent to this provider's own Responses API as they came (true), or translated to chat
+    (false); unset: native when the base URL is OpenAI's (api.openai.com)."""
 
 
 class AzureProviderConfig(_UpstreamProvider):

@@ -11,6 +11,7 @@ from typing import Any
 import orjson
 
 from sluice.exchange import Exchange
+from sluice.frontdoors.responses_native import chat_completion, chat_stream, chat_usage
 from sluice.providers.anthropic_response import from_anthropic_response, openai_usage
 from sluice.providers.anthropic_stream import AnthropicStreamError, AnthropicStreamTranslator
 from sluice.stream_reader import usage_object as _usage_object
@@ -19,8 +20,10 @@ from sluice.streaming import DONE_EVENT, NotSSE, SSEDecoder, encode_data
 
 def openai_bodies(wire: str, stream: bool, chunks: Sequence[bytes], body: bytes | None, model: str
                   ) -> tuple[list[bytes], bytes | None]:
-    """The chunks and reply of a `wire` (`anthropic`) exchange in OpenAI's shape; what cannot be read (a stream cut
-    by the request log's bound, a broken reply) is left out rather than guessed."""
+    """The chunks and reply of a `wire` (`anthropic`, `responses`) exchange in OpenAI's shape; what cannot be read (a
+    stream cut by the request log's bound, a broken reply) is left out rather than guessed."""
+    if wire == "responses":
+        return _responses_bodies(stream, chunks, body, model)
     if wire != "anthropic":
         return list(chunks), body
     if stream:
@@ -30,8 +33,12 @@ def openai_bodies(wire: str, stream: bool, chunks: Sequence[bytes], body: bytes 
 
 def native_usage(exchange: Exchange) -> dict[str, Any] | None:
     """The OpenAI `usage` of a natively answered exchange, from its Anthropic bytes: a reply's `usage`, or a stream's
-    first `usage` (message_start: the input) and last (message_delta: the output so far), nothing else decoded."""
+    first `usage` (message_start: the input) and last (message_delta: the output so far), nothing else decoded; from
+    a Responses answer, the `usage` of the response object (a stream's last event)."""
     usage: dict[str, Any] | None
+    if exchange.wire == "responses":
+        raw = b"".join(exchange.chunks[-4:]) if exchange.stream else exchange.response_body
+        return chat_usage(_usage_object(raw, raw.rfind(b'"usage"'))) if raw else None
     if exchange.stream:
         chunks = exchange.chunks
         if not chunks:
@@ -80,3 +87,14 @@ def _stream_chunks(chunks: Sequence[bytes], model: str) -> list[bytes]:
     if translator.done:
         out.append(DONE_EVENT)
     return out
+
+
+def _responses_bodies(stream: bool, chunks: Sequence[bytes], body: bytes | None, model: str
+                      ) -> tuple[list[bytes], bytes | None]:
+    if stream:
+        return chat_stream(list(chunks), model), body
+    try:
+        response = orjson.loads(body) if body else None
+    except orjson.JSONDecodeError:
+        return [], None
+    return [], orjson.dumps(chat_completion(response, model)) if isinstance(response, dict) else None

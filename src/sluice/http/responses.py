@@ -16,6 +16,7 @@ from typing import Any
 import orjson
 
 from sluice.errors import GatewayError, InvalidRequest, NotFound, UpstreamProtocolError
+from sluice.frontdoors.responses_native import ending_response, native_body, native_turn
 from sluice.frontdoors.responses_reply import chat_to_response, conversation_turn
 from sluice.frontdoors.responses_request import ResponsesRequestError, responses_to_chat
 from sluice.frontdoors.responses_store import StoredResponse
@@ -27,8 +28,8 @@ from sluice.ids import random_hex
 from sluice.keys.principal import Principal
 from sluice.pipeline.answer import relay, serve
 from sluice.pipeline.flow import Flow
-from sluice.providers.base import JSONObject
-from sluice.streaming import SSE_HEADERS, SSEDecoder, data_of
+from sluice.providers.base import JSONObject, NativeCall
+from sluice.streaming import SSE_HEADERS, NotSSE, SSEDecoder, data_of
 
 RESPONSES_PATH = "/v1/responses"
 RESPONSE_PREFIX = "/v1/responses/"
@@ -76,11 +77,15 @@ async def _answer(flow: Flow, scope: Scope, receive: Receive, send: Send) -> Non
     except ResponsesRequestError as exc:
         raise InvalidRequest(str(exc), param=exc.param) from None
     request, route = flow.route("chat", chat, None)
+    native = request.native = NativeCall("responses", native_body(body, history))
     await flow.admit(model=flow.exchange.model, body=chat, size=len(raw))
     response_id, created = "resp_" + random_hex(192), int(time.time())
     keep = body.get("store") is not False
     if request.stream:
         chunks = await flow.open_stream(request, route)
+        if native.answered:
+            await _relay_native(flow, chunks, client, send, partial(_kept_native, chat, principal) if keep else None)
+            return
         translator = ChatToResponsesStream(request=body, response_id=response_id, created_at=created)
 
         def kept(response: dict[str, Any]) -> StoredResponse:
@@ -91,7 +96,12 @@ async def _answer(flow: Flow, scope: Scope, receive: Receive, send: Send) -> Non
         await relay(_translated(chunks, translator, flow, kept if keep else None), client, send,
                     partial(_ending, translator), start, flow.gateway.streams)
         return
-    reply = orjson.loads(await flow.call(request, route))
+    # The response cache keys chat bodies: a native answer must never answer a chat call.
+    raw_reply = await flow.call(request, route, cached=False)
+    if native.answered:
+        await _send_native(flow, send, raw_reply, partial(_kept_native, chat, principal) if keep else None)
+        return
+    reply = orjson.loads(raw_reply)
     try:
         response = chat_to_response(reply, request=body, response_id=response_id, created_at=created)
         message = reply["choices"][0]["message"]
@@ -102,6 +112,63 @@ async def _answer(flow: Flow, scope: Scope, receive: Receive, send: Send) -> Non
     encoded = orjson.dumps(response)
     await send_bytes(send, 200, encoded,
                      [JSON_TYPE, *flow.response_headers((b"content-length", str(len(encoded)).encode()))])
+
+
+def _kept_native(chat: dict[str, Any], principal: Principal, response: dict[str, Any]) -> StoredResponse:
+    """What Sluice keeps of a natively answered turn, under the upstream's own response id."""
+    return StoredResponse(str(response.get("id")), principal.key_id, native_turn(chat, response), response)
+
+
+async def _send_native(flow: Flow, send: Send, reply: bytes,
+                       kept: Callable[[dict[str, Any]], StoredResponse] | None) -> None:
+    """The upstream's `response` object as it came, kept first (unless `store: false`)."""
+    flow.exchange.wire = "responses"
+    if kept is not None:
+        try:
+            response = orjson.loads(reply)
+        except orjson.JSONDecodeError as exc:
+            raise UpstreamProtocolError("The upstream's reply could not be read as a Responses object.") from exc
+        if isinstance(response, dict):
+            await flow.gateway.responses.save(kept(response))
+    await send_bytes(send, 200, reply,
+                     [JSON_TYPE, *flow.response_headers((b"content-length", str(len(reply)).encode()))])
+
+
+async def _relay_native(flow: Flow, chunks: AsyncGenerator[bytes, None], client: Any, send: Send,
+                        kept: Callable[[dict[str, Any]], StoredResponse] | None) -> None:
+    """The upstream's Responses event stream relayed byte for byte; the answer kept before its ending event goes
+    out (unless `store: false`)."""
+    flow.exchange.wire = "responses"
+    start = {"type": "http.response.start", "status": 200, "headers": SSE_HEADERS + flow.response_headers()}
+    await relay(_kept_stream(chunks, flow, kept) if kept is not None else chunks, client, send, _native_ending, start,
+                flow.gateway.streams)
+
+
+async def _kept_stream(chunks: AsyncGenerator[bytes, None], flow: Flow,
+                       kept: Callable[[dict[str, Any]], StoredResponse]) -> AsyncGenerator[bytes, None]:
+    """The native stream, each read as it came; the read that completes the ending event waits until the answer
+    is kept."""
+    decoder = SSEDecoder()
+    try:
+        async for data in chunks:
+            try:
+                events = decoder.feed(data)
+            except NotSSE:  # the provider's relay ends such a stream with an error
+                events = []
+            for event in events:
+                response = ending_response(event)
+                if response is not None:
+                    await flow.gateway.responses.save(kept(response))
+            yield data
+    finally:
+        await chunks.aclose()
+
+
+def _native_ending(tail: bytes, error: GatewayError) -> bytes:
+    """The `error` event that ends a broken native stream."""
+    return (b"" if tail.endswith(b"\n\n") else b"\n\n") + b"event: error\ndata: " + orjson.dumps({
+        "type": "error", "code": error.code, "message": error.message, "param": None,
+        "error": {"type": error.type, "code": error.code, "message": error.message, "param": None}}) + b"\n\n"
 
 
 def _ending(translator: ChatToResponsesStream, tail: bytes, error: GatewayError) -> bytes:

@@ -25,10 +25,11 @@ OPERATION_PATHS: dict[str, str] = {
 
 @dataclass(slots=True)
 class NativeCall:
-    """The caller's own request in a provider's protocol (a `/v1/messages` body), for a deployment that speaks it:
-    sent as it is (the deployment's model set) instead of the OpenAI form, and its reply relayed unchanged."""
+    """The caller's own request in a provider's protocol (a `/v1/messages` body for Anthropic, a `/v1/responses` one
+    for OpenAI), for a deployment that speaks it: sent as it is (the deployment's model set) instead of the chat
+    form, and its reply relayed unchanged."""
 
-    protocol: Literal["anthropic"]
+    protocol: Literal["anthropic", "responses"]
     body: JSONObject
     headers: dict[str, str] = field(default_factory=dict)
     """The caller's protocol headers to pass on (`anthropic-version`, `anthropic-beta`)."""
