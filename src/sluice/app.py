@@ -139,7 +139,7 @@ class SluiceApp:
             if rule is not None:
                 from sluice.http.services import handle
 
-                await handle(self.gateway, rule, scope, receive, send)
+                await handle(self.gateway, rule, scope, receive, send, headers)
                 return
         if scope["path"] == "/" and scope["method"] in ("GET", "HEAD"):
             from sluice.http.services import service_info

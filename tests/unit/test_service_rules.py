@@ -83,3 +83,17 @@ def test_a_thousand_rules_are_indexed_by_their_first_segment() -> None:
                   {"path": "/**", "service": "default"})
     assert service(rules, "/svc999/x") == "s999" and service(rules, "/nothing") == "default"
     assert len(list(rules._candidates("/svc5/x"))) == 2  # its own rule and the catch-all, not 1,001
+
+
+@pytest.mark.parametrize(("pattern", "matched", "unmatched"), [
+    ("/svc/**", ["/svc", "/svc/", "/svc/a/b"], ["/svcx", "/svc\n", "/svc/a\nb", "/"]),
+    ("/**", ["/", "/a", "/a/b/"], ["/a\nb"]),
+    ("//a//**", ["/a/", "/a//b"], ["/a", "/a/b"]),
+    ("/a/b/", ["/a/b"], ["/a/b/", "/a", "/a/b/c"]),
+    ("/", ["/"], ["/a", ""]),
+])
+def test_prefix_and_exact_paths_match_as_their_pattern_reads(pattern: str, matched: list[str],
+                                                             unmatched: list[str]) -> None:
+    rules = table({"path": pattern, "service": "s"})
+    assert [service(rules, path) for path in matched] == ["s"] * len(matched)
+    assert [service(rules, path) for path in unmatched] == [None] * len(unmatched)

@@ -15,7 +15,7 @@ from sluice.gateway import Gateway
 from sluice.http.asgi import ASGIApp, Receive, Scope, Send, read_body
 from sluice.http.relayed import is_stream, opening, relay_reply, rest
 from sluice.pipeline.answer import serve
-from sluice.pipeline.flow import Flow
+from sluice.pipeline.flow import Flow, Headers
 from sluice.providers.passthrough import Forwarded, PassthroughTarget, reply_headers
 from sluice.providers.upstream import OpenStream
 
@@ -80,7 +80,8 @@ async def _answer(flow: Flow, scope: Scope, receive: Receive, send: Send) -> Non
     url = target.url(suffix, scope["query_string"])
     body = flow.exchange.request_body = await read_body(receive, flow.headers, flow.body_limit, flow.body_clock)
     flow.watch_client(receive)
-    upstream_headers = target.headers(scope["headers"], forwarded_of(scope, flow.headers, flow.request_id))
+    upstream_headers = target.headers(scope["headers"], forwarded_of(scope, flow.headers, flow.request_id),
+                                      flow.headers)
     reply = await flow.call_raw(target, scope["method"], url, upstream_headers, body)
     await respond(flow, target, reply, scope, receive, send)
 
@@ -89,11 +90,7 @@ async def respond(flow: Flow, target: PassthroughTarget, reply: OpenStream, scop
                   send: Send) -> None:
     """The upstream's status, headers and body, unchanged but for hop-by-hop headers (and Sluice's request id,
     when the upstream sent none, its overhead and rate-limit headers)."""
-    headers = reply_headers(reply)
-    ours = flow.response_headers()
-    if any(name == b"x-request-id" for name, _ in headers):
-        ours = [header for header in ours if header[0] != b"x-request-id"]
-    headers += ours
+    headers = with_ours(reply_headers(reply), flow)
     if _whole(scope, reply):
         body = await flow.watched(target.read(reply))
     elif reply.response.get_header("content-length") is None and not is_stream(reply):
@@ -106,6 +103,16 @@ async def respond(flow: Flow, target: PassthroughTarget, reply: OpenStream, scop
     flow.exchange.response_body = body
     await send({"type": "http.response.start", "status": reply.status, "headers": headers})
     await send({"type": "http.response.body", "body": body})
+
+
+def with_ours(headers: Headers, flow: Flow) -> Headers:
+    """An upstream's reply `headers` and the flow's own after them (its request id only if the upstream sent
+    none)."""
+    ours = flow.response_headers()
+    for name, _ in headers:
+        if name == b"x-request-id":
+            return headers + [header for header in ours if header[0] != b"x-request-id"]
+    return headers + ours
 
 
 def _whole(scope: Scope, reply: OpenStream) -> bool:

@@ -4,22 +4,25 @@ the edges that relay replies as they came (services, provider passthrough) can s
 Relaying chunk by chunk costs a disconnect watcher, a generator per layer, a message and a write per chunk: on the
 benchmark's chunked JSON replies a service request cost ~1.8× a chat request, which reads its reply whole
 (docs/benchmarks.md, "Service routes: proxying"). So the first chunk is read before the status is sent, and the
-read of the next one gets one turn of the event loop: a body that ended with its first chunk has said so by then
-(96 % of the time here; otherwise it is relayed as before, which answers the same bytes). Event streams and NDJSON
-are relayed at once, so their headers are never held back waiting for a first event.
+read of the next one is polled at once (~93 % of the benchmark's replies have said they ended by then, with no task
+made), else given one turn of the event loop (~97 % by then; otherwise the reply is relayed as before, which answers
+the same bytes). Event streams and NDJSON are relayed at once, so their headers are never held back waiting for a
+first event.
 """
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncGenerator
+from collections.abc import AsyncGenerator, Coroutine
+from typing import Any
 
 from pyreqwest.bytes import Bytes
+from pyreqwest.exceptions import RequestError
 
 from sluice.http.asgi import Receive, Send
 from sluice.pipeline.answer import relay
 from sluice.pipeline.flow import Flow, Headers
-from sluice.providers.upstream import OpenStream, map_transport_errors
+from sluice.providers.upstream import OpenStream, transport_error
 
 STREAM_TYPES = ("text/event-stream", "application/x-ndjson", "application/jsonl", "multipart/")
 """Content types relayed from their first byte: what clients read as it comes."""
@@ -34,21 +37,48 @@ async def opening(reply: OpenStream, upstream: str) -> tuple[bytes, asyncio.Futu
     """The reply's first chunk, and the pending read of the next one; (whole body, None) when the body ended with
     its first chunk (the reply is then released)."""
     reader = reply.response.body_reader
+    following: asyncio.Future[Bytes | None] | None = None
     try:
-        with map_transport_errors(upstream):
-            first = await reader.read_chunk()
-            if first is None:
-                await reply.close()
-                return b"", None
-            following = asyncio.ensure_future(reader.read_chunk())
+        first = await reader.read_chunk()
+        if first is None:
+            await reply.close()
+            return b"", None
+        following = _next_read(reader.read_chunk())
+        if following is None:
+            await reply.close()
+            return bytes(first), None
+        if not following.done():
             await asyncio.sleep(0)  # one turn: the end of a body already received completes the read by now
             if following.done() and following.exception() is None and following.result() is None:
                 await reply.close()
                 return bytes(first), None
+    except RequestError as exc:
+        await reply.close()
+        raise transport_error(exc, upstream) from exc
     except BaseException:
+        if following is not None and not following.done():
+            following.cancel()
         await reply.close()
         raise
     return bytes(first), following
+
+
+def _next_read(read: Coroutine[Any, Any, Bytes | None]) -> asyncio.Future[Bytes | None] | None:
+    """The read of the next chunk, polled once here: None when it found the body's end at once (most replies that
+    ended with their first chunk; no task made), else the read as a future (done if a chunk was there)."""
+    try:
+        read.send(None)
+    except StopIteration as ended:
+        if ended.value is None:
+            return None
+        chunk: asyncio.Future[Bytes | None] = asyncio.get_running_loop().create_future()
+        chunk.set_result(ended.value)
+        return chunk
+    except BaseException:
+        read.close()
+        raise
+    # Still waiting: the task polls it again (with its own waker), so what this poll yielded is not needed.
+    return asyncio.ensure_future(read)
 
 
 async def rest(reply: OpenStream, upstream: str, first: bytes, following: asyncio.Future[Bytes | None]
@@ -58,11 +88,13 @@ async def rest(reply: OpenStream, upstream: str, first: bytes, following: asynci
     reader = reply.response.body_reader
     try:
         yield first
-        with map_transport_errors(upstream):
+        try:
             chunk = await following
             while chunk is not None:
                 yield bytes(chunk)
                 chunk = await reader.read_chunk()
+        except RequestError as exc:
+            raise transport_error(exc, upstream) from exc
     finally:
         if not following.done():
             following.cancel()

@@ -3,30 +3,34 @@
 Like provider passthrough it is raw ASGI over a `Flow`: the caller's method, path (rewritten by the rule), query,
 headers (hop-by-hop ones and the caller's credentials dropped, forwarding and identity headers set, the rule's
 edits applied) and body go upstream; the reply comes back as the instance sent it, streamed. Bodies up to
-`BUFFERED_BODY` bytes are read first, so an idempotent request can be tried on another instance; longer ones are
-streamed upstream as they arrive (never retried).
+`BUFFERED_BODY` bytes are read first, so an idempotent request can be tried on another instance, and so is one
+whose whole body came in its first message; other bodies are streamed upstream as they arrive (never retried).
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import AsyncIterator
 from functools import partial
 from urllib.parse import quote
 
 import orjson
+from pyreqwest.exceptions import RequestError
 
 from sluice.errors import GatewayError, PayloadTooLarge
 from sluice.gateway import Gateway
-from sluice.http.asgi import ClientDisconnected, Receive, Scope, Send, read_body, too_large
+from sluice.http.asgi import ClientDisconnected, Message, Receive, Scope, Send, read_body, too_large
+from sluice.http.body_clock import BodyClock
+from sluice.http.passthrough import with_ours
 from sluice.http.relayed import is_stream, opening, relay_reply, rest
 from sluice.http.service_cache import REVALIDATED, look_up
 from sluice.keys.principal import Principal
 from sluice.pipeline.answer import serve
 from sluice.pipeline.flow import Flow
 from sluice.pipeline.service_call import call_service
-from sluice.providers.passthrough import CALLER_ONLY, forwarded_for, hop_by_hop, reply_headers
-from sluice.providers.upstream import OpenStream, body_chunks, map_transport_errors
+from sluice.providers.passthrough import CALLER_ONLY, HOP_BY_HOP, dropped_from, forwarded_for, reply_headers
+from sluice.providers.upstream import OpenStream, body_chunks, transport_error
 from sluice.services.options import HeaderEdits, RouteConfig
 from sluice.services.registry import Service
 from sluice.services.rules import Rule
@@ -42,9 +46,10 @@ _KEYED_ONLY = frozenset({b"authorization", b"x-api-key"})
 """Dropped on routes that authenticate the caller: the gateway's credentials never reach a service."""
 
 
-async def handle(gateway: Gateway, rule: Rule, scope: Scope, receive: Receive, send: Send) -> None:
-    """One request to a service route."""
-    flow = Flow.begin(gateway, scope, "service")
+async def handle(gateway: Gateway, rule: Rule, scope: Scope, receive: Receive, send: Send,
+                 headers: dict[bytes, bytes] | None = None) -> None:
+    """One request to a service route (`headers`: the request's by name, when the dispatcher made them)."""
+    flow = Flow.begin(gateway, scope, "service", headers=headers)
     await serve(flow, send, partial(_answer, flow, rule, scope, receive, send))
 
 
@@ -73,16 +78,18 @@ async def _answer(flow: Flow, rule: Rule, scope: Scope, receive: Receive, send: 
     registry = flow.gateway.services
     assert registry is not None
     service = registry.services[rule.service_for(flow.headers)]
-    flow.exchange.provider = service.name
-    flow.exchange.route = route.path or route.path_regex
-    logger.debug("route %s (rule %d) -> service %s", flow.exchange.route, rule.index, service.name)
+    exchange = flow.exchange
+    exchange.provider = service.name
+    exchange.route = route.path or route.path_regex
+    logger.debug("route %s (rule %d) -> service %s", exchange.route, rule.index, service.name)
     method = scope["method"]
     body, retryable = await _body(flow, route, method, receive)
     path = with_query(scope, rule.upstream_path(raw_path(scope)))
     headers = upstream_headers(scope, flow, principal, route)
-    cached = await look_up(flow, rule, service.name, method, path, headers)
-    edit = partial(edited_headers, edits=route.response_headers)
+    edits = route.response_headers
+    cached = await look_up(flow, rule, service.name, method, path, headers) if route.cache is not None else None
     if cached is not None:
+        edit = partial(edited_headers, edits=edits)
         if cached.entry is not None and cached.usable:
             return await cached.answer(send, cached.entry, "HIT", edit)
         headers = cached.conditional(headers)
@@ -95,11 +102,9 @@ async def _answer(flow: Flow, rule: Rule, scope: Scope, receive: Receive, send: 
             await flow.watched(_read(service, reply))
             return await cached.answer(send, cached.refreshed(received), REVALIDATED, edit)
         verdict = cached.storable(reply.status, received)
-    answer = edit(received) + (cached.missed() if cached is not None else [])
-    ours = flow.response_headers()
-    if any(name == b"x-request-id" for name, _ in answer):
-        ours = [header for header in ours if header[0] != b"x-request-id"]
-    answer += ours
+        answer = with_ours(edited_headers(received, edits) + cached.missed(), flow)
+    else:
+        answer = with_ours(edited_headers(received, edits), flow)
     length = reply.response.get_header("content-length")
     if method == "HEAD" or reply.status in _NO_BODY_STATUSES or verdict is not None or (
             length is not None and length.isdigit() and int(length) <= WHOLE_REPLY):
@@ -113,39 +118,69 @@ async def _answer(flow: Flow, rule: Rule, scope: Scope, receive: Receive, send: 
                                      send, following)
     else:
         return await relay_reply(flow, reply, answer, body_chunks(reply, service.name), receive, send)
-    flow.exchange.response_body = content
+    exchange.response_body = content
     await send({"type": "http.response.start", "status": reply.status, "headers": answer})
     await send({"type": "http.response.body", "body": content})
 
 
 async def _read(service: Service, reply: OpenStream) -> bytes:
     try:
-        with map_transport_errors(service.name):
-            return await reply.read()
+        return await reply.read()
+    except RequestError as exc:
+        raise transport_error(exc, service.name) from exc
     finally:
         await reply.close()
 
 
 async def _body(flow: Flow, route: RouteConfig, method: str, receive: Receive
                 ) -> tuple[bytes | AsyncIterator[bytes], bool]:
-    """The body to send (bytes when small enough to read first, else an iterator) and whether the call may be
-    tried again on another instance."""
+    """The body to send (bytes when small enough to read first, or when it came whole in the request's first
+    message, else an iterator) and whether the call may be tried again on another instance."""
     limit = route.max_body_bytes if route.max_body_bytes is not None else flow.body_limit
-    declared = flow.headers.get(b"content-length")
+    headers = flow.headers
+    declared = headers.get(b"content-length")
     size = int(declared) if declared is not None and declared.isdigit() else None
     if size is not None and size > limit:
         raise too_large(limit)
     retryable = method in IDEMPOTENT or route.retry_non_idempotent
-    if size is not None and size <= BUFFERED_BODY or (size is None and b"transfer-encoding" not in flow.headers):
-        body = flow.exchange.request_body = await read_body(receive, flow.headers, limit, flow.body_clock)
-        flow.watch_client(receive)
-        return body, retryable
-    return _streamed(receive, limit), False
+    if size is not None and size <= BUFFERED_BODY:
+        body = flow.exchange.request_body = await read_body(receive, headers, limit, flow.body_clock)
+    elif size is None and b"transfer-encoding" not in headers:
+        # Neither header: the request has no body (RFC 9112 §6.3), so its one message needs no body clock.
+        body = flow.exchange.request_body = await read_body(receive, headers, limit)
+    else:
+        first = await _first_message(receive, flow.body_clock)
+        if first["type"] == "http.disconnect":
+            raise ClientDisconnected
+        body = first.get("body", b"")
+        if len(body) > limit:
+            raise too_large(limit)
+        if first.get("more_body", False):
+            return _streamed(receive, limit, body), False
+        flow.exchange.request_body = body  # all of it came at once: sent as bytes, no stream to bridge
+    flow.watch_client(receive)
+    return body, retryable
 
 
-async def _streamed(receive: Receive, limit: int) -> AsyncIterator[bytes]:
-    """The request body as it arrives, refused past `limit` bytes (the upstream call is then aborted)."""
-    size = 0
+async def _first_message(receive: Receive, clock: BodyClock) -> Message:
+    """The request's first message, within the body read timeout (RequestTimeout, 408, past it)."""
+    task = clock.start()
+    try:
+        return await receive()
+    except asyncio.CancelledError:
+        if clock.timed_out(task):
+            raise clock.refusal() from None
+        raise
+    finally:
+        clock.stop(task)
+
+
+async def _streamed(receive: Receive, limit: int, first: bytes) -> AsyncIterator[bytes]:
+    """The request body as it arrives (`first`: what its first message brought), refused past `limit` bytes (the
+    upstream call is then aborted)."""
+    size = len(first)
+    if first:
+        yield first
     while True:
         message = await receive()
         if message["type"] == "http.disconnect":
@@ -160,26 +195,30 @@ async def _streamed(receive: Receive, limit: int) -> AsyncIterator[bytes]:
             return
 
 
+_DROPPED = HOP_BY_HOP | CALLER_ONLY
+_DROPPED_PUBLIC = _DROPPED - _KEYED_ONLY  # a public route's Authorization is the service's own business
+
+
 def upstream_headers(scope: Scope, flow: Flow, principal: Principal | None, route: RouteConfig
                      ) -> list[tuple[str, str]]:
     """The caller's end-to-end headers, forwarding info, the caller's identity (never its key), the route's
     edits; `X-Sluice-*` headers a caller sent are dropped so no one can claim an identity."""
     caller: list[tuple[bytes, bytes]] = scope["headers"]
-    drop = hop_by_hop(caller) | CALLER_ONLY
-    if principal is None:
-        drop -= _KEYED_ONLY  # a public route's Authorization is the service's own business
+    by_name = flow.headers
+    drop = dropped_from(caller, by_name, _DROPPED if principal is not None else _DROPPED_PUBLIC)
     out = [(name.decode("latin-1"), value.decode("latin-1")) for name, value in caller
            if name not in drop and not name.startswith(b"x-sluice-")]
     client = scope.get("client")
-    out.append(("x-forwarded-for", forwarded_for(caller, client[0] if client else "unknown")))
+    out.append(("x-forwarded-for", forwarded_for(caller, client[0] if client else "unknown", by_name)))
     out.append(("x-forwarded-proto", scope.get("scheme", "http")))
-    host = flow.headers.get(b"host")
+    host = by_name.get(b"host")
     if host:
         out.append(("x-forwarded-host", host.decode("latin-1")))
     out.append(("x-request-id", flow.request_id.decode()))
     trace = flow.exchange.trace
     if trace is not None:
-        out = [(name, value) for name, value in out if name != "traceparent"]
+        if b"traceparent" in by_name:
+            out = [(name, value) for name, value in out if name != "traceparent"]
         out.append(("traceparent", trace.traceparent_for_upstream()))
     if principal is not None:
         out.append(("x-sluice-key-id", _header_safe(principal.key_id)))

@@ -85,9 +85,12 @@ class Flow:
 
     @classmethod
     def begin(cls, gateway: Gateway, scope: Scope, operation: str | None, *,
-              observers: Sequence[Observer] | None = None, counted: bool = True) -> Flow:
-        """The flow of a request that arrives at an edge: its request id, its trace ids when tracing is on."""
-        headers = dict(scope["headers"])
+              observers: Sequence[Observer] | None = None, counted: bool = True,
+              headers: dict[bytes, bytes] | None = None) -> Flow:
+        """The flow of a request that arrives at an edge: its request id, its trace ids when tracing is on
+        (`headers`: the request's by name, when the edge already made them from the scope)."""
+        if headers is None:
+            headers = dict(scope["headers"])
         request_id = request_id_of(headers)
         exchange = Exchange(request_id=request_id.decode(), endpoint=scope["path"], method=scope["method"],
                             started_at=time(), operation=operation, request_headers=scope["headers"])

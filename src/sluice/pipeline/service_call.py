@@ -21,16 +21,17 @@ RETRIED_STATUSES = frozenset({502, 503, 504})
 Reply = TypeVar("Reply")
 
 
-async def call_service(flow: Flow, service: Service, method: str, path: str, headers: list[tuple[str, str]],
-                       body: bytes | AsyncIterator[bytes], *, retryable: bool, read_seconds: float | None
-                       ) -> OpenStream:
-    """The reply of the first instance that answers (a 5xx it answered on the last try included)."""
+def call_service(flow: Flow, service: Service, method: str, path: str, headers: list[tuple[str, str]],
+                 body: bytes | AsyncIterator[bytes], *, retryable: bool, read_seconds: float | None
+                 ) -> Awaitable[OpenStream]:
+    """The reply of the first instance that answers (a 5xx it answered on the last try included). Not a coroutine
+    of its own: each resumption of the call would pass through one more frame."""
 
-    async def send(endpoint: Endpoint) -> OpenStream:
-        return await service.send(method, endpoint.target + path, headers, body, read_seconds)
+    def send(endpoint: Endpoint) -> Awaitable[OpenStream]:
+        return service.send(method, endpoint.target + path, headers, body, read_seconds)
 
     # A body still being relayed upstream reads the client's messages itself: then there is no watch.
-    return await flow.watched(on_an_instance(flow, service, send, _status, _close, retryable=retryable))
+    return flow.watched(on_an_instance(flow, service, send, _status, _close, retryable=retryable))
 
 
 async def on_an_instance(flow: Flow, service: Service, call: Callable[[Endpoint], Awaitable[Reply]],

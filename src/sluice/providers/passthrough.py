@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from urllib.parse import parse_qsl, unquote_plus, urlencode
 
 from pyreqwest.client import Client
+from pyreqwest.exceptions import RequestError
 from pyreqwest.http import Url
 
 from sluice.config import (
@@ -27,7 +28,7 @@ from sluice.config import (
 )
 from sluice.errors import GatewayError, InvalidRequest
 from sluice.providers.passthrough_paths import safe_query, safe_suffix
-from sluice.providers.upstream import OpenStream, body_chunks, map_transport_errors, pooled_client
+from sluice.providers.upstream import OpenStream, body_chunks, pooled_client, transport_error
 
 Headers = Iterable[tuple[bytes, bytes]]
 UpstreamConfig = OpenAIProviderConfig | AzureProviderConfig | AnthropicProviderConfig | GeminiProviderConfig
@@ -37,12 +38,18 @@ HOP_BY_HOP = frozenset({
     b"trailer", b"transfer-encoding", b"upgrade",
 })
 """Headers that describe one connection (RFC 9110 §7.6.1) and never cross a proxy, in either direction."""
+_HOP_BY_HOP_NAMES = frozenset(name.decode("latin-1") for name in HOP_BY_HOP)
+_CONNECTION_ONLY = frozenset({"keep-alive", "close"})
+"""`Connection` values that name no other header (nearly every reply's)."""
 
 CALLER_ONLY = frozenset({
     b"host", b"content-length", b"expect", b"authorization", b"x-api-key",
     b"x-forwarded-for", b"x-forwarded-proto", b"x-forwarded-host", b"x-request-id",
 })
 """Request headers the gateway drops or rewrites: its own credentials, framing it recomputes, forwarding info."""
+
+CHECKED_PATHS = 1024
+"""How many checked paths a target remembers (`PassthroughTarget.url`); past that it starts again."""
 
 QUERY_CREDENTIALS = frozenset({
     "key", "api_key", "apikey", "x_api_key", "x_goog_api_key", "access_token", "auth_token", "token",
@@ -87,9 +94,19 @@ def _with_defaults(query: str, params: Mapping[str, str]) -> str:
     return f"{query}&{urlencode(missing)}" if query else urlencode(missing)
 
 
-def forwarded_for(caller: Headers, client: str) -> str:
+def dropped_from(caller: list[tuple[bytes, bytes]], headers: Mapping[bytes, bytes], fixed: frozenset[bytes]
+                 ) -> frozenset[bytes]:
+    """`fixed` plus, when the request has a `Connection` header (`headers`: the request's by name), the names it
+    lists: what a request's headers must lose on their way upstream."""
+    return fixed | hop_by_hop(caller) if b"connection" in headers else fixed
+
+
+def forwarded_for(caller: Headers, client: str, headers: Mapping[bytes, bytes] | None = None) -> str:
     """The caller's `X-Forwarded-For` chain with `client` appended, unless the server already took `client` from
-    the end of that chain (uvicorn's proxy_headers does, for trusted proxies)."""
+    the end of that chain (uvicorn's proxy_headers does, for trusted proxies). `headers`, the request's headers by
+    name, saves the scan when it has none."""
+    if headers is not None and b"x-forwarded-for" not in headers:
+        return client
     prior = b", ".join(value for name, value in caller if name == b"x-forwarded-for").decode("latin-1")
     if not prior:
         return client
@@ -113,12 +130,15 @@ class PassthroughTarget:
         self._origin = Url(self.base)
         self.credentials = dict(credentials)
         """Headers that replace whatever the caller sent under the same name."""
-        self._replaced = frozenset(name.lower().encode("latin-1") for name in credentials)
+        self._dropped = HOP_BY_HOP | CALLER_ONLY | frozenset(name.lower().encode("latin-1") for name in credentials)
+        """The caller's headers never sent: hop-by-hop, the gateway's own, those the credentials replace."""
         self.defaults = dict(defaults)
         """Headers sent only when the caller sent none of that name (`anthropic-version`)."""
         self.params = dict(params)
         """Query parameters added when the caller did not pass them (Azure's `api-version`)."""
         self._client: Client | None = None
+        self._checked: dict[str, str] = {}
+        """Paths (without a query) that passed `url`'s checks, and their URLs."""
 
     async def start(self) -> None:
         timeout = self.config.timeout
@@ -132,13 +152,23 @@ class PassthroughTarget:
 
     def url(self, suffix: str, query: bytes) -> str:
         """`{base_url}{suffix}?{query}`, refusing any suffix or query that could leave the base URL; credentials
-        in the caller's query are dropped."""
+        in the caller's query are dropped. The URLs of paths without a query that passed are remembered (a few
+        paths are most of the traffic, and checking one costs ~8 µs); a query may carry a caller's credentials,
+        so those URLs are never kept."""
+        if not query:
+            known = self._checked.get(suffix)
+            if known is not None:
+                return known
         text = without_credentials(safe_query(query))
         if self.params:
             text = _with_defaults(text, self.params)
         url = self.base + safe_suffix(suffix) + (f"?{text}" if text else "")
         if not self._contains(Url(url)):
             raise InvalidRequest("The provider path must stay under the provider's base URL.", code="invalid_path")
+        if not query:
+            if len(self._checked) >= CHECKED_PATHS:
+                self._checked.clear()
+            self._checked[suffix] = url
         return url
 
     def _contains(self, url: Url) -> bool:
@@ -147,18 +177,22 @@ class PassthroughTarget:
                 and not url.username and url.password is None
                 and (url.path == base.path or url.path.startswith(base_path + "/")))
 
-    def headers(self, caller: list[tuple[bytes, bytes]], forwarded: Forwarded) -> list[tuple[str, str]]:
-        """The caller's end-to-end headers, with forwarding info and the provider's credentials."""
-        drop = hop_by_hop(caller) | CALLER_ONLY | self._replaced
+    def headers(self, caller: list[tuple[bytes, bytes]], forwarded: Forwarded,
+                by_name: Mapping[bytes, bytes] | None = None) -> list[tuple[str, str]]:
+        """The caller's end-to-end headers, with forwarding info and the provider's credentials (`by_name`: the
+        request's headers as a dict, when the caller has it, to look names up without a scan)."""
+        drop = dropped_from(caller, by_name, self._dropped) if by_name is not None else \
+            hop_by_hop(caller) | self._dropped
         out = [(name.decode("latin-1"), value.decode("latin-1")) for name, value in caller if name not in drop]
-        out.append(("x-forwarded-for", forwarded_for(caller, forwarded.client or "unknown")))
+        out.append(("x-forwarded-for", forwarded_for(caller, forwarded.client or "unknown", by_name)))
         out.append(("x-forwarded-proto", forwarded.proto))
         if forwarded.host:
             out.append(("x-forwarded-host", forwarded.host))
         out.append(("x-request-id", forwarded.request_id))
         out.extend(self.credentials.items())
-        sent = {name for name, _ in caller}
-        out.extend((name, value) for name, value in self.defaults.items() if name.encode() not in sent)
+        if self.defaults:
+            sent = by_name if by_name is not None else {name for name, _ in caller}
+            out.extend((name, value) for name, value in self.defaults.items() if name.encode() not in sent)
         return out
 
     async def send(self, method: str, url: str, headers: list[tuple[str, str]], body: bytes) -> OpenStream:
@@ -169,8 +203,10 @@ class PassthroughTarget:
         if body:
             builder = builder.body_bytes(body)
         request = builder.streamed_read_buffer_limit(0).build_streamed()
-        with map_transport_errors(self.name):
+        try:
             return OpenStream(request, await request.__aenter__())
+        except RequestError as exc:
+            raise transport_error(exc, self.name) from exc
 
     def chunks(self, reply: OpenStream) -> AsyncGenerator[bytes, None]:
         """The reply's body as it arrives; closing the iterator early aborts the upstream request."""
@@ -179,8 +215,9 @@ class PassthroughTarget:
     async def read(self, reply: OpenStream) -> bytes:
         """The whole reply body, then the reply released."""
         try:
-            with map_transport_errors(self.name):
-                return await reply.read()
+            return await reply.read()
+        except RequestError as exc:
+            raise transport_error(exc, self.name) from exc
         finally:
             await reply.close()
 
@@ -200,10 +237,21 @@ class UnsignedTarget(PassthroughTarget):
 
 
 def reply_headers(reply: OpenStream) -> list[tuple[bytes, bytes]]:
-    """The upstream's response headers, minus hop-by-hop ones, as ASGI header pairs (names are lower-case)."""
-    pairs = [(name.encode("latin-1"), value.encode("latin-1")) for name, value in reply.response.headers.items()]
-    drop = hop_by_hop(pairs)
-    return [(name, value) for name, value in pairs if name not in drop]
+    """The upstream's response headers, minus hop-by-hop ones, as ASGI header pairs (names are lower-case).
+
+    One pass: the names a `Connection` header lists (rarely any but `keep-alive`/`close`) are dropped after it."""
+    out = []
+    listed: list[str] | None = None
+    for name, value in reply.response.headers.items():
+        if name in _HOP_BY_HOP_NAMES:
+            if name == "connection" and value.lower() not in _CONNECTION_ONLY:
+                (listed := listed or []).append(value)
+            continue
+        out.append((name.encode("latin-1"), value.encode("latin-1")))
+    if listed is not None:
+        named = {token.strip().lower().encode("latin-1") for value in listed for token in value.split(",")}
+        out = [(name, value) for name, value in out if name not in named]
+    return out
 
 
 def target_for(name: str, config: UpstreamConfig) -> PassthroughTarget:

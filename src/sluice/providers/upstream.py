@@ -32,11 +32,16 @@ def map_transport_errors(provider: str) -> Iterator[None]:
     """Turn the client's timeouts and transport failures into UpstreamTimeout / UpstreamUnreachable."""
     try:
         yield
-    except RequestTimeoutError as exc:
-        raise UpstreamTimeout(f"Upstream provider {provider!r} timed out.") from exc
     except RequestError as exc:
-        reason = type(exc).__name__
-        raise UpstreamUnreachable(f"Upstream provider {provider!r} could not be reached: {reason}.") from exc
+        raise transport_error(exc, provider) from exc
+
+
+def transport_error(exc: RequestError, provider: str) -> GatewayError:
+    """The gateway's error for one of the client's: UpstreamTimeout or UpstreamUnreachable. For the per-request
+    paths, which catch `RequestError` themselves (a `with map_transport_errors` costs ~1 µs each time)."""
+    if isinstance(exc, RequestTimeoutError):
+        return UpstreamTimeout(f"Upstream provider {provider!r} timed out.")
+    return UpstreamUnreachable(f"Upstream provider {provider!r} could not be reached: {type(exc).__name__}.")
 
 
 @dataclass(slots=True)

@@ -9,9 +9,10 @@ from datetime import timedelta
 from typing import TYPE_CHECKING
 
 from pyreqwest.client import Client
+from pyreqwest.exceptions import RequestError
 
 from sluice.errors import GatewayError
-from sluice.providers.upstream import OpenStream, map_transport_errors, pooled_client
+from sluice.providers.upstream import OpenStream, pooled_client, transport_error
 from sluice.routing.balance import balancer
 from sluice.routing.breaker import CircuitBreaker
 from sluice.routing.endpoint import Endpoint
@@ -109,8 +110,10 @@ class Service:
         if read_seconds is not None:  # the route's own timeout, for the whole call
             builder = builder.timeout(timedelta(seconds=read_seconds))
         request = builder.streamed_read_buffer_limit(0).build_streamed()
-        with map_transport_errors(self.name):
+        try:
             return OpenStream(request, await request.__aenter__())
+        except RequestError as exc:
+            raise transport_error(exc, self.name) from exc
 
 
 class ServiceRegistry:

@@ -39,11 +39,25 @@ class Rule:
     segment: str
     """The first path segment of every path it matches, or `_ANY` when that segment is a pattern."""
     _turns: dict[str, float] = field(default_factory=dict)
+    same: str | None = None
+    """The one path an exact `path` matches, compared without the regex."""
+    under: str | None = None
+    """For a `/prefix/**` path: the prefix, whose paths (and it) are matched with string tests, not the regex."""
+    rewrite: re.Pattern[str] | None = None
+    """The rewrite's pattern, compiled once."""
 
     def matches(self, method: str, path: str, headers: Mapping[bytes, bytes], query: Mapping[str, str]) -> bool:
         if self.methods is not None and method not in self.methods:
             return False
-        if not self.regex.fullmatch(path):
+        if self.same is not None:
+            if path != self.same:
+                return False
+        elif self.under is not None:
+            under = self.under
+            # What `(?:/.*)?` after the prefix matches: nothing, or a slash and anything but a newline.
+            if not (path == under or path.startswith(under + "/") and "\n" not in path):
+                return False
+        elif not self.regex.fullmatch(path):
             return False
         for name, value in self.headers:
             if headers.get(name) != value:
@@ -82,8 +96,8 @@ class Rule:
         config = self.config
         if config.strip_prefix and (path == config.strip_prefix or path.startswith(config.strip_prefix + "/")):
             path = path[len(config.strip_prefix):] or "/"
-        if config.rewrite is not None:
-            path = re.sub(config.rewrite.pattern, config.rewrite.replacement, path)
+        if self.rewrite is not None and config.rewrite is not None:
+            path = self.rewrite.sub(config.rewrite.replacement, path)
         if config.add_prefix:
             path = config.add_prefix.rstrip("/") + path
         return path
@@ -113,7 +127,7 @@ class RuleTable:
         return None
 
     def _candidates(self, path: str) -> Iterator[Rule]:
-        segment = path.split("/", 2)[1] if path.count("/") else _ANY
+        segment = path.split("/", 2)[1] if "/" in path else _ANY
         own = self._by_segment.get(segment, []) if segment != _ANY else []
         wild = self._by_segment.get(_ANY, [])
         if not wild:
@@ -152,7 +166,27 @@ def _compile(index: int, route: RouteConfig) -> Rule:
         methods=frozenset(method.upper() for method in route.methods) if route.methods else None,
         headers=tuple((name.lower().encode("latin-1"), value.encode("latin-1"))
                       for name, value in route.headers.items()),
-        query=tuple(route.query.items()), segment=_first_segment(route))
+        query=tuple(route.query.items()), segment=_first_segment(route),
+        same=_normalised(route.path) if route.path is not None and exact else None,
+        under=_prefix_of(route.path) if route.path is not None else None,
+        rewrite=re.compile(route.rewrite.pattern) if route.rewrite is not None else None)
+
+
+def _segments(pattern: str) -> list[str]:
+    return pattern.strip("/").split("/") if pattern != "/" else []
+
+
+def _normalised(pattern: str) -> str:
+    """The one path an exact pattern matches, as `_path_regex` reads it (outer slashes dropped)."""
+    return "".join("/" + part for part in _segments(pattern)) or "/"
+
+
+def _prefix_of(pattern: str) -> str | None:
+    """`/a/b` of a `/a/b/**` pattern (`` of `/**`); None for any other pattern."""
+    parts = _segments(pattern)
+    if not parts or parts[-1] != "**" or any("*" in part for part in parts[:-1]):
+        return None
+    return "".join("/" + part for part in parts[:-1])
 
 
 def _path_regex(pattern: str) -> re.Pattern[str]:
