@@ -47,8 +47,11 @@ def echo_service(name: str) -> Starlette:
         seen.append({"service": name, "path": "/fail"})
         return Response(b"down", status_code=503)
 
+    async def chat_shaped(request: Request) -> Response:  # a service whose JSON happens to look like an LLM's
+        return JSONResponse({"choices": [], "usage": {"prompt_tokens": 7, "completion_tokens": 3, "total_tokens": 10}})
+
     app = Starlette(routes=[Route("/{rest:path}/big", big), Route("/{rest:path}/redirect", redirect),
-                            Route("/{rest:path}/fail", fail),
+                            Route("/{rest:path}/fail", fail), Route("/{rest:path}/usage", chat_shaped),
                             Route("/{path:path}", echo, methods=["GET", "POST", "PUT", "DELETE", "PATCH"])])
     app.state.seen = seen
     return app
@@ -215,3 +218,9 @@ def test_metrics_count_service_requests_by_route_pattern_not_by_path(gateway: st
         time.sleep(0.1)
     assert 'sluice_requests_total{model="",provider="users",route="/api/users/**",status="200"}' in text
     assert 'route="/api/users/3"' not in text
+    # A service's reply is not read for LLM token usage, whatever it says.
+    assert httpx.get(gateway + "/api/users/usage", headers=AUTH).json()["usage"]["total_tokens"] == 10
+    time.sleep(0.2)  # a scrape counts every finished exchange
+    text = httpx.get(gateway + "/metrics", headers=AUTH).text
+    assert 'sluice_tokens_total{direction="prompt",model="",provider="users"} 0.0' in text, [
+        line for line in text.splitlines() if line.startswith("sluice_tokens_total")]

@@ -18,11 +18,14 @@ class Usage:
 
 def usage_of(exchange: Exchange) -> Usage | None:
     """The `usage` the reply (or the stream's last chunks) reported, without decoding the whole body; read once
-    per finished exchange, however many observers ask."""
+    per finished exchange, however many observers ask. A service route's reply is never read for it (its tokens
+    are not charged to token limits or budgets, nor counted in `sluice_tokens_total`)."""
     read = exchange.usage_read
     if read is not None:
         return read[0]
-    if exchange.wire is not None:  # a provider's own protocol (frontdoors/native_view.py)
+    if exchange.route is not None:  # a service's reply: not an LLM's, whatever its body says
+        usage = None
+    elif exchange.wire is not None:  # a provider's own protocol (frontdoors/native_view.py)
         from sluice.frontdoors.native_view import native_usage
 
         usage = _counts(native_usage(exchange))
