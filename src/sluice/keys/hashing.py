@@ -39,9 +39,26 @@ def looks_managed(presented: str) -> bool:
 
 def key_digest(pepper: bytes, secret: str) -> bytes:
     """HMAC-SHA256 of a key under the server's pepper: the only digest of a key Sluice makes (static and managed)."""
-    # Not `hmac.digest`: its one-shot call releases the GIL, and a request then waits for other threads to give it
-    # back (~1.8 ms against one busy thread, measured); an HMAC object keeps it for inputs this short.
-    return hmac.new(pepper, secret.encode("utf-8"), hashlib.sha256).digest()
+    template = _KEYED.get(pepper)
+    if template is None:
+        template = _keyed(pepper)
+    mac = template.copy()
+    mac.update(secret.encode("utf-8"))
+    return mac.digest()
+
+
+# An HMAC keyed with the pepper once and copied for each key: ~0.8 µs a digest against ~1.9 for `hmac.new` (its
+# key set-up). Not `hmac.digest`: its one-shot call releases the GIL, and a request then waits for other threads to
+# give it back (~1.8 ms against one busy thread, measured); an HMAC object's `update` keeps it for inputs this short.
+_KEYED: dict[bytes, hmac.HMAC] = {}
+
+
+def _keyed(pepper: bytes) -> hmac.HMAC:
+    """The HMAC-SHA256 keyed with `pepper`, before any message."""
+    if len(_KEYED) > 4:  # one pepper per process, in practice; tests make more
+        _KEYED.clear()
+    template = _KEYED[pepper] = hmac.new(pepper, digestmod=hashlib.sha256)
+    return template
 
 
 def key_hash(pepper: bytes, secret: str) -> str:

@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -15,7 +16,7 @@ from sluice.db.errors import database_errors
 from sluice.db.urls import check_url, database_url
 from sluice.errors import AuthenticationFailed, GatewayError, ServiceUnavailable
 from sluice.keys.cache import TTLCache
-from sluice.keys.hashing import PEPPER_FILE, load_pepper, looks_managed
+from sluice.keys.hashing import PEPPER_FILE, key_hash, load_pepper, looks_managed
 from sluice.keys.principal import Principal
 from sluice.keys.records import KeyRecord, principal_of
 from sluice.keys.static import StaticKeyRing, scoped_keys
@@ -55,12 +56,13 @@ class ManagedKeys:
                                                                          config.keys.cache_size)
         self._unknown: TTLCache[bool] = TTLCache(config.keys.cache_ttl_seconds, config.keys.cache_size)
         self._lookups = asyncio.Semaphore(_CONCURRENT_LOOKUPS)
+        self._looking: dict[str, asyncio.Future[Principal]] = {}
         self._store: KeyStore | None = None
         self._opening: asyncio.Task[KeyStore] | None = None
 
     async def authenticate(self, presented: str) -> Principal:
-        store = await self.store()
-        digest = store.hash(presented)
+        store = self._store or await self.store()  # no coroutine of its own once the store is open
+        digest = key_hash(store.pepper, presented)
         known = self._known.get(digest)
         if known is not None:
             principal, valid_until = known
@@ -69,6 +71,15 @@ class ManagedKeys:
             raise incorrect_key()
         if self._unknown.get(digest):
             raise incorrect_key()
+        looking = self._looking.get(digest)
+        if looking is None:
+            looking = self._looking[digest] = asyncio.ensure_future(self._look_up(store, digest))
+            looking.add_done_callback(partial(self._looked_up, digest))
+        return await asyncio.shield(looking)  # a caller that leaves does not cancel the others' lookup
+
+    async def _look_up(self, store: KeyStore, digest: str) -> Principal:
+        """The key's principal from the store, cached (or its absence); shared by the requests that miss the cache
+        for the same key at once (when its entry expires, every request in flight does): one query, not one each."""
         record = await self._find(store, digest)
         if record is None or record.status != "active":
             self._unknown.put(digest, True)
@@ -76,6 +87,13 @@ class ManagedKeys:
         principal = principal_of(record, self._defaults, digest)
         self._known.put(digest, (principal, _valid_until(record)))
         return principal
+
+    def _looked_up(self, digest: str, looking: asyncio.Future[Principal]) -> None:
+        """The shared lookup ended: the next miss starts a new one."""
+        if self._looking.get(digest) is looking:
+            del self._looking[digest]
+        if not looking.cancelled():
+            looking.exception()  # retrieved here too: every waiter may have left
 
     async def store(self) -> KeyStore:
         """The store, opening it (pepper, engine, SQLite migrations) on first use; 503 if that fails or hangs."""
@@ -98,6 +116,7 @@ class ManagedKeys:
         """Drop cached lookups (after this instance changed a key; other instances wait out the TTL)."""
         self._known.clear()
         self._unknown.clear()
+        self._looking.clear()  # a lookup already under way may have read the key before the change
 
     async def aclose(self) -> None:
         if self._opening is not None and not self._opening.done():

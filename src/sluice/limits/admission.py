@@ -8,15 +8,15 @@ whose `release()` gives back its concurrency slots when the response (or stream)
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from typing import TYPE_CHECKING, Any, Protocol
 
 from sluice.errors import ServiceUnavailable
 from sluice.limits.backend import BackendFailure, Charge, Limiter, Policy, State, Verdict
 from sluice.limits.client_ip import ClientAddress
 from sluice.limits.failures import FailureReport
-from sluice.limits.headers import Headers, limit_headers, throttled
-from sluice.limits.options import Limits
+from sluice.limits.headers import Headers, limit_headers, policy_line, throttled
+from sluice.limits.options import Limits, RateLimit
 from sluice.limits.policies import KeyPolicies, model_policies, policies_of
 from sluice.limits.tokens import TokenCharger, estimate_tokens
 
@@ -29,6 +29,8 @@ if TYPE_CHECKING:
 
 _ADDRESSES_KEPT = 10_000
 """Client addresses whose charges are kept built (the same few addresses send most requests)."""
+_PLANS_KEPT = 10_000
+"""Keys (by model) whose plans are kept built."""
 _SUBJECTS = {"key": "this API key", "ip": "your address", "model": "model"}
 
 
@@ -39,24 +41,56 @@ class BudgetCheck(Protocol):
 
 
 class Grant:
-    """What a request was admitted with: the states its headers show and the slots to release at its end."""
+    """What a request was admitted with: the states its headers show and the slots to release at its end.
 
-    __slots__ = ("_limiter", "states", "verdicts")
+    `line` is the `RateLimit-Policy` value of `states` (each plan's, built once, joined in admission order);
+    `verdicts` holds only the verdicts that took concurrency slots."""
+
+    __slots__ = ("_limiter", "states", "verdicts", "line")
 
     def __init__(self, limiter: Limiter) -> None:
         self._limiter = limiter
         self.states: list[State] = []
         self.verdicts: list[Verdict] = []
+        self.line = b""
 
     def headers(self) -> Headers:
-        return limit_headers(self.states) if self.states else []
+        return limit_headers(self.states, line=self.line) if self.states else []
 
     def release(self) -> None:
         """Give back every slot (once: a second call does nothing)."""
-        for verdict in self.verdicts:
-            if verdict.slots:
-                self._limiter.release(verdict)
-        self.verdicts.clear()
+        verdicts = self.verdicts
+        if verdicts:
+            for verdict in verdicts:
+                if verdict.slots:
+                    self._limiter.release(verdict)
+            verdicts.clear()
+
+
+class Plan:
+    """What one request of a subject is charged, built once per key (and model) and its limits: the policies,
+    the charges of a request without a token estimate (tokens cost 0 there), where the token policies are, and
+    their `RateLimit-Policy` value."""
+
+    __slots__ = ("policies", "flat", "tokens", "unestimated", "line")
+
+    def __init__(self, policies: tuple[Policy, ...]) -> None:
+        self.policies = policies
+        self.flat = tuple(Charge(p, 0 if p.unit == "tokens" else 1) for p in policies)
+        self.tokens = tuple(i for i, p in enumerate(policies) if p.unit == "tokens")
+        self.unestimated = [self.flat[i] for i in self.tokens]
+        self.line = policy_line(policies)
+
+    def charges(self, estimate: int) -> Sequence[Charge]:
+        """The charges with `estimate` tokens (at most each token policy's quota)."""
+        if not estimate or not self.tokens:
+            return self.flat
+        charges = list(self.flat)
+        policies = self.policies
+        for index in self.tokens:
+            policy = policies[index]
+            charges[index] = Charge(policy, estimate if estimate < policy.quota else policy.quota)
+        return charges
 
 
 class Admission:
@@ -70,7 +104,9 @@ class Admission:
         """The per-address policies (keys without the address); empty: `admit_ip` need not be called."""
         self.models = model_policies(models)
         self._key_policies = KeyPolicies()
-        self._address_charges: dict[str, list[Charge]] = {}
+        self._plans: dict[tuple[str, str, bool], tuple[RateLimit, Plan | None]] = {}
+        self._address_charges: dict[str, tuple[Charge, ...]] = {}
+        self._ip_line = policy_line(self.per_ip) if self.per_ip else b""
         self._client_address = ClientAddress(limits.trusted_proxies)
         self._fail_closed = limits.on_backend_failure == "closed"
         self._report = report
@@ -82,17 +118,52 @@ class Admission:
         """Whether `admit` has anything to check for this caller (and model)."""
         return principal.budget is not None or not principal.limits.unlimited or model in self.models
 
+    def admit_ip_now(self, scope: Any) -> Grant | None:
+        """`admit_ip` when the limiter decides without I/O (memory, or a Redis allowance); None when `admit_ip`
+        must be awaited (nothing was charged)."""
+        verdict = self.limiter.acquire_now(self._ip_charges(scope))
+        if verdict is None:
+            return None
+        grant = Grant(self.limiter)
+        self._settle(grant, verdict, self._ip_line, "ip")
+        return grant
+
     async def admit_ip(self, scope: Any) -> Grant:
         """Charge the client's address (before authentication); Throttled (429) when it is over its limits."""
+        grant = Grant(self.limiter)
+        await self._charge(grant, self._ip_charges(scope), self._ip_line, "ip")
+        return grant
+
+    def _ip_charges(self, scope: Any) -> tuple[Charge, ...]:
+        """The charges of the request's client address, built once per address."""
         address = self._client_address(scope)
         charges = self._address_charges.get(address)
         if charges is None:
             if len(self._address_charges) >= _ADDRESSES_KEPT:
                 self._address_charges.clear()
-            charges = self._address_charges[address] = [
-                Charge(Policy(p.name, f"rl:ip:{address}{p.key}", p.quota, p.unit)) for p in self.per_ip]
-        grant = Grant(self.limiter)
-        await self._charge(grant, charges, "ip")
+            charges = self._address_charges[address] = tuple(
+                Charge(Policy(p.name, f"rl:ip:{address}{p.key}", p.quota, p.unit)) for p in self.per_ip)
+        return charges
+
+    def admit_now(self, principal: Principal, grant: Grant | None = None, *, model: str | None = None,
+                  body: dict[str, Any] | None = None, size: int = 0, exchange: Exchange | None = None,
+                  per_key: bool = True) -> Grant | None:
+        """`admit` when it is decided without I/O: no budget to check, and the limiter answers from memory (or a
+        Redis allowance); None when `admit` must be awaited (nothing was charged). Most requests take this way,
+        which saves `admit`'s three coroutines."""
+        if per_key and principal.budget is not None and self.budgets is not None:
+            return None
+        plan = self._plan(principal.key_id, principal.limits, model or "", per_key)
+        if plan is None:
+            return grant or Grant(self.limiter)
+        charges = plan.charges(estimate_tokens(body, size)) if plan.tokens and body is not None else plan.flat
+        verdict = self.limiter.acquire_now(charges)
+        if verdict is None:
+            return None
+        grant = grant or Grant(self.limiter)
+        self._settle(grant, verdict, plan.line, "key", model)
+        if exchange is not None and plan.tokens:
+            self.tokens.expect(exchange, [charges[i] for i in plan.tokens])
         return grant
 
     async def admit(self, principal: Principal, grant: Grant | None = None, *, model: str | None = None,
@@ -105,20 +176,40 @@ class Admission:
         grant = grant or Grant(self.limiter)
         if per_key and principal.budget is not None and self.budgets is not None:
             await self.budgets.check(principal)
-        models = self.models.get(model or "", ())
-        policies = self._key_policies(principal.key_id, principal.limits) + models if per_key else models
-        if not policies:
+        plan = self._plan(principal.key_id, principal.limits, model or "", per_key)
+        if plan is None:
             return grant
-        estimate = estimate_tokens(body, size) if body is not None else 0
-        charges = [Charge(p, min(estimate, p.quota) if p.unit == "tokens" else 1) for p in policies]
-        charged = await self._charge(grant, charges, "key", model)
-        if exchange is not None and any(p.unit == "tokens" for p in policies):
-            self.tokens.expect(exchange, [c if charged else Charge(c.policy, 0) for c in charges
-                                          if c.policy.unit == "tokens"])
+        tokens = plan.tokens
+        charges = plan.charges(estimate_tokens(body, size)) if tokens and body is not None else plan.flat
+        charged = await self._charge(grant, charges, plan.line, "key", model)
+        if exchange is not None and tokens:
+            self.tokens.expect(exchange, [charges[i] for i in tokens] if charged else plan.unestimated)
         return grant
 
-    async def _charge(self, grant: Grant, charges: list[Charge], subject: str, model: str | None = None) -> bool:
-        """Acquire `charges` into `grant`; False when the backend failed and the request goes through anyway."""
+    def _plan(self, key_id: str, limits: RateLimit, model: str, per_key: bool) -> Plan | None:
+        """The plan of a request of `key_id` (with `limits`) for `model`; None when nothing limits it. Checked
+        against the limits it was built from as `KeyPolicies` does (identity first; a cached principal carries
+        the same object on every request)."""
+        index = (key_id, model, per_key)
+        found = self._plans.get(index)
+        if found is not None:
+            if found[0] is limits:
+                return found[1]
+            if found[0] == limits:
+                self._plans[index] = (limits, found[1])  # the next request is an identity hit
+                return found[1]
+        models = self.models.get(model, ())
+        policies = self._key_policies(key_id, limits) + models if per_key else models
+        plan = Plan(policies) if policies else None
+        if len(self._plans) >= _PLANS_KEPT:
+            self._plans.clear()
+        self._plans[index] = (limits, plan)
+        return plan
+
+    async def _charge(self, grant: Grant, charges: Sequence[Charge], line: bytes, subject: str,
+                      model: str | None = None) -> bool:
+        """Acquire `charges` (whose `RateLimit-Policy` value is `line`) into `grant`; False when the backend failed
+        and the request goes through anyway."""
         try:
             verdict = await self.limiter.acquire(charges)
         except BackendFailure as exc:
@@ -126,10 +217,19 @@ class Admission:
             if self._fail_closed:
                 raise ServiceUnavailable("Rate limits cannot be checked right now; please retry shortly.") from None
             return False
-        grant.states.extend(verdict.states)
+        self._settle(grant, verdict, line, subject, model)
+        return True
+
+    def _settle(self, grant: Grant, verdict: Verdict, line: bytes, subject: str, model: str | None = None) -> None:
+        """Add `verdict` to `grant`; Throttled (429) when it refused."""
+        states = verdict.states
+        if states:
+            grant.states += states
+            grant.line = grant.line + b", " + line if grant.line else line
         if verdict.allowed:
-            grant.verdicts.append(verdict)
-            return True
+            if verdict.slots:
+                grant.verdicts.append(verdict)
+            return
         violated = verdict.violated
         assert violated is not None
         kind = violated.name.partition("-")[0]

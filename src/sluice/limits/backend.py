@@ -16,8 +16,8 @@ Unit = Literal["requests", "tokens", "concurrent-requests"]
 class Policy:
     """One limit on one subject: `key` names its state (without the backend's prefix), `name` its header name.
 
-    `concurrent` and `interval` (seconds per unit) are fields, set from `unit` and `quota`, because every request
-    reads them."""
+    `concurrent`, `interval` (seconds per unit), `label` (the quoted name) and `quota_text` are fields, set from
+    the others, because every request reads them (the last two for its headers)."""
 
     name: str
     key: str
@@ -25,10 +25,14 @@ class Policy:
     unit: Unit = "requests"
     concurrent: bool = field(init=False, compare=False, repr=False)
     interval: float = field(init=False, compare=False, repr=False)
+    label: bytes = field(init=False, compare=False, repr=False)
+    quota_text: bytes = field(init=False, compare=False, repr=False)
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "concurrent", self.unit == "concurrent-requests")
         object.__setattr__(self, "interval", WINDOW_SECONDS / self.quota)
+        object.__setattr__(self, "label", b'"%s"' % self.name.encode())
+        object.__setattr__(self, "quota_text", b"%d" % self.quota)
 
     def __hash__(self) -> int:  # the key names the policy; equal policies still compare every field
         return hash(self.key)
@@ -77,6 +81,10 @@ class Limiter(Protocol):
 
     async def acquire(self, charges: Sequence[Charge]) -> Verdict:
         """Check every charge and commit them all, or none; BackendFailure if the state cannot be reached."""
+        ...
+
+    def acquire_now(self, charges: Sequence[Charge]) -> Verdict | None:
+        """`acquire`'s verdict when it needs no I/O; None (nothing charged) when `acquire` must be awaited."""
         ...
 
     def release(self, verdict: Verdict) -> None:

@@ -54,16 +54,18 @@ def policy_line(policies: tuple[Policy, ...]) -> bytes:
     return line
 
 
-def limit_headers(states: Sequence[State], shown: State | None = None) -> Headers:
-    """The five headers for `states`; `shown` (default: the tightest) is the one `RateLimit` reports."""
+def limit_headers(states: Sequence[State], shown: State | None = None, line: bytes | None = None) -> Headers:
+    """The five headers for `states`; `shown` (default: the tightest) is the one `RateLimit` reports; `line` is
+    their `RateLimit-Policy` value when the caller has it built (`Grant` does)."""
     state = shown or (states[0] if len(states) == 1 else tightest(states))
     policy = state.policy
     reset = b"%d" % math.ceil(state.reset)
+    remaining = b"%d" % state.remaining
     return [
-        (b"ratelimit-policy", policy_line(tuple([s.policy for s in states]))),
-        (b"ratelimit", b'"%s";r=%d;t=%s' % (policy.name.encode(), state.remaining, reset)),
-        (b"x-ratelimit-limit", b"%d" % policy.quota),
-        (b"x-ratelimit-remaining", b"%d" % state.remaining),
+        (b"ratelimit-policy", line or policy_line(tuple([s.policy for s in states]))),
+        (b"ratelimit", b"%s;r=%s;t=%s" % (policy.label, remaining, reset)),
+        (b"x-ratelimit-limit", policy.quota_text),
+        (b"x-ratelimit-remaining", remaining),
         (b"x-ratelimit-reset", reset),
     ]
 

@@ -30,18 +30,23 @@ class MemoryLimiter:
     async def acquire(self, charges: Sequence[Charge]) -> Verdict:
         return self.decide(charges, monotonic())
 
+    def acquire_now(self, charges: Sequence[Charge]) -> Verdict:
+        return self.decide(charges, monotonic())
+
     def decide(self, charges: Sequence[Charge], now: float) -> Verdict:
         """Check every charge at `now`, then commit them all if every one fits.
 
         `gcra.step`'s arithmetic, inlined: this runs for every limited request, and the calls and objects of the
         readable version cost three times as much."""
-        tats, in_use = self._tats, self._in_use
+        tats = self._tats
         states: list[State] = []
         verdict = Verdict(True, states)
         news: list[float] = []
+        concurrent = False
         for policy, cost in charges:
             if policy.concurrent:
-                used = in_use.get(policy.key, 0)
+                concurrent = True
+                used = self._in_use.get(policy.key, 0)
                 news.append(-1.0)
                 if used < policy.quota:
                     states.append(State(policy, policy.quota - used - 1, 0.0))
@@ -61,7 +66,17 @@ class MemoryLimiter:
                 states.append(State(policy, int((WINDOW_SECONDS - (new - now)) / interval + _EPSILON), new - now))
                 news.append(new)
         if verdict.allowed:
-            self._commit(charges, news, verdict)
+            if concurrent:
+                self._commit(charges, news, verdict)
+            else:  # rate policies only (the common case): the new times stored here, without _commit's calls
+                added = 0
+                for (policy, _), new in zip(charges, news, strict=True):
+                    key = policy.key
+                    if key not in tats:
+                        added += 1
+                    tats[key] = new
+                if added:
+                    self._count_new(added)
         return verdict
 
     def _commit(self, charges: Sequence[Charge], news: list[float], verdict: Verdict) -> None:
@@ -87,16 +102,24 @@ class MemoryLimiter:
 
     def adjust(self, corrections: Sequence[Charge]) -> None:
         now = monotonic()
-        for charge in corrections:
-            policy = charge.policy
-            self._remember(policy.key, gcra.adjusted(self._tats.get(policy.key), now, policy.quota, charge.cost))
+        tats = self._tats
+        for policy, delta in corrections:
+            key = policy.key
+            tat = tats.get(key)
+            if tat is None:
+                self._count_new(1)
+            tats[key] = gcra.adjusted(tat, now, policy.quota, delta)
 
     def _remember(self, key: str, tat: float) -> None:
         if key not in self._tats:
-            self._added += 1
-            if self._added >= SWEEP_EVERY:
-                self._sweep(monotonic())
+            self._count_new(1)
         self._tats[key] = tat
+
+    def _count_new(self, added: int) -> None:
+        """Count new entries; past `SWEEP_EVERY` of them, drop the whole buckets."""
+        self._added += added
+        if self._added >= SWEEP_EVERY:
+            self._sweep(monotonic())
 
     def _sweep(self, now: float) -> None:
         self._added = 0

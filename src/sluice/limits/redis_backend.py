@@ -87,9 +87,9 @@ class RedisLimiter:
         await self._client.aclose()
 
     async def acquire(self, charges: Sequence[Charge]) -> Verdict:
-        if monotonic() < self._down_until:
-            raise BackendFailure("Redis failed less than a second ago")
         now = monotonic()
+        if now < self._down_until:
+            raise BackendFailure("Redis failed less than a second ago")
         local = self._spend_locally(charges, now)
         if local is not None:
             return local
@@ -117,6 +117,11 @@ class RedisLimiter:
             raise BackendFailure(f"{type(exc).__name__}: {exc}") from exc
         return self._verdict(charges, allowances, reply, ticket, monotonic())
 
+    def acquire_now(self, charges: Sequence[Charge]) -> Verdict | None:
+        """The verdict when every charge fits in this instance's allowances, else None (then `acquire`)."""
+        now = monotonic()
+        return self._spend_locally(charges, now) if now >= self._down_until else None
+
     def _allowance(self, policy: Policy) -> Allowance | None:
         """The allowance kept for `policy`, made empty on first use; None for a policy charged exactly."""
         found = self._allowances.get(policy.key)
@@ -135,18 +140,20 @@ class RedisLimiter:
     def _spend_locally(self, charges: Sequence[Charge], now: float) -> Verdict | None:
         """The verdict when every charge fits in this instance's allowances (spent), else None (nothing spent)."""
         allowances = self._allowances
+        found = []
         for policy, cost in charges:
             allowance = allowances.get(policy.key)
             if allowance is None or allowance.units < cost or not allowance.units:
                 return None
+            found.append(allowance)
         states: list[State] = []
-        for policy, cost in charges:
-            allowance = allowances[policy.key]
-            allowance.units -= min(cost, policy.quota)
+        for allowance, (policy, cost) in zip(found, charges, strict=True):
+            units = allowance.units = allowance.units - (cost if cost < policy.quota else policy.quota)
             allowance.used_at = now
-            if allowance.units * 2 < allowance.block and not allowance.refilling:
+            if units * 2 < allowance.block and not allowance.refilling:
                 self._refill(allowance)
-            states.append(State(policy, allowance.remaining + allowance.units, max(0.0, allowance.reset_at - now)))
+            reset = allowance.reset_at - now
+            states.append(State(policy, allowance.remaining + units, reset if reset > 0.0 else 0.0))
         return Verdict(True, states)
 
     def _refill(self, allowance: Allowance) -> None:

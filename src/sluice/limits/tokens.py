@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 from sluice.limits.backend import Charge, Limiter, Policy
@@ -37,9 +37,9 @@ class TokenCharger:
         self._limiter = limiter
         self._key_policies = key_policies
         self._models = models
-        self._pending: dict[int, list[Charge]] = {}
+        self._pending: dict[int, Sequence[Charge]] = {}
 
-    def expect(self, exchange: Exchange, charges: list[Charge]) -> None:
+    def expect(self, exchange: Exchange, charges: Sequence[Charge]) -> None:
         """Remember what `exchange` was charged in advance (its token policies and estimates)."""
         if len(self._pending) >= _MAX_PENDING:
             self._pending.clear()
@@ -54,15 +54,16 @@ class TokenCharger:
             charged = self._unestimated(exchange)
             if not charged:
                 return
-        usage = usage_of(exchange) if exchange.cache != "HIT" else None
-        if usage is not None:
-            used = usage.total
-        elif exchange.cache == "HIT":
+        if exchange.cache == "HIT":
             used = 0  # answered by the response cache: no tokens were used upstream, the estimate is refunded
-        elif 200 <= exchange.status < 300:
-            return
         else:
-            used = 0
+            usage = usage_of(exchange)
+            if usage is not None:
+                used = usage.total
+            elif 200 <= exchange.status < 300:
+                return
+            else:
+                used = 0
         corrections = [Charge(charge.policy, used - charge.cost) for charge in charged if used != charge.cost]
         if corrections:
             self._limiter.adjust(corrections)

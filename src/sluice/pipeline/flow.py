@@ -155,7 +155,7 @@ class Flow:
         """`limits.per_ip`, charged before the key is known (Throttled, 429, past them)."""
         admission = self.gateway.admission
         if admission.per_ip:
-            self.grant = await admission.admit_ip(scope)
+            self.grant = admission.admit_ip_now(scope) or await admission.admit_ip(scope)
 
     async def authenticate(self, *, jwt_only: bool = False) -> Principal:
         """The caller, from the request's credentials (AuthenticationFailed, 401, without a valid one); only a
@@ -187,8 +187,11 @@ class Flow:
                                                    exchange=self.exchange, per_key=False)
             return
         if admission.needed(principal, model):
-            self.grant = await admission.admit(principal, self.grant, model=model, body=body, size=size,
-                                               exchange=self.exchange if body is not None else None)
+            exchange = self.exchange if body is not None else None
+            self.grant = (admission.admit_now(principal, self.grant, model=model, body=body, size=size,
+                                              exchange=exchange)
+                          or await admission.admit(principal, self.grant, model=model, body=body, size=size,
+                                                   exchange=exchange))
 
     def route(self, operation: Operation, body: JSONObject, raw: bytes | None) -> tuple[UpstreamRequest, ModelRoute]:
         """The call to make for a validated OpenAI-format `body` (`raw`: its bytes, sent as they are when nothing
