@@ -254,6 +254,8 @@ def test_live_log_shows_an_sdk_request_its_detail_and_filters(page: Page, gatewa
         f"Details of request {other}"
     page.get_by_label("Model", exact=True).fill("mock")
     page.get_by_role("button", name="Apply filters").click()
+    # The filtered table replaces the rows: the other model's goes, then this one's is drawn again.
+    page.get_by_role("button", name=f"Details of request {other}").wait_for(state="detached", timeout=WAIT_MS)
     page.get_by_role("button", name=f"Details of request {request_id}").wait_for(timeout=WAIT_MS)
     models = page.locator("#log-rows tr").evaluate_all("rows => rows.map(row => row.dataset.model)")
     assert models and set(models) == {"mock"}
