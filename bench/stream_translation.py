@@ -4,9 +4,11 @@
 
 Feeds the OpenAI chat stream the benchmark upstream sends (bench/upstream/mock.lua: a role chunk with text, six
 text chunks, a finish chunk; `--usage` adds usage to the finish chunk) through each door's whole translation
-(`_translated` of http/messages.py and http/responses.py: decoding, parsing, events, the ending), and through what
-the chat route does per stream on the gateway side (the provider's `StreamCheck`), for scale. The stream arrives as
-one read (the upstream sends it at once), or with `--split` one read per event. `--against REV` adds the doors
+(`ChatReads` and the translator, as http/messages.py and http/responses.py have `relay` run them: decoding, the
+fast path for ordinary text chunks, parsing, events, the ending; before, at `--against`, each door's own
+generator `_translated` between the source and `relay`), and through what the chat route does per stream on the
+gateway side (the provider's `StreamCheck`), for scale. The stream arrives as one read (the upstream sends it at
+once), or with `--split` one read per event. `--against REV` adds the doors
 as they were at a git revision (their modules read with `git show`), for a before/after in one run. Medians of
 `--rounds` rounds, the variants alternated within each round.
 """
@@ -21,13 +23,15 @@ import time
 import types
 from collections.abc import AsyncGenerator, Callable
 from pathlib import Path
-from typing import Any, cast
+from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "src"))
 
+from sluice.frontdoors.chat_reads import ChatReads  # noqa: E402
+from sluice.frontdoors.messages_stream import ChatToMessagesStream  # noqa: E402
 from sluice.frontdoors.responses_stream import ChatToResponsesStream  # noqa: E402
-from sluice.http import messages, responses  # noqa: E402
+from sluice.ids import random_hex  # noqa: E402
 from sluice.providers.protocol import StreamCheck  # noqa: E402
 
 HEAD = (b'data: {"id":"chatcmpl-bench","object":"chat.completion.chunk","created":1700000000,"model":"gpt-bench",'
@@ -75,15 +79,33 @@ def chat_relay(reads: list[bytes]) -> int:
     return size + len(check.end())
 
 
+def relayed(reads: list[bytes], shape: Callable[[bytes], bytes], finish: Callable[[], bytes]) -> int:
+    """`relay`'s loop over a source of these reads, as a front door has it run: each read shaped (translated),
+    then the stream's end; the bytes sent."""
+    source = _source(reads)
+    size = 0
+    while True:
+        step = source.__anext__()
+        try:
+            step.send(None)
+        except StopIteration as done:
+            size += len(shape(done.value))
+        except StopAsyncIteration:
+            return size + len(finish())
+        else:  # pragma: no cover - the sources here never wait
+            raise RuntimeError("the stream waited")
+
+
 def messages_door(reads: list[bytes]) -> int:
-    """The /v1/messages translation of these reads, as http/messages.py runs it."""
-    return drain(messages._translated(_source(reads), "gpt-bench"))
+    """The /v1/messages translation of these reads, as http/messages.py has `relay` run it."""
+    stream = ChatToMessagesStream(model="gpt-bench", message_id="msg_" + random_hex(96))
+    return relayed(reads, ChatReads(stream.feed, stream.feed_text).read, stream.finish)
 
 
 def responses_door(reads: list[bytes]) -> int:
-    """The /v1/responses translation of these reads (nothing stored), as http/responses.py runs it."""
+    """The /v1/responses translation of these reads (nothing stored), as http/responses.py has `relay` run it."""
     translator = ChatToResponsesStream(request=REQUEST, response_id="resp_bench", created_at=1700000000)
-    return drain(responses._translated(_source(reads), translator, cast(Any, None), None))  # no flow: nothing kept
+    return relayed(reads, ChatReads(translator.feed, translator.feed_text).read, translator.finish)
 
 
 BEFORE = ("sluice.streaming", "sluice.stream_reader", "sluice.frontdoors.messages_reply",

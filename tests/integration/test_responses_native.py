@@ -66,7 +66,8 @@ def events(response_id: str, text: str, *, cut: bool = False) -> bytes:
     if cut:
         sequence = sequence[:-1]
     return b"".join(b"event: " + name.encode() + b"\ndata: " + orjson.dumps(
-        {"type": name, "sequence_number": number, **fields}) + b"\n\n" for number, (name, fields) in enumerate(sequence))
+        {"type": name, "sequence_number": number, **fields}) + b"\n\n"
+        for number, (name, fields) in enumerate(sequence))
 
 
 @pytest.fixture
@@ -105,7 +106,8 @@ def log_entries(gateway: str, count: int) -> list[dict[str, Any]]:
 def test_a_complete_answer_is_relayed_and_a_conversation_continues(upstream: Starlette, gateway: str) -> None:
     first = orjson.dumps(response_object("resp_upstream_1", "Hello!"))
     upstream.state.script.append(first)
-    request = {"model": "gpt", "input": "Hi", "tools": [{"type": "web_search"}], "include": ["reasoning.encrypted_content"]}
+    request = {"model": "gpt", "input": "Hi", "tools": [{"type": "web_search"}],
+               "include": ["reasoning.encrypted_content"]}
     reply = httpx.post(gateway + "/v1/responses", json=request, headers={"Authorization": f"Bearer {DEV_KEY}"})
     assert reply.status_code == 200 and reply.content == first  # the upstream's bytes
     sent, headers = upstream.state.requests[-1]

@@ -40,3 +40,21 @@ def test_the_bytes_are_those_of_the_response_object(
     expected = response_object(request, response_id="resp_1", created_at=7, status=status, output=output, **fields)
     written = ResponseBytes(request, response_id="resp_1", created_at=7).encode(status, orjson.dumps(output), **fields)
     assert written == orjson.dumps(expected)
+
+
+plain_requests = st.fixed_dictionaries({"model": st.one_of(st.none(), short), "input": short}, optional={
+    "store": st.one_of(st.booleans(), st.none(), st.just(0)), "stream": st.booleans(), "instructions": st.none(),
+    "tools": st.just([]), "metadata": st.just({}), "tool_choice": st.none(), "user": short})
+
+
+@settings(max_examples=200, deadline=None, derandomize=True, database=None)
+@given(plain_requests, st.sampled_from(["in_progress", "completed", "incomplete", "failed"]), outputs, usages)
+def test_a_request_that_sets_few_fields_gets_the_same_bytes(request: dict[str, Any], status: str,
+                                                            output: list[dict[str, Any]],
+                                                            usage: dict[str, Any] | None) -> None:
+    """Such a request's echo is written from constants: still the bytes of `response_object`."""
+    encoded = ResponseBytes(request, response_id="resp_1", created_at=1700000000).encode(
+        status, orjson.dumps(output), usage=responses_usage(usage), completed_at=1700000001)
+    assert encoded == orjson.dumps(response_object(request, response_id="resp_1", created_at=1700000000,
+                                                   status=status, output=output, usage=responses_usage(usage),
+                                                   completed_at=1700000001))

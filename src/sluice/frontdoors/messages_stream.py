@@ -93,6 +93,14 @@ class ChatToMessagesStream:
                 out.extend(self._choice(choice))
         return b"".join(out)
 
+    def feed_text(self, text: bytes) -> bytes | None:
+        """The `text_delta` for an ordinary text chunk's escaped `text` (see frontdoors/text_chunks.py) while a
+        text block is open, else None: then the chunk goes to `feed`."""
+        prefix = self._text_prefix
+        if prefix is None:
+            return None
+        return prefix + b'"' + text + b'"' + DELTA_END
+
     def finish(self) -> bytes:
         """Close the open block and end the message: `message_delta` with stop reason and usage, `message_stop`."""
         if self._done:

@@ -124,6 +124,12 @@ def _response_head(request: dict[str, Any], response_id: str, created_at: int) -
     return out
 
 
+def _reasoning_echo(reasoning: Any) -> dict[str, Any] | None:
+    if not isinstance(reasoning, dict):
+        return None
+    return {"effort": reasoning.get("effort"), "summary": reasoning.get("summary")}
+
+
 def _response_tail(request: dict[str, Any]) -> dict[str, Any]:
     """The fields between `output` and `usage`, echoing the request."""
     return {
@@ -139,16 +145,37 @@ def _response_tail(request: dict[str, Any]) -> dict[str, Any]:
     }
 
 
+TAIL_FIELDS = ("parallel_tool_calls", "tool_choice", "tools", "text", "reasoning", "metadata")
+"""The request fields `_response_tail` echoes, besides `store`."""
+
+
+def _tail_bytes(request: dict[str, Any]) -> bytes:
+    return b"," + orjson.dumps(_response_tail(request))[1:-1] + b',"usage":'
+
+
+NO_ECHO = orjson.dumps({name: None for name in ECHOED})[:-1] + b',"id":'
+"""The head of the `response` object of a request that sets none of the fields echoed there, up to its id."""
+PLAIN_TAILS = {store: _tail_bytes({"store": store}) for store in (True, False)}
+"""The tail of the `response` object of a request that sets none of `TAIL_FIELDS`, by its `store`."""
+
+
 class ResponseBytes:
     """The `response` objects of one streamed request as bytes, as `orjson.dumps(response_object(...))` writes
-    them: the parts that echo the request are encoded once, not for each of the stream's three objects."""
+    them: the parts that echo the request are encoded once, not for each of the stream's three objects (and
+    not at all for a request that sets none of them)."""
 
     __slots__ = ("_head", "_model", "_tail")
 
     def __init__(self, request: dict[str, Any], *, response_id: str, created_at: int) -> None:
-        self._head = orjson.dumps(_response_head(request, response_id, created_at))[:-1] + b',"status":'
+        fields = request.keys()
+        if fields.isdisjoint(ECHOED):
+            self._head = (NO_ECHO + orjson.dumps(response_id) + b',"object":"response","created_at":'
+                          + orjson.dumps(created_at) + b',"status":')
+        else:
+            self._head = orjson.dumps(_response_head(request, response_id, created_at))[:-1] + b',"status":'
         self._model = b',"model":' + orjson.dumps(request.get("model")) + b',"output":'
-        self._tail = b"," + orjson.dumps(_response_tail(request))[1:-1] + b',"usage":'
+        self._tail = (PLAIN_TAILS[request.get("store", True) is not False] if fields.isdisjoint(TAIL_FIELDS)
+                      else _tail_bytes(request))
 
     def encode(self, status: str, output: bytes, *, usage: dict[str, Any] | None = None,
                finish_reason: str | None = None, error: dict[str, Any] | None = None,
@@ -160,12 +187,6 @@ class ResponseBytes:
                 + b',"error":' + orjson.dumps(error) + b',"incomplete_details":'
                 + (b'{"reason":' + orjson.dumps(reason) + b"}" if reason else b"null")
                 + self._model + output + self._tail + orjson.dumps(usage) + b"}")
-
-
-def _reasoning_echo(reasoning: Any) -> dict[str, Any] | None:
-    if not isinstance(reasoning, dict):
-        return None
-    return {"effort": reasoning.get("effort"), "summary": reasoning.get("summary")}
 
 
 def status_for(finish_reason: str | None) -> str:

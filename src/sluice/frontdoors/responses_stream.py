@@ -34,6 +34,9 @@ PART_EVENTS = {"output_text": b"response.output_text", "refusal": b"response.ref
 """The event family of each message content part kind (`.delta`, `.done`)."""
 DELTA_TAILS = {"output_text": b',"logprobs":[],"sequence_number":', "refusal": b',"sequence_number":'}
 """What follows a part's encoded delta, up to the event's sequence number."""
+PART_BYTES = {"output_text": (b'{"type":"output_text","text":', b',"annotations":[],"logprobs":[]}'),
+              "refusal": (b'{"type":"refusal","refusal":', b"}")}
+"""A content part's JSON (`output_text_part`, `refusal_part`) before and after its encoded text."""
 
 
 def joined(pieces: list[str]) -> str:
@@ -61,13 +64,17 @@ class _Item:
     def as_item(self) -> dict[str, Any]:
         raise NotImplementedError
 
+    def as_bytes(self) -> bytes:
+        """The item's JSON as it is now."""
+        return orjson.dumps(self.as_item())
+
     def encode(self) -> bytes:
         """The item's JSON, kept from `output_item.done` when it is still the same."""
-        return self.encoded if self.encoded is not None else orjson.dumps(self.as_item())
+        return self.encoded if self.encoded is not None else self.as_bytes()
 
 
 class _Part:
-    __slots__ = ("kind", "pieces", "prefix", "tail")
+    __slots__ = ("kind", "pieces", "prefix", "tail", "encoded")
 
     def __init__(self, kind: str, item: _Message, content_index: int) -> None:
         self.kind = kind
@@ -77,10 +84,17 @@ class _Part:
                        + b',"content_index":' + str(content_index).encode() + b',"delta":')
         """A delta event's bytes up to its text."""
         self.tail = DELTA_TAILS[kind]
+        self.encoded: bytes | None = None
+        """The part's JSON once it is closed (a closed part never changes)."""
 
     def as_part(self) -> dict[str, Any]:
         text = joined(self.pieces)
         return output_text_part(text) if self.kind == "output_text" else refusal_part(text)
+
+    def as_bytes(self, text: bytes) -> bytes:
+        """The part's JSON with `text`, its encoded text."""
+        head, tail = PART_BYTES[self.kind]
+        return head + text + tail
 
 
 class _Message(_Item):
@@ -92,6 +106,12 @@ class _Message(_Item):
 
     def as_item(self) -> dict[str, Any]:
         return message_item(self.item_id, [part.as_part() for part in self.parts], self.status)
+
+    def as_bytes(self) -> bytes:
+        """The item's JSON as `orjson.dumps(self.as_item())` writes it, closed parts not encoded again."""
+        parts = [part.encoded if part.encoded is not None else orjson.dumps(part.as_part()) for part in self.parts]
+        return (b'{"type":"message","id":' + orjson.dumps(self.item_id) + b',"role":"assistant","status":'
+                + orjson.dumps(self.status) + b',"content":[' + b",".join(parts) + b"]}")
 
 
 class _Reasoning(_Item):
@@ -174,6 +194,16 @@ class ChatToResponsesStream:
             if isinstance(choice, dict) and choice.get("index", 0) == 0:
                 out.extend(self._choice_events(choice))
         return b"".join(out)
+
+    def feed_text(self, text: bytes) -> bytes | None:
+        """The `output_text.delta` for an ordinary text chunk's escaped `text` (see frontdoors/text_chunks.py)
+        while the open message's last part is output text, else None: then the chunk goes to `feed`."""
+        part = self._text
+        if part is None:
+            return None
+        part.pieces.append(orjson.loads(b'"' + text + b'"') if b"\\" in text else text.decode())
+        sequence, self._sequence = self._sequence, self._sequence + 1
+        return part.prefix + b'"' + text + b'"' + part.tail + str(sequence).encode() + b"}\n\n"
 
     def finish(self) -> bytes:
         """The `.done` events of the open item, then `response.completed` (or `response.incomplete` when the
@@ -278,7 +308,7 @@ class ChatToResponsesStream:
             item.parts.append(part)
             self._text = part if kind == "output_text" else None
             out += self._event(b"response.content_part.added", item.where + b',"content_index":'
-                               + str(index).encode() + b',"part":' + orjson.dumps(part.as_part()))
+                               + str(index).encode() + b',"part":' + part.as_bytes(b'""'))
         part = item.parts[-1]
         part.pieces.append(text)
         sequence, self._sequence = self._sequence, self._sequence + 1
@@ -313,7 +343,7 @@ class ChatToResponsesStream:
         self._items.append(item)
         self._current = item
         return self._event(b"response.output_item.added", b'"output_index":' + str(item.output_index).encode()
-                           + b',"item":' + orjson.dumps(item.as_item()))
+                           + b',"item":' + item.as_bytes())
 
     def _close_current(self, status: str) -> bytes:
         """The `.done` events of the open item, which ends with `status`."""
@@ -332,7 +362,7 @@ class ChatToResponsesStream:
         else:
             out = self._event(b"response.function_call_arguments.done",
                               item.where + b',"arguments":' + orjson.dumps(joined(item.pieces)))
-        item.encoded = orjson.dumps(item.as_item())
+        item.encoded = item.as_bytes()
         return out + self._event(b"response.output_item.done", b'"output_index":' + str(item.output_index).encode()
                                  + b',"item":' + item.encoded)
 
@@ -344,7 +374,8 @@ class ChatToResponsesStream:
             done = self._event(b"response.output_text.done", where + b',"text":' + text + b',"logprobs":[]')
         else:
             done = self._event(b"response.refusal.done", where + b',"refusal":' + text)
-        return done + self._event(b"response.content_part.done", where + b',"part":' + orjson.dumps(part.as_part()))
+        part.encoded = part.as_bytes(text)
+        return done + self._event(b"response.content_part.done", where + b',"part":' + part.encoded)
 
     # --- encoding ---------------------------------------------------------------------------------------------
 

@@ -8,12 +8,12 @@ byte for byte. Errors, before the first byte or as an `error` event after it, ar
 
 from __future__ import annotations
 
-from collections.abc import AsyncGenerator
 from functools import partial
 
 import orjson
 
 from sluice.errors import GatewayError, InvalidRequest, UpstreamProtocolError
+from sluice.frontdoors.chat_reads import ChatReads
 from sluice.frontdoors.messages_reply import ChatReplyError, anthropic_error, anthropic_error_event, chat_to_message
 from sluice.frontdoors.messages_request import MessagesRequestError, messages_to_chat
 from sluice.frontdoors.messages_stream import ChatToMessagesStream
@@ -26,7 +26,7 @@ from sluice.pipeline.flow import Flow, Headers
 from sluice.providers.anthropic import AnthropicProvider
 from sluice.providers.base import JSONObject, NativeCall, UpstreamRequest
 from sluice.routing.table import ModelRoute
-from sluice.streaming import SSE_HEADERS, SSEDecoder, data_of
+from sluice.streaming import SSE_HEADERS
 
 MESSAGES_PATH = "/v1/messages"
 COUNT_TOKENS_PATH = "/v1/messages/count_tokens"
@@ -98,12 +98,14 @@ async def _answer(flow: Flow, scope: Scope, receive: Receive, send: Send) -> Non
     await flow.admit(model=flow.exchange.model, body=chat, size=len(raw))
     if request.stream:
         chunks = await flow.open_stream(request, route)
+        start = {"type": "http.response.start", "status": 200, "headers": SSE_HEADERS + flow.response_headers()}
         if native.answered:
             flow.exchange.wire = "anthropic"
+            await relay(chunks, client, send, anthropic_ending, start, flow.gateway.streams)
         else:
-            chunks = _translated(chunks, str(body.get("model")))
-        start = {"type": "http.response.start", "status": 200, "headers": SSE_HEADERS + flow.response_headers()}
-        await relay(chunks, client, send, anthropic_ending, start, flow.gateway.streams)
+            stream = ChatToMessagesStream(model=str(body.get("model")), message_id="msg_" + random_hex(96))
+            await relay(chunks, client, send, anthropic_ending, start, flow.gateway.streams,
+                        ChatReads(stream.feed, stream.feed_text).read, partial(_finished, stream))
         return
     # The response cache keys OpenAI bodies: a native reply must never answer a chat call (docs/front-doors.md).
     reply = await flow.call(request, route, cached=False)
@@ -118,23 +120,9 @@ async def _answer(flow: Flow, scope: Scope, receive: Receive, send: Send) -> Non
                      [JSON_TYPE, *flow.response_headers((b"content-length", str(len(reply)).encode()))])
 
 
-async def _translated(chunks: AsyncGenerator[bytes, None], model: str) -> AsyncGenerator[bytes, None]:
-    """An OpenAI chat stream as Anthropic's event stream."""
-    decoder = SSEDecoder()
-    stream = ChatToMessagesStream(model=model, message_id="msg_" + random_hex(96))
-    feed = stream.feed
-    try:
-        async for data in chunks:
-            payloads = data_of(decoder, data)
-            if len(payloads) == 1:  # most reads: one event
-                out = feed(orjson.loads(payloads[0]))
-            else:
-                out = b"".join([feed(orjson.loads(payload)) for payload in payloads])
-            if out:
-                yield out
-        yield stream.finish()
-    finally:
-        await chunks.aclose()
+async def _finished(stream: ChatToMessagesStream) -> bytes:
+    """The events that end a translated stream (`relay`'s `last`)."""
+    return stream.finish()
 
 
 async def count_tokens(gateway: Gateway, scope: Scope, receive: Receive, send: Send) -> None:

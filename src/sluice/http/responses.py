@@ -16,6 +16,7 @@ from typing import Any
 import orjson
 
 from sluice.errors import GatewayError, InvalidRequest, NotFound, UpstreamProtocolError
+from sluice.frontdoors.chat_reads import ChatReads
 from sluice.frontdoors.responses_native import ending_response, native_body, native_turn
 from sluice.frontdoors.responses_reply import chat_to_response, conversation_turn
 from sluice.frontdoors.responses_request import ResponsesRequestError, responses_to_chat
@@ -29,7 +30,7 @@ from sluice.keys.principal import Principal
 from sluice.pipeline.answer import relay, serve
 from sluice.pipeline.flow import Flow
 from sluice.providers.base import JSONObject, NativeCall
-from sluice.streaming import SSE_HEADERS, NotSSE, SSEDecoder, data_of
+from sluice.streaming import SSE_HEADERS, NotSSE, SSEDecoder
 
 RESPONSES_PATH = "/v1/responses"
 RESPONSE_PREFIX = "/v1/responses/"
@@ -93,8 +94,9 @@ async def _answer(flow: Flow, scope: Scope, receive: Receive, send: Send) -> Non
             return StoredResponse(response_id, principal.key_id, turn, response)
 
         start = {"type": "http.response.start", "status": 200, "headers": SSE_HEADERS + flow.response_headers()}
-        await relay(_translated(chunks, translator, flow, kept if keep else None), client, send,
-                    partial(_ending, translator), start, flow.gateway.streams)
+        await relay(chunks, client, send, partial(_ending, translator), start, flow.gateway.streams,
+                    ChatReads(translator.feed, translator.feed_text).read,
+                    partial(_finished, translator, flow, kept if keep else None))
         return
     # The response cache keys chat bodies: a native answer must never answer a chat call.
     raw_reply = await flow.call(request, route, cached=False)
@@ -181,27 +183,14 @@ def _ending(translator: ChatToResponsesStream, tail: bytes, error: GatewayError)
     return (b"" if tail.endswith(b"\n\n") else b"\n\n") + ending
 
 
-async def _translated(chunks: AsyncGenerator[bytes, None], translator: ChatToResponsesStream, flow: Flow,
-                      kept: Callable[[dict[str, Any]], StoredResponse] | None) -> AsyncGenerator[bytes, None]:
-    """An OpenAI chat stream as the Responses event stream; the answer (`kept`, unless `store: false`) stored
-    before its last event is sent, so a next turn never misses it."""
-    decoder = SSEDecoder()
-    feed = translator.feed
-    try:
-        async for data in chunks:
-            payloads = data_of(decoder, data)
-            if len(payloads) == 1:  # most reads: one event
-                out = feed(orjson.loads(payloads[0]))
-            else:
-                out = b"".join([feed(orjson.loads(payload)) for payload in payloads])
-            if out:
-                yield out
-        ending = translator.finish()
-        if kept is not None:
-            await flow.gateway.responses.save(kept(_last_response(ending)))
-        yield ending
-    finally:
-        await chunks.aclose()
+async def _finished(translator: ChatToResponsesStream, flow: Flow,
+                    kept: Callable[[dict[str, Any]], StoredResponse] | None) -> bytes:
+    """The events that end a translated stream (`relay`'s `last`); the answer (`kept`, unless `store: false`)
+    stored before they are sent, so a next turn never misses it."""
+    ending = translator.finish()
+    if kept is not None:
+        await flow.gateway.responses.save(kept(_last_response(ending)))
+    return ending
 
 
 def _last_response(events: bytes) -> dict[str, Any]:

@@ -65,23 +65,33 @@ def sse_error_ending(tail: bytes, error: GatewayError) -> bytes:
 
 async def relay(chunks: AsyncGenerator[bytes, None], client: ClientWatch, send: Send,
                 ending: Ending | None = sse_error_ending, start: Message | None = None,
-                cutoff: StreamCutoff | None = None) -> None:
+                cutoff: StreamCutoff | None = None, shape: Callable[[bytes], bytes] | None = None,
+                last: Callable[[], Awaitable[bytes]] | None = None) -> None:
     """Send each chunk as it arrives; a client that leaves cancels the upstream (`client`, the flow's watch: the
     cancellation reaches `serve`). A broken upstream ends the stream with `ending(tail, error)` (an SSE error event
     by default), or, if `ending` is None, raises Aborted, so the client sees a truncated body rather than a
     complete one. `start` (the response's start message) waits for the first chunk: a failure before it is
     raised, to be answered as an error response (a 502, not a broken 200). A worker stopping (`cutoff`) ends the
-    stream the same way, with a 503 `server_shutting_down`."""
+    stream the same way, with a 503 `server_shutting_down`. `shape` turns each chunk into what is sent (an empty
+    result is skipped) and `last` gives the bytes that end a whole stream: a front door's translation, run here
+    rather than in a generator of its own, which every chunk would pass through."""
     client.arm()
     task = cutoff.opened() if cutoff is not None else None
     tail = b"\n\n"
+    ended = b""
     try:
         async for chunk in chunks:
+            if shape is not None:
+                chunk = shape(chunk)
+                if not chunk:
+                    continue
             if start is not None:
                 await send(start)
                 start = None
             await send({"type": "http.response.body", "body": chunk, "more_body": True})
             tail = chunk[-2:] or tail
+        if last is not None:
+            ended = await last()
     except asyncio.CancelledError:
         if cutoff is None or not cutoff.cut or client.gone or task is None or task.cancelling() > 1:
             raise
@@ -91,22 +101,20 @@ async def relay(chunks: AsyncGenerator[bytes, None], client: ClientWatch, send: 
             raise stopped from None
         if ending is None:
             raise Aborted(stopped.message) from None
-        last = ending(tail, stopped)
+        ended = ending(tail, stopped)
     except GatewayError as exc:
         if start is not None:
             raise
         if ending is None:
             raise Aborted(exc.message) from exc
-        last = ending(tail, exc)
+        ended = ending(tail, exc)
     except Exception as exc:
         if start is not None:
             raise
         logger.exception("stream relay failed")
         if ending is None:
             raise Aborted(str(exc)) from exc
-        last = ending(tail, internal_error())
-    else:
-        last = b""
+        ended = ending(tail, internal_error())
     finally:
         client.disarm()
         if cutoff is not None:
@@ -114,4 +122,4 @@ async def relay(chunks: AsyncGenerator[bytes, None], client: ClientWatch, send: 
         await chunks.aclose()
     if start is not None:
         await send(start)
-    await send({"type": "http.response.body", "body": last, "more_body": False})
+    await send({"type": "http.response.body", "body": ended, "more_body": False})

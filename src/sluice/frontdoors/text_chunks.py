@@ -1,0 +1,94 @@
+"""The ordinary text chunk of an OpenAI chat stream, recognised on its bytes: the translators' fast path.
+
+Most reads of a streaming upstream are one event holding one chunk that is only a piece of text for choice 0,
+and every such chunk of a stream starts with the same members (`id`, `object`, `created`, `model`, …). Once a
+chunk parsed the long way has shown those members (`learn`, which checks them as JSON once), a read is taken as
+such a chunk when it is exactly ``data: `` + those members + one of the fixed shapes below + ``\\n\\n``, the text
+a complete JSON string in the form `orjson.dumps` writes (only `\\"`, `\\\\`, the short control escapes and
+``\\u00XX`` for the other control characters; UTF-8 left as it is). Its escaped text then goes straight into the
+translated event, byte for byte what the long way (`orjson.loads`, `text_piece`, `orjson.dumps`) writes. Any
+other read goes the long way.
+"""
+
+from __future__ import annotations
+
+import re
+
+import orjson
+
+CHOICES = b'"choices":'
+TEXT_START = b'"choices":[{"index":0,"delta":{"content":"'
+TAILS = frozenset(b'"}' + choice + b"}]" + usage + b"}\n\n" for choice in (b',"finish_reason":null',
+                                                                           b',"logprobs":null,"finish_reason":null')
+                  for usage in (b"", b',"usage":null'))
+"""The usual ends of a read that is one ordinary text chunk, from the text's closing quote (the bench upstream's,
+OpenAI's, Sluice's mock provider's)."""
+ESCAPED = re.compile(rb'(?:[^"\\\x00-\x1f]|\\["\\bfnrt]|\\u00(?:0[0-7be-f]|1[0-9a-f]))+"')
+"""A text with escapes, up to its closing quote, in the form orjson writes."""
+END = re.compile(rb'\}(?:,"logprobs":null)?,"finish_reason":null\}\](?:,"usage":null)?'
+                 rb'(?:,"obfuscation":"[A-Za-z0-9_-]*")?\}\n\n')
+"""Any end of a read that is one ordinary text chunk, after the text's closing quote (`TAILS`, and OpenAI's
+`obfuscation` member)."""
+ENDINGS = (b"null}]}\n\n", b"null}\n\n", b'"}\n\n')
+"""How every read `TAILS` or `END` takes ends: a first look that turns most other reads away."""
+TRIES = 3
+"""How often a stream's leading members are learnt anew, at most (they rarely change within a stream)."""
+
+
+class TextChunks:
+    """Recognises one stream's ordinary text chunks on their bytes, after `learn` saw the stream's leading
+    members."""
+
+    __slots__ = ("_head", "_prefix", "_start", "_tries")
+
+    def __init__(self) -> None:
+        self._head = b"\x00"  # matches no payload: nothing learnt yet
+        self._prefix = b"\x00"
+        """What a read that is an ordinary text chunk starts with, up to its text."""
+        self._start = 1
+        self._tries = TRIES
+
+    def text_of(self, read: bytes) -> bytes | None:
+        """The escaped text of `read` when it is exactly one ordinary text chunk event, else None. The caller
+        makes sure no event was pending before `read`."""
+        if not read.endswith(ENDINGS) or not read.startswith(self._prefix):
+            return None
+        start = self._start
+        end = read.find(b'"', start)
+        text = read[start:end]
+        try:
+            plain = text.decode().isprintable()  # UTF-8, no control characters (nor other unusual ones)
+        except UnicodeDecodeError:
+            return None
+        if not plain or end <= start or b"\\" in text:  # escapes: that quote may be one of them
+            match = ESCAPED.match(read, start)
+            if match is None:
+                return None
+            end = match.end() - 1
+            text = read[start:end]
+            if not text.isascii():
+                try:
+                    text.decode()
+                except UnicodeDecodeError:
+                    return None
+        tail = read[end:]
+        if tail in TAILS or (b'"obfuscation":"' in tail and END.fullmatch(read, end + 1) is not None):
+            return text
+        return None
+
+    def learn(self, payload: bytes) -> None:
+        """Take the members before `"choices"` of a chunk that arrived the long way as the stream's leading
+        members, when they are a JSON object's first members (no `choices`, no usage) on one line."""
+        if self._tries == 0 or payload.startswith(self._head):
+            return
+        self._tries -= 1
+        head = payload[:payload.find(CHOICES)]
+        if head[-1:] != b"," or head[:1] != b"{" or b"\n" in head:  # (no CR: the decoder made it LF)
+            return
+        try:
+            members = orjson.loads(head[:-1] + b"}")
+        except orjson.JSONDecodeError:
+            return
+        if type(members) is dict and "choices" not in members and members.get("usage") is None:
+            self._head, self._prefix = head, b"data: " + head + TEXT_START
+            self._start = len(self._prefix)
