@@ -15,7 +15,7 @@ from typing import Any
 import httpx
 import openai
 import pytest
-from playwright.sync_api import Browser, ConsoleMessage, Page, sync_playwright
+from playwright.sync_api import Browser, ConsoleMessage, Page, expect, sync_playwright
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
@@ -266,7 +266,7 @@ def test_live_log_shows_an_sdk_request_its_detail_and_filters(page: Page, gatewa
     page.get_by_label("Free text", exact=True).fill(f"other model {marker}")  # in the request body, any case
     page.get_by_role("button", name="Apply filters").click()
     page.get_by_role("button", name=f"Details of request {other}").wait_for(timeout=WAIT_MS)
-    assert page.locator("#log-rows tr").count() == 1
+    expect(page.locator("#log-rows tr")).to_have_count(1, timeout=WAIT_MS)  # once the filtered table is drawn
 
     page.get_by_role("button", name="Clear").click()
     page.get_by_role("button", name=f"Details of request {other}").wait_for(timeout=WAIT_MS)
@@ -372,10 +372,13 @@ def test_usage_chart_draws_points(page: Page, gateway: dict[str, str], artifacts
     page.get_by_label("Metric", exact=True).select_option("requests")
     page.get_by_label("Period", exact=True).select_option("1")
     page.get_by_role("button", name="Show chart").click()
+    # The chart is drawn again for the chosen options (the first one, for the defaults, may still be there).
+    page.wait_for_function("['group_by=model', 'metric=requests', 'hours=1']"
+                           ".every((part) => location.hash.includes(part))", timeout=WAIT_MS)
     chart = page.locator("#usage-chart svg.chart")
-    chart.wait_for(timeout=WAIT_MS)
+    expect(chart.locator("title").first).to_contain_text("Requests", timeout=WAIT_MS)
+    expect(chart.locator("g.series[data-group='mock']")).to_have_count(1, timeout=WAIT_MS)
     assert chart.locator("circle.point").count() >= 1
-    assert chart.locator("g.series[data-group='mock']").count() == 1
     assert chart.locator("line.axis").count() == 2 and chart.locator("text").count() > 4
     assert "Requests" in (chart.locator("title").first.text_content() or "")
     screenshot(page, artifacts, "usage")
