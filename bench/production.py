@@ -75,15 +75,16 @@ def _drop_prefix(prefix: str) -> int:
 
 
 @contextlib.contextmanager
-def environment(run_dir: Path) -> Iterator[tuple[dict[str, str], Path, str]]:
-    """The production environment, its config file and its managed key; everything removed afterwards."""
+def environment(run_dir: Path, phoenix: bool = True) -> Iterator[tuple[dict[str, str], Path, str]]:
+    """The production environment, its config file and its managed key; everything removed afterwards (without a
+    Phoenix unless `phoenix`: bench/production_inprocess.py)."""
     prefix = f"sluice-bench-{uuid.uuid4().hex[:12]}:"
     config = (run_dir / "sluice-production.yaml").resolve()
     config.write_text(routed.CONFIG.read_text() + PRODUCTION_LIMITS.format(prefix=prefix))
     try:
         with logdb.environment("postgresql") as database, \
-                phoenix_env.environment(True, measure.LOAD_CPUS) as phoenix:
-            env = {**database, **phoenix, "BENCH_REQUEST_LOG": "true", "SLUICE_REDIS_URL": REDIS_URL,
+                phoenix_env.environment(phoenix, measure.LOAD_CPUS) as traces:
+            env = {**database, **traces, "BENCH_REQUEST_LOG": "true", "SLUICE_REDIS_URL": REDIS_URL,
                    "SLUICE_KEY_PEPPER": secrets.token_urlsafe(24), "BENCH_UPSTREAM": "http://127.0.0.1:9"}
             key = _create_key(config, env)
             del env["BENCH_UPSTREAM"]  # the gateway gets the session's upstream

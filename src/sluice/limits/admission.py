@@ -121,10 +121,14 @@ class Admission:
     def admit_ip_now(self, scope: Any) -> Grant | None:
         """`admit_ip` when the limiter decides without I/O (memory, or a Redis allowance); None when `admit_ip`
         must be awaited (nothing was charged)."""
-        verdict = self.limiter.acquire_now(self._ip_charges(scope))
+        charges = self._address_charges.get(self._client_address(scope)) or self._ip_charges(scope)
+        verdict = self.limiter.acquire_now(charges)
         if verdict is None:
             return None
         grant = Grant(self.limiter)
+        if verdict.allowed and not verdict.slots and verdict.states:  # the common case, as `_settle` would do it
+            grant.states, grant.line = verdict.states, self._ip_line
+            return grant
         self._settle(grant, verdict, self._ip_line, "ip")
         return grant
 
@@ -153,17 +157,26 @@ class Admission:
         which saves `admit`'s three coroutines."""
         if per_key and principal.budget is not None and self.budgets is not None:
             return None
-        plan = self._plan(principal.key_id, principal.limits, model or "", per_key)
+        found = self._plans.get((principal.key_id, model or "", per_key))
+        plan = found[1] if found is not None and found[0] is principal.limits else self._plan(
+            principal.key_id, principal.limits, model or "", per_key)
         if plan is None:
             return grant or Grant(self.limiter)
-        charges = plan.charges(estimate_tokens(body, size)) if plan.tokens and body is not None else plan.flat
+        tokens = plan.tokens
+        charges = plan.charges(estimate_tokens(body, size)) if tokens and body is not None else plan.flat
         verdict = self.limiter.acquire_now(charges)
         if verdict is None:
             return None
-        grant = grant or Grant(self.limiter)
-        self._settle(grant, verdict, plan.line, "key", model)
-        if exchange is not None and plan.tokens:
-            self.tokens.expect(exchange, [charges[i] for i in plan.tokens])
+        if grant is None:
+            grant = Grant(self.limiter)
+        states = verdict.states
+        if verdict.allowed and not verdict.slots and states:  # the common case, as `_settle` would do it
+            grant.states += states
+            grant.line = grant.line + b", " + plan.line if grant.line else plan.line
+        else:
+            self._settle(grant, verdict, plan.line, "key", model)
+        if exchange is not None and tokens:
+            self.tokens.expect(exchange, [charges[tokens[0]]] if len(tokens) == 1 else [charges[i] for i in tokens])
         return grant
 
     async def admit(self, principal: Principal, grant: Grant | None = None, *, model: str | None = None,

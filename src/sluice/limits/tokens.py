@@ -64,6 +64,11 @@ class TokenCharger:
                 return
             else:
                 used = 0
+        if len(charged) == 1:  # one token policy (the key's or the model's): the common case, without a list built
+            policy, cost = charged[0]
+            if used != cost:
+                self._limiter.adjust((Charge(policy, used - cost),))
+            return
         corrections = [Charge(charge.policy, used - charge.cost) for charge in charged if used != charge.cost]
         if corrections:
             self._limiter.adjust(corrections)
