@@ -182,11 +182,11 @@ class ResponseBytes:
                completed_at: int | None = None) -> bytes:
         """The object `response_object` builds for these values, `output` its encoded output list."""
         reason = INCOMPLETE_REASONS.get(finish_reason or "") if status == "incomplete" else None
-        return (self._head + orjson.dumps(status) + b',"completed_at":'
-                + (orjson.dumps(completed_at) if status == "completed" else b"null")
-                + b',"error":' + orjson.dumps(error) + b',"incomplete_details":'
-                + (b'{"reason":' + orjson.dumps(reason) + b"}" if reason else b"null")
-                + self._model + output + self._tail + orjson.dumps(usage) + b"}")
+        return b"".join((self._head, orjson.dumps(status), b',"completed_at":',
+                         orjson.dumps(completed_at) if status == "completed" else b"null",
+                         b',"error":', orjson.dumps(error), b',"incomplete_details":',
+                         b'{"reason":' + orjson.dumps(reason) + b"}" if reason else b"null",
+                         self._model, output, self._tail, orjson.dumps(usage), b"}"))
 
 
 def status_for(finish_reason: str | None) -> str:
