@@ -97,7 +97,7 @@ class TextChunks:
 
     def learn(self, payload: bytes) -> None:
         """Take the members before `"choices"` of a chunk that arrived the long way as the stream's leading
-        members, when they are a JSON object's first members (no `choices`, no usage) on one line."""
+        members, when they are a JSON object's first members (no `choices`, `error` or usage) on one line."""
         if self._tries == 0 or payload.startswith(self._head):
             return
         self._tries -= 1
@@ -123,7 +123,8 @@ class TextChunks:
             members = orjson.loads(head[:-1] + b"}")
         except orjson.JSONDecodeError:
             return
-        if type(members) is dict and "choices" not in members and members.get("usage") is None:
+        if type(members) is dict and "choices" not in members and "error" not in members \
+                and members.get("usage") is None:
             read_head = b"data: " + head
             self._head, self._prefix, self._role_prefix = head, read_head + TEXT_START, read_head + ROLE_START
             self._start, self._role_start = len(self._prefix), len(self._role_prefix)
