@@ -210,6 +210,19 @@ def chat_to_response(
     )
 
 
+def chat_to_response_bytes(reply: dict[str, Any], *, request: dict[str, Any], response_id: str, created_at: int,
+                           completed_at: int | None = None) -> bytes:
+    """`orjson.dumps(chat_to_response(...))`, the object's fields that echo the request written from bytes (see
+    `ResponseBytes`): for an answer that is not kept, which needs no object."""
+    choice = _first_choice(reply)
+    finish_reason = choice.get("finish_reason")
+    status = status_for(finish_reason)
+    output = output_items(as_object(choice.get("message")), status, namespaces_of(request.get("tools")))
+    return ResponseBytes(request, response_id=response_id, created_at=created_at).encode(
+        status, orjson.dumps(output), usage=responses_usage(reply.get("usage")), finish_reason=finish_reason,
+        completed_at=completed_at if completed_at is not None else int(time.time()))
+
+
 def _first_choice(reply: dict[str, Any]) -> dict[str, Any]:
     choices = reply.get("choices")
     if isinstance(choices, list) and choices and isinstance(choices[0], dict):

@@ -34,6 +34,12 @@ END = re.compile(rb'\}(?:,"logprobs":null)?,"finish_reason":null\}\](?:,"usage":
                  rb'(?:,"obfuscation":"[A-Za-z0-9_-]*")?\}\n\n')
 """Any end of a read that is one ordinary text chunk, after the text's closing quote (`TAILS`, and OpenAI's
 `obfuscation` member)."""
+KNOWN_TAILS: dict[bytes, str | None] = {
+    **dict.fromkeys(TAILS),
+    **{b'"}' + logprobs + b',"finish_reason":"' + reason.encode() + b'"}]' + usage + b"}\n\n": reason
+       for reason in ("stop", "length", "tool_calls", "content_filter")
+       for logprobs in (b"", b',"logprobs":null') for usage in (b"", b',"usage":null')}}
+"""`TAILS`, and the usual ends of a last text chunk: each with its finish reason (None for `TAILS`)."""
 FINISHED = re.compile(rb'\}(?:,"logprobs":null)?,"finish_reason":"([a-z_]{1,40})"\}\](?:,"usage":null)?\}\n\n')
 """The end of a read that is a stream's last text chunk, after the text's closing quote: its finish reason."""
 ENDINGS = (b"null}]}\n\n", b"null}\n\n", b'"}\n\n', b'"}]}\n\n')
@@ -85,8 +91,11 @@ class TextChunks:
                     text.decode()
                 except UnicodeDecodeError:
                     return None
-        tail = read[end:]
-        if tail in TAILS or (b'"obfuscation":"' in tail and END.fullmatch(read, end + 1) is not None):
+        finish = KNOWN_TAILS.get(read[end:], "")
+        if finish != "":
+            self.finish = finish
+            return text
+        if b'"obfuscation":"' in read[end:] and END.fullmatch(read, end + 1) is not None:
             self.finish = None
             return text
         finished = FINISHED.fullmatch(read, end + 1)
