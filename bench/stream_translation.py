@@ -5,8 +5,8 @@
 Feeds the OpenAI chat stream the benchmark upstream sends (bench/upstream/mock.lua: a role chunk with text, six
 text chunks, a finish chunk; `--usage` adds usage to the finish chunk) through each door's whole translation
 (`ChatReads` and the translator, as http/messages.py and http/responses.py have `relay` run them: decoding, the
-fast path for ordinary text chunks, parsing, events, the ending; before, at `--against`, each door's own
-generator `_translated` between the source and `relay`), and through what the chat route does per stream on the
+fast path for ordinary text chunks, parsing, events, the ending; at `--against`, the same modules as they were at
+a revision that has `ChatReads`), and through what the chat route does per stream on the
 gateway side (the provider's `StreamCheck`), for scale. The stream arrives as one read (the upstream sends it at
 once), or with `--split` one read per event. `--against REV` adds the doors
 as they were at a git revision (their modules read with `git show`), for a before/after in one run. Medians of
@@ -108,9 +108,9 @@ def responses_door(reads: list[bytes]) -> int:
     return relayed(reads, ChatReads(translator.feed, translator.feed_text).read, translator.finish)
 
 
-BEFORE = ("sluice.streaming", "sluice.stream_reader", "sluice.frontdoors.messages_reply",
-          "sluice.frontdoors.responses_reply", "sluice.frontdoors.messages_stream",
-          "sluice.frontdoors.responses_stream", "sluice.http.messages", "sluice.http.responses")
+BEFORE = ("sluice.streaming", "sluice.stream_reader", "sluice.frontdoors.text_chunks", "sluice.frontdoors.chat_reads",
+          "sluice.frontdoors.messages_reply", "sluice.frontdoors.responses_reply",
+          "sluice.frontdoors.messages_stream", "sluice.frontdoors.responses_stream")
 """The modules of the doors' stream translation, loaded at `--against` (in this order) as `before.<name>`."""
 
 
@@ -129,16 +129,17 @@ def load_before(revision: str) -> dict[str, Callable[[list[bytes]], int]]:
         module.__file__ = f"{revision}:{path}"
         sys.modules[module.__name__] = module
         exec(compile(source, module.__file__, "exec"), module.__dict__)
-    old_messages = sys.modules["before.sluice.http.messages"]
-    old_responses = sys.modules["before.sluice.http.responses"]
-    old_stream = sys.modules["before.sluice.frontdoors.responses_stream"].ChatToResponsesStream
+    old_reads = sys.modules["before.sluice.frontdoors.chat_reads"].ChatReads
+    old_messages = sys.modules["before.sluice.frontdoors.messages_stream"].ChatToMessagesStream
+    old_responses = sys.modules["before.sluice.frontdoors.responses_stream"].ChatToResponsesStream
 
     def messages_before(reads: list[bytes]) -> int:
-        return drain(old_messages._translated(_source(reads), "gpt-bench"))
+        stream = old_messages(model="gpt-bench", message_id="msg_" + random_hex(96))
+        return relayed(reads, old_reads(stream.feed, stream.feed_text).read, stream.finish)
 
     def responses_before(reads: list[bytes]) -> int:
-        translator = old_stream(request=REQUEST, response_id="resp_bench", created_at=1700000000)
-        return drain(old_responses._translated(_source(reads), translator, None, None))
+        translator = old_responses(request=REQUEST, response_id="resp_bench", created_at=1700000000)
+        return relayed(reads, old_reads(translator.feed, translator.feed_text).read, translator.finish)
 
     return {f"/v1/messages at {revision}": messages_before, f"/v1/responses at {revision}": responses_before}
 

@@ -6,10 +6,19 @@ from __future__ import annotations
 from typing import Any
 
 import orjson
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from sluice.frontdoors.responses_reply import ResponseBytes, response_error_object, response_object, responses_usage
+from sluice.frontdoors import responses_reply
+from sluice.frontdoors.responses_reply import (
+    ResponseBytes,
+    chat_to_response,
+    chat_to_response_bytes,
+    response_error_object,
+    response_object,
+    responses_usage,
+)
 
 short = st.text(max_size=6)
 requests = st.fixed_dictionaries({}, optional={
@@ -58,3 +67,23 @@ def test_a_request_that_sets_few_fields_gets_the_same_bytes(request: dict[str, A
     assert encoded == orjson.dumps(response_object(request, response_id="resp_1", created_at=1700000000,
                                                    status=status, output=output, usage=responses_usage(usage),
                                                    completed_at=1700000001))
+
+
+messages = st.fixed_dictionaries({"role": st.just("assistant")}, optional={
+    "content": st.one_of(st.none(), short), "refusal": st.one_of(st.none(), short), "reasoning_content": short,
+    "tool_calls": st.lists(st.fixed_dictionaries({"id": short, "function": st.fixed_dictionaries(
+        {"name": short, "arguments": short})}), max_size=2)})
+
+
+@settings(max_examples=200, deadline=None, derandomize=True, database=None)
+@given(requests, messages, st.sampled_from([None, "stop", "length", "tool_calls", "content_filter"]), usages)
+def test_a_complete_answer_s_bytes_are_those_of_its_object(request: dict[str, Any], message: dict[str, Any],
+                                                           finish_reason: str | None,
+                                                           usage: dict[str, Any] | None) -> None:
+    """A complete answer that is not kept is written without its object: the same bytes."""
+    reply = {"choices": [{"index": 0, "message": message, "finish_reason": finish_reason}], "usage": usage}
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(responses_reply, "new_item_id", lambda prefix: f"{prefix}_1")
+        expected = chat_to_response(reply, request=request, response_id="resp_1", created_at=7, completed_at=8)
+        written = chat_to_response_bytes(reply, request=request, response_id="resp_1", created_at=7, completed_at=8)
+    assert written == orjson.dumps(expected)

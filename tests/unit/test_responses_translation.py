@@ -7,6 +7,8 @@ from typing import Any
 
 import orjson
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from openai.types.responses import Response, ResponseStreamEvent
 from pydantic import TypeAdapter
 
@@ -516,3 +518,19 @@ def test_a_call_of_a_namespace_function_comes_back_under_the_callers_names() -> 
     assert (completed.name, completed.namespace) == ("close_agent", "multi_agent_v1")
     # The conversation keeps the name the chat model knows, for the next turn.
     assert stream.final_message()["tool_calls"][0]["function"]["name"] == "multi_agent_v1__close_agent"
+
+
+@settings(max_examples=200, deadline=None, derandomize=True, database=None)
+@given(st.fixed_dictionaries({"model": st.one_of(st.text(max_size=4), st.none(), st.just(1)),
+                              "input": st.one_of(st.text(max_size=4), st.none(), st.just([]))},
+                             optional={"stream": st.one_of(st.booleans(), st.none(), st.just(1)),
+                                       "store": st.one_of(st.booleans(), st.none())}))
+def test_the_simplest_requests_translate_as_the_general_way_does(body: dict[str, Any]) -> None:
+    """A request of a model, an input string and at most stream and store skips the general way's checks (an
+    `instructions: null` takes it): the same chat body, byte for byte, or the same refusal."""
+    def outcome(request: dict[str, Any]) -> bytes | str | None:
+        try:
+            return orjson.dumps(responses_to_chat(request))
+        except ResponsesRequestError as exc:
+            return exc.param
+    assert outcome(body) == outcome({**body, "instructions": None})

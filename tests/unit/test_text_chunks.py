@@ -35,7 +35,11 @@ TAILS = [b'},"finish_reason":null}]}', b'},"logprobs":null,"finish_reason":null}
          b'},"logprobs":null,"finish_reason":null}]}', b'},"finish_reason":null}],"usage":null}',
          b'},"finish_reason":null}],"usage":null,"obfuscation":"aB3_-"}', b'},"finish_reason":"stop"}]}',
          b'},"finish_reason":null}]', b'},"finish_reason":null},{"index":1,"delta":{}}]}',
-         b'},"finish_reason":null}],"usage":{"completion_tokens":2}}', b',"role":"assistant"},"finish_reason":null}]}']
+         b'},"finish_reason":null}],"usage":{"completion_tokens":2}}', b',"role":"assistant"},"finish_reason":null}]}',
+         b'},"logprobs":null,"finish_reason":"length"}],"usage":null}', b'},"finish_reason":"tool_calls"}]}',
+         b'},"finish_reason":"content_filter"}],"usage":null}', b'},"finish_reason":"Stop"}]}',
+         b'},"finish_reason":""}]}', b'},"finish_reason":"stop"}],"usage":{"completion_tokens":2}}',
+         b'},"finish_reason":"st\\u006fp"}]}']
 TEXTS = st.one_of(st.text(max_size=6), st.sampled_from(["tok ", "é", "\u2028", '"', "\\", "\x00\x1f\x7f", "😀", "/"]))
 
 
@@ -68,6 +72,24 @@ def reads(draw: st.DrawFn) -> bytes:
     read = b"data: " + payload + b"\n\n"
     return draw(st.sampled_from([read, read, read, read, b"data: [DONE]\n\n", read[:len(read) // 2],
                                  read + read, b": ping\n\n" + read]))
+
+
+FIRST_DELTAS = [b'{"role":"assistant","content":', b'{"content":', b'{"role":"user","content":',
+                b'{"role":"assistant","refusal":null,"content":']
+"""How a stream's first chunk may begin its delta: the fast path's two forms, and others."""
+
+
+@st.composite
+def first_reads(draw: st.DrawFn) -> bytes:
+    """A stream's first read: a chunk with the role (or not) and a text (or none), any head, any tail."""
+    text = draw(TEXTS)
+    literal = draw(st.sampled_from(encodings(text, draw(st.sampled_from(ODD)))))
+    payload = (draw(st.sampled_from(HEADS)) + b'"choices":[{"index":0,"delta":' + draw(st.sampled_from(FIRST_DELTAS))
+               + literal + draw(st.sampled_from(TAILS)))
+    if draw(st.integers(0, 9)) == 0:
+        at = draw(st.integers(0, len(payload)))
+        payload = payload[:at] + bytes([draw(st.integers(0, 255))]) + payload[at + 1:]
+    return b"data: " + payload + draw(st.sampled_from([b"\n\n", b"\n\n", b"\r\n\r\n", b"\n"]))
 
 
 def first_chunk(head: bytes) -> bytes:
@@ -148,7 +170,10 @@ def test_a_recognised_text_is_the_chunk_s_text_as_orjson_writes_it(head: bytes, 
     text = texts.text_of(read)
     if text is not None:
         chunk = orjson.loads(read[6:-2])
-        assert b'"' + text + b'"' == orjson.dumps(text_piece(chunk))
+        choice = chunk["choices"][0]
+        unfinished = {**chunk, "choices": [{**choice, "finish_reason": None}]}
+        assert b'"' + text + b'"' == orjson.dumps(text_piece(unfinished))
+        assert texts.finish == choice["finish_reason"]
 
 
 @given(st.sampled_from(HEADS[:2]), st.text(min_size=1, max_size=12))
@@ -159,3 +184,49 @@ def test_the_usual_chunk_is_recognised(head: bytes, text: str) -> None:
     for tail in TAILS[:4]:
         read = b"data: " + head + b'"choices":[{"index":0,"delta":{"content":' + orjson.dumps(text) + tail + b"\n\n"
         assert texts.text_of(read) == orjson.dumps(text)[1:-1]
+
+
+@PROPERTIES
+@given(first_reads(), st.lists(reads(), max_size=5))
+def test_any_first_read_gives_the_long_way_s_bytes(fixed_ids: Callable[[], None], first: bytes,
+                                                   items: list[bytes]) -> None:
+    """The first read teaches the fast path the stream's leading members when it is a text chunk; whatever it is,
+    and whatever follows, the doors send what the long way gives."""
+    assert_same_bytes([first, *items, b"data: [DONE]\n\n"], fixed_ids)
+
+
+@pytest.mark.parametrize("reason", ["stop", "length", "content_filter", "tool_calls"])
+def test_a_last_text_chunk_s_finish_reason_is_kept(fixed_ids: Callable[[], None], reason: str) -> None:
+    last = (b"data: " + HEADS[0] + b'"choices":[{"index":0,"delta":{"content":"end"},"finish_reason":"'
+            + reason.encode() + b'"}]}\n\n')
+    texts = TextChunks()
+    texts.learn(first_chunk(HEADS[0])[6:-2])
+    assert texts.text_of(last) == b"end" and texts.finish == reason
+    assert_same_bytes([first_chunk(HEADS[0]), last, b"data: [DONE]\n\n"], fixed_ids)
+
+
+@PROPERTIES
+@given(st.lists(reads(), max_size=6), st.sampled_from([None, "stop", "length", "content_filter"]),
+       st.sampled_from([None, {"prompt_tokens": 3, "completion_tokens": 2, "total_tokens": 5}]))
+def test_the_text_only_ending_is_the_general_one(fixed_ids: Callable[[], None], items: list[bytes],
+                                                 reason: str | None, usage: dict[str, int] | None) -> None:
+    """A response of one message with one output text part ends from its template (`_text_ending`), byte for
+    byte what the general ending writes."""
+    stream = [first_chunk(HEADS[0]), *items]
+    fast = ChatToResponsesStream(request=REQUEST, response_id="resp_1", created_at=1700000000)
+    slow = ChatToResponsesStream(request=REQUEST, response_id="resp_1", created_at=1700000000)
+    for translator in (fast, slow):
+        fixed_ids()
+        reads_ = ChatReads(translator.feed, translator.feed_text)
+        for item in stream:
+            try:
+                reads_.read(item)
+            except Exception:  # noqa: BLE001 - a broken read ends the stream: nothing to compare
+                return
+        translator._finish_reason = reason or translator._finish_reason
+        translator._usage = usage
+    part, item = fast._text, fast._current
+    if part is None or len(fast._items) != 1 or item is None or item.parts[0] is not part:  # type: ignore[union-attr]
+        return
+    assert fast.finish() == slow._ending(responses_stream.status_for(slow._finish_reason))
+    assert fast.final_message() == slow.final_message()

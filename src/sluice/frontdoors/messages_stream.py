@@ -42,6 +42,7 @@ TEXT_BLOCK = b'{"type":"text","text":""}'
 THINKING_BLOCK = b'{"type":"thinking","thinking":"","signature":""}'
 DELTA_END = b"}}\n\n"
 """What closes a `content_block_delta` event after its encoded value."""
+QUOTED_DELTA_END = b'"' + DELTA_END
 DELTA_FIELDS = {"text": b'"text_delta","text"', "thinking": b'"thinking_delta","thinking"',
                 "tool": b'"input_json_delta","partial_json"'}
 """A block kind's delta: its type and the field that carries the piece."""
@@ -51,6 +52,16 @@ def delta_prefix(index: int, kind: str) -> bytes:
     """The bytes of a `content_block_delta` event for block `index` of `kind`, up to its value."""
     return (b'event: content_block_delta\ndata: {"type":"content_block_delta","index":' + str(index).encode()
             + b',"delta":{"type":' + DELTA_FIELDS[kind] + b":")
+
+
+START_HEAD = b'event: message_start\ndata: {"type":"message_start","message":{"id":'
+START_MODEL = b',"type":"message","role":"assistant","model":'
+START_USAGE = b',"content":[],"stop_reason":null,"stop_sequence":null,"usage":'
+FIRST_TEXT_PREFIX = delta_prefix(0, "text")
+TEXT_OPENING = (START_USAGE + NO_USAGE_YET + b"}}\n\n" + PING + b'event: content_block_start\ndata: {"type":'
+                b'"content_block_start","index":0,"content_block":' + TEXT_BLOCK + b"}\n\n" + FIRST_TEXT_PREFIX + b'"')
+"""What follows the model in a stream that opens with text: `message_start` without usage yet, the `ping`, the
+first block (text) and its first delta, up to the text."""
 
 
 class ChatToMessagesStream:
@@ -93,13 +104,24 @@ class ChatToMessagesStream:
                 out.extend(self._choice(choice))
         return b"".join(out)
 
-    def feed_text(self, text: bytes) -> bytes | None:
+    def feed_text(self, text: bytes, finish: str | None = None) -> bytes | None:
         """The `text_delta` for an ordinary text chunk's escaped `text` (see frontdoors/text_chunks.py) while a
-        text block is open, else None: then the chunk goes to `feed`."""
+        text block is open (or, first in the stream, the message's start and its first block with it), and its
+        `finish` reason noted; else None: then the chunk goes to `feed`."""
         prefix = self._text_prefix
-        if prefix is None:
+        if prefix is not None:
+            out = b"".join((prefix, b'"', text, QUOTED_DELTA_END))
+        elif not self._started and not self._done:  # what `_start` and `_piece` write, in one piece
+            self._started = True
+            self._open, self._blocks = ("text", 0), 1
+            self._prefix = self._text_prefix = FIRST_TEXT_PREFIX
+            out = b"".join((START_HEAD, orjson.dumps(self.message_id), START_MODEL, orjson.dumps(self.model),
+                            TEXT_OPENING, text, QUOTED_DELTA_END))
+        else:
             return None
-        return prefix + b'"' + text + b'"' + DELTA_END
+        if finish is not None:
+            self._finish_reason = finish
+        return out
 
     def finish(self) -> bytes:
         """Close the open block and end the message: `message_delta` with stop reason and usage, `message_stop`."""
@@ -109,8 +131,8 @@ class ChatToMessagesStream:
         self._done = True
         reason = stop_reason(self._finish_reason, has_tool_calls=bool(self._tool_blocks))
         usage = NO_USAGE if self._usage is None else orjson.dumps(anthropic_usage(self._usage))
-        return (out + b'event: message_delta\ndata: {"type":"message_delta","delta":{"stop_reason":'
-                + orjson.dumps(reason) + b',"stop_sequence":null},"usage":' + usage + b"}\n\n" + MESSAGE_STOP)
+        return b"".join((out, b'event: message_delta\ndata: {"type":"message_delta","delta":{"stop_reason":',
+                         orjson.dumps(reason), b',"stop_sequence":null},"usage":', usage, b"}\n\n", MESSAGE_STOP))
 
     def fail(self, status: int, message: str) -> bytes:
         """The Anthropic `error` event for a failure after the stream began; nothing is closed, nothing follows."""
@@ -125,9 +147,7 @@ class ChatToMessagesStream:
             return b""
         self._started = True
         usage = orjson.dumps(anthropic_usage(self._usage)) if self._usage else NO_USAGE_YET
-        return (b'event: message_start\ndata: {"type":"message_start","message":{"id":'
-                + orjson.dumps(self.message_id) + b',"type":"message","role":"assistant","model":'
-                + orjson.dumps(self.model) + b',"content":[],"stop_reason":null,"stop_sequence":null,"usage":'
+        return (START_HEAD + orjson.dumps(self.message_id) + START_MODEL + orjson.dumps(self.model) + START_USAGE
                 + usage + b"}}\n\n" + PING)
 
     def _choice(self, choice: dict[str, Any]) -> list[bytes]:

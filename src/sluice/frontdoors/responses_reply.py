@@ -182,11 +182,11 @@ class ResponseBytes:
                completed_at: int | None = None) -> bytes:
         """The object `response_object` builds for these values, `output` its encoded output list."""
         reason = INCOMPLETE_REASONS.get(finish_reason or "") if status == "incomplete" else None
-        return (self._head + orjson.dumps(status) + b',"completed_at":'
-                + (orjson.dumps(completed_at) if status == "completed" else b"null")
-                + b',"error":' + orjson.dumps(error) + b',"incomplete_details":'
-                + (b'{"reason":' + orjson.dumps(reason) + b"}" if reason else b"null")
-                + self._model + output + self._tail + orjson.dumps(usage) + b"}")
+        return b"".join((self._head, orjson.dumps(status), b',"completed_at":',
+                         orjson.dumps(completed_at) if status == "completed" else b"null",
+                         b',"error":', orjson.dumps(error), b',"incomplete_details":',
+                         b'{"reason":' + orjson.dumps(reason) + b"}" if reason else b"null",
+                         self._model, output, self._tail, orjson.dumps(usage), b"}"))
 
 
 def status_for(finish_reason: str | None) -> str:
@@ -208,6 +208,19 @@ def chat_to_response(
         usage=responses_usage(reply.get("usage")), finish_reason=finish_reason,
         completed_at=completed_at if completed_at is not None else int(time.time()),
     )
+
+
+def chat_to_response_bytes(reply: dict[str, Any], *, request: dict[str, Any], response_id: str, created_at: int,
+                           completed_at: int | None = None) -> bytes:
+    """`orjson.dumps(chat_to_response(...))`, the object's fields that echo the request written from bytes (see
+    `ResponseBytes`): for an answer that is not kept, which needs no object."""
+    choice = _first_choice(reply)
+    finish_reason = choice.get("finish_reason")
+    status = status_for(finish_reason)
+    output = output_items(as_object(choice.get("message")), status, namespaces_of(request.get("tools")))
+    return ResponseBytes(request, response_id=response_id, created_at=created_at).encode(
+        status, orjson.dumps(output), usage=responses_usage(reply.get("usage")), finish_reason=finish_reason,
+        completed_at=completed_at if completed_at is not None else int(time.time()))
 
 
 def _first_choice(reply: dict[str, Any]) -> dict[str, Any]:

@@ -9,6 +9,8 @@ CHAT_ROLES = {"user": "user", "assistant": "assistant", "system": "system", "dev
 TOOL_CHOICE_WORDS = frozenset({"auto", "none", "required"})
 KEPT_AS_IS = ("model", "temperature", "top_p", "user", "safety_identifier", "prompt_cache_key", "service_tier")
 """Fields with the same name and meaning in chat; `None` values are not sent."""
+PLAIN_FIELDS = frozenset({"model", "input", "stream", "store"})
+"""The fields of the simplest requests, translated without the general way's checks (none applies to them)."""
 REFUSED_WHEN_SET = {
     "conversation": "Conversations are not supported here; use 'previous_response_id'.",
     "prompt": "Stored prompt templates are not supported on /v1/responses.",
@@ -44,6 +46,14 @@ def responses_to_chat(body: dict[str, Any], history: list[dict[str, Any]] | None
     (from `previous_response_id`), placed after the instructions and before the new input."""
     if not isinstance(body, dict):
         raise ResponsesRequestError("The request body must be a JSON object.")
+    model, input_ = body.get("model"), body.get("input")
+    if history is None and type(input_) is str and type(model) is str and model and body.keys() <= PLAIN_FIELDS:
+        # What the general way below gives such a request (a model, an input string, at most stream and store)
+        plain: dict[str, Any] = {"model": model, "messages": [{"role": "user", "content": input_}]}
+        if body.get("stream"):
+            plain["stream"] = True
+            plain["stream_options"] = {"include_usage": True}
+        return plain
     _refuse_unsupported_fields(body)
     if not isinstance(body.get("model"), str) or not body["model"]:
         raise ResponsesRequestError("'model' must be a non-empty string.", "model")

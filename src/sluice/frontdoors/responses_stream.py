@@ -37,6 +37,28 @@ DELTA_TAILS = {"output_text": b',"logprobs":[],"sequence_number":', "refusal": b
 PART_BYTES = {"output_text": (b'{"type":"output_text","text":', b',"annotations":[],"logprobs":[]}'),
               "refusal": (b'{"type":"refusal","refusal":', b"}")}
 """A content part's JSON (`output_text_part`, `refusal_part`) before and after its encoded text."""
+OPENING_CREATED = b'event: response.created\ndata: {"type":"response.created","response":'
+OPENING_IN_PROGRESS = (b',"sequence_number":0}\n\nevent: response.in_progress\ndata: {"type":"response.in_progress",'
+                       b'"response":')
+OPENING_ITEM = (b',"sequence_number":1}\n\nevent: response.output_item.added\ndata: {"type":'
+                b'"response.output_item.added","output_index":0,"item":{"type":"message","id":')
+OPENING_PART = (b',"role":"assistant","status":"in_progress","content":[]},"sequence_number":2}\n\n'
+                b'event: response.content_part.added\ndata: {"type":"response.content_part.added",')
+OPENING_DELTA = (b',"content_index":0,"part":' + PART_BYTES["output_text"][0] + b'""' + PART_BYTES["output_text"][1]
+                 + b',"sequence_number":3}\n\n')
+"""The pieces of a stream's opening events when its first chunk is text, around the `response` object (twice),
+the message's id, its `item_id` and `output_index`, and the first delta."""
+TEXT_PART = PART_BYTES["output_text"]
+SEQUENCE = b',"sequence_number":'
+ENDING_TEXT_DONE = b'event: response.output_text.done\ndata: {"type":"response.output_text.done",'
+ENDING_LOGPROBS = b',"logprobs":[]' + SEQUENCE
+ENDING_PART_DONE = b'}\n\nevent: response.content_part.done\ndata: {"type":"response.content_part.done",'
+ENDING_ITEM_DONE = (b'}\n\nevent: response.output_item.done\ndata: {"type":"response.output_item.done",'
+                    b'"output_index":0,"item":')
+"""The pieces of the ending events of a response whose one item is a message of one output text part."""
+KNOWN_ENDS = 1024
+ENDS = [str(sequence).encode() + b"}\n\n" for sequence in range(KNOWN_ENDS)]
+"""How an event with each of the first sequence numbers ends."""
 
 
 def joined(pieces: list[str]) -> str:
@@ -51,13 +73,14 @@ def joined(pieces: list[str]) -> str:
 class _Item:
     """What every output item has: its id, place, status, the `where` of its events, and its final encoding."""
 
-    __slots__ = ("item_id", "output_index", "status", "where", "encoded")
+    __slots__ = ("item_id", "id_bytes", "output_index", "status", "where", "encoded")
 
     def __init__(self, item_id: str, output_index: int) -> None:
         self.item_id = item_id
+        self.id_bytes = orjson.dumps(item_id)
         self.output_index = output_index
         self.status = "in_progress"
-        self.where = b'"item_id":' + orjson.dumps(item_id) + b',"output_index":' + str(output_index).encode()
+        self.where = b'"item_id":' + self.id_bytes + b',"output_index":' + str(output_index).encode()
         self.encoded: bytes | None = None
         """The item as its `output_item.done` sent it, while nothing changed since."""
 
@@ -74,21 +97,37 @@ class _Item:
 
 
 class _Part:
-    __slots__ = ("kind", "pieces", "prefix", "tail", "encoded")
+    __slots__ = ("kind", "escaped", "prefix", "opening", "tail", "closing", "encoded")
 
     def __init__(self, kind: str, item: _Message, content_index: int) -> None:
         self.kind = kind
-        self.pieces: list[str] = []
+        self.escaped: list[bytes] = []
+        """The text's pieces as JSON strings write them, without their quotes (JSON escapes each character on
+        its own, so the pieces joined are the whole text's)."""
         kind_name = PART_EVENTS[kind]
         self.prefix = (b"event: " + kind_name + b'.delta\ndata: {"type":"' + kind_name + b'.delta",' + item.where
                        + b',"content_index":' + str(content_index).encode() + b',"delta":')
         """A delta event's bytes up to its text."""
+        self.opening = self.prefix + b'"'
         self.tail = DELTA_TAILS[kind]
+        self.closing = b'"' + self.tail
+        """What follows a delta's text without its closing quote, up to the event's sequence number."""
         self.encoded: bytes | None = None
         """The part's JSON once it is closed (a closed part never changes)."""
 
+    def text_bytes(self) -> bytes:
+        """The text as a JSON string (its pieces joined once, however often it is read)."""
+        escaped = self.escaped
+        if len(escaped) != 1:
+            escaped[:] = [b"".join(escaped)]
+        return b'"' + escaped[0] + b'"'
+
+    def text(self) -> str:
+        text: str = orjson.loads(self.text_bytes())
+        return text
+
     def as_part(self) -> dict[str, Any]:
-        text = joined(self.pieces)
+        text = self.text()
         return output_text_part(text) if self.kind == "output_text" else refusal_part(text)
 
     def as_bytes(self, text: bytes) -> bytes:
@@ -110,7 +149,7 @@ class _Message(_Item):
     def as_bytes(self) -> bytes:
         """The item's JSON as `orjson.dumps(self.as_item())` writes it, closed parts not encoded again."""
         parts = [part.encoded if part.encoded is not None else orjson.dumps(part.as_part()) for part in self.parts]
-        return (b'{"type":"message","id":' + orjson.dumps(self.item_id) + b',"role":"assistant","status":'
+        return (b'{"type":"message","id":' + self.id_bytes + b',"role":"assistant","status":'
                 + orjson.dumps(self.status) + b',"content":[' + b",".join(parts) + b"]}")
 
 
@@ -181,9 +220,11 @@ class ChatToResponsesStream:
             if text is not None:
                 if part is None:  # the open message's last part is a refusal
                     return self._text_delta("output_text", text)
-                part.pieces.append(text)  # most chunks: the open message's text goes on
+                encoded = orjson.dumps(text)  # most chunks: the open message's text goes on
+                part.escaped.append(encoded[1:-1])
                 sequence, self._sequence = self._sequence, self._sequence + 1
-                return part.prefix + orjson.dumps(text) + part.tail + str(sequence).encode() + b"}\n\n"
+                return b"".join((part.prefix, encoded, part.tail, ENDS[sequence] if sequence < KNOWN_ENDS
+                                 else str(sequence).encode() + b"}\n\n"))
         if isinstance(chunk.get("error"), dict):
             error = chunk["error"]
             return self.fail(str(error.get("message") or "The upstream failed."), error.get("code"))
@@ -195,29 +236,64 @@ class ChatToResponsesStream:
                 out.extend(self._choice_events(choice))
         return b"".join(out)
 
-    def feed_text(self, text: bytes) -> bytes | None:
+    def feed_text(self, text: bytes, finish: str | None = None) -> bytes | None:
         """The `output_text.delta` for an ordinary text chunk's escaped `text` (see frontdoors/text_chunks.py)
-        while the open message's last part is output text, else None: then the chunk goes to `feed`."""
+        while the open message's last part is output text (or, first in the stream, the events that open the
+        response, its message and part with it), and its `finish` reason noted; else None: then the chunk goes to
+        `feed`."""
         part = self._text
-        if part is None:
+        if part is not None:
+            part.escaped.append(text)
+            sequence, self._sequence = self._sequence, self._sequence + 1
+            out = b"".join((part.opening, text, part.closing, ENDS[sequence] if sequence < KNOWN_ENDS
+                            else str(sequence).encode() + b"}\n\n"))
+        elif not self._started and not self._ended:
+            out = self._opening(text)
+        else:
             return None
-        part.pieces.append(orjson.loads(b'"' + text + b'"') if b"\\" in text else text.decode())
-        sequence, self._sequence = self._sequence, self._sequence + 1
-        return part.prefix + b'"' + text + b'"' + part.tail + str(sequence).encode() + b"}\n\n"
+        if finish is not None:
+            self._finish_reason = finish
+        return out
 
     def finish(self) -> bytes:
         """The `.done` events of the open item, then `response.completed` (or `response.incomplete` when the
         reply stopped at the token limit or a content filter) with the whole response and its usage."""
         if self._ended:
             return b""
-        out = self.start()
         status = status_for(self._finish_reason)
+        part, item = self._text, self._current
+        if part is not None and isinstance(item, _Message) and len(self._items) == 1 and item.parts[0] is part:
+            return self._text_ending(item, part, status)  # a reply of text only: most streams
+        return self._ending(status)
+
+    def _ending(self, status: str) -> bytes:
+        out = self.start()
         out += self._close_current(status)
         self._ended = True
         response = self._responses.encode(status, self._output(), usage=responses_usage(self._usage),
                                           finish_reason=self._finish_reason, completed_at=int(time.time()))
         kind = b"response.completed" if status == "completed" else b"response.incomplete"
         return out + self._event(kind, b'"response":' + response)
+
+    def _text_ending(self, item: _Message, part: _Part, status: str) -> bytes:
+        """What `_ending` writes for a response whose one item is a message of one output text part, in one
+        piece."""
+        self._current = self._text = None
+        self._ended = True
+        item.status = status
+        text = part.text_bytes()
+        part.encoded = TEXT_PART[0] + text + TEXT_PART[1]
+        item.encoded = encoded = item.as_bytes()
+        response = self._responses.encode(status, b"[" + encoded + b"]", usage=responses_usage(self._usage),
+                                          finish_reason=self._finish_reason, completed_at=int(time.time()))
+        where, sequence = item.where, self._sequence
+        self._sequence = sequence + 4
+        kind = b"response.completed" if status == "completed" else b"response.incomplete"
+        return b"".join((ENDING_TEXT_DONE, where, b',"content_index":0,"text":', text, ENDING_LOGPROBS,
+                         str(sequence).encode(), ENDING_PART_DONE, where, b',"content_index":0,"part":', part.encoded,
+                         SEQUENCE, str(sequence + 1).encode(), ENDING_ITEM_DONE, encoded, SEQUENCE,
+                         str(sequence + 2).encode(), b"}\n\nevent: ", kind, b'\ndata: {"type":"', kind,
+                         b'","response":', response, SEQUENCE, str(sequence + 3).encode(), b"}\n\n"))
 
     def fail(self, message: str, code: str | None) -> bytes:
         """`response.failed` (status failed, `error` set, the output so far), then the terminal `error` event, as
@@ -242,9 +318,9 @@ class ChatToResponsesStream:
 
     def final_message(self) -> dict[str, Any]:
         """The assistant chat message the stream assembled (text, refusal, reasoning, tool calls)."""
-        texts = [joined(part.pieces) for item in self._items if isinstance(item, _Message) for part in item.parts
+        texts = [part.text() for item in self._items if isinstance(item, _Message) for part in item.parts
                  if part.kind == "output_text"]
-        refusals = [joined(part.pieces) for item in self._items if isinstance(item, _Message)
+        refusals = [part.text() for item in self._items if isinstance(item, _Message)
                     for part in item.parts if part.kind == "refusal"]
         reasoning = [joined(item.pieces) for item in self._items if isinstance(item, _Reasoning)]
         calls = [item for item in self._items if isinstance(item, _Call)]
@@ -310,9 +386,26 @@ class ChatToResponsesStream:
             out += self._event(b"response.content_part.added", item.where + b',"content_index":'
                                + str(index).encode() + b',"part":' + part.as_bytes(b'""'))
         part = item.parts[-1]
-        part.pieces.append(text)
+        encoded = orjson.dumps(text)
+        part.escaped.append(encoded[1:-1])
         sequence, self._sequence = self._sequence, self._sequence + 1
-        return out + part.prefix + orjson.dumps(text) + part.tail + str(sequence).encode() + b"}\n\n"
+        return out + part.prefix + encoded + part.tail + str(sequence).encode() + b"}\n\n"
+
+    def _opening(self, text: bytes) -> bytes:
+        """What `start` and `_text_delta` write for a stream whose first chunk is text (escaped `text`), in one
+        piece: `response.created`, `response.in_progress`, the message's `output_item.added`, its output text
+        part's `content_part.added`, the first delta."""
+        self._started = True
+        item = _Message(new_item_id("msg"), 0)
+        part = _Part("output_text", item, 0)
+        part.escaped.append(text)
+        item.parts.append(part)
+        self._items.append(item)
+        self._current, self._text = item, part
+        self._sequence = 5
+        response = self._responses.encode("in_progress", b"[]")
+        return b"".join((OPENING_CREATED, response, OPENING_IN_PROGRESS, response, OPENING_ITEM, item.id_bytes,
+                         OPENING_PART, item.where, OPENING_DELTA, part.opening, text, part.closing, b"4}\n\n"))
 
     def _tool_call_delta(self, call: dict[str, Any], position: int) -> bytes:
         out = b""
@@ -368,7 +461,7 @@ class ChatToResponsesStream:
 
     def _close_part(self, item: _Message) -> bytes:
         part = item.parts[-1]
-        text = orjson.dumps(joined(part.pieces))
+        text = part.text_bytes()
         where = item.where + b',"content_index":' + str(len(item.parts) - 1).encode()
         if part.kind == "output_text":
             done = self._event(b"response.output_text.done", where + b',"text":' + text + b',"logprobs":[]')

@@ -18,7 +18,7 @@ import orjson
 from sluice.errors import GatewayError, InvalidRequest, NotFound, UpstreamProtocolError
 from sluice.frontdoors.chat_reads import ChatReads
 from sluice.frontdoors.responses_native import ending_response, native_body, native_turn
-from sluice.frontdoors.responses_reply import chat_to_response, conversation_turn
+from sluice.frontdoors.responses_reply import chat_to_response, chat_to_response_bytes, conversation_turn
 from sluice.frontdoors.responses_request import ResponsesRequestError, responses_to_chat
 from sluice.frontdoors.responses_store import StoredResponse
 from sluice.frontdoors.responses_stream import ChatToResponsesStream
@@ -88,15 +88,10 @@ async def _answer(flow: Flow, scope: Scope, receive: Receive, send: Send) -> Non
             await _relay_native(flow, chunks, client, send, partial(_kept_native, chat, principal) if keep else None)
             return
         translator = ChatToResponsesStream(request=body, response_id=response_id, created_at=created)
-
-        def kept(response: dict[str, Any]) -> StoredResponse:
-            turn = conversation_turn(chat, translator.final_message())
-            return StoredResponse(response_id, principal.key_id, turn, response)
-
+        kept = partial(_kept_translated, response_id, chat, translator, principal) if keep else None
         start = {"type": "http.response.start", "status": 200, "headers": SSE_HEADERS + flow.response_headers()}
         await relay(chunks, client, send, partial(_ending, translator), start, flow.gateway.streams,
-                    ChatReads(translator.feed, translator.feed_text).read,
-                    partial(_finished, translator, flow, kept if keep else None))
+                    ChatReads(translator.feed, translator.feed_text).read, partial(_finished, translator, flow, kept))
         return
     # The response cache keys chat bodies: a native answer must never answer a chat call.
     raw_reply = await flow.call(request, route, cached=False)
@@ -105,15 +100,25 @@ async def _answer(flow: Flow, scope: Scope, receive: Receive, send: Send) -> Non
         return
     reply = orjson.loads(raw_reply)
     try:
-        response = chat_to_response(reply, request=body, response_id=response_id, created_at=created)
+        if keep:
+            response = chat_to_response(reply, request=body, response_id=response_id, created_at=created)
+        else:  # nothing kept: the bytes without the object
+            encoded = chat_to_response_bytes(reply, request=body, response_id=response_id, created_at=created)
         message = reply["choices"][0]["message"]
     except (KeyError, IndexError, TypeError) as exc:
         raise UpstreamProtocolError("The upstream's reply could not be read as a chat completion.") from exc
     if keep:
         await store.save(StoredResponse(response_id, principal.key_id, conversation_turn(chat, message), response))
-    encoded = orjson.dumps(response)
+        encoded = orjson.dumps(response)
     await send_bytes(send, 200, encoded,
                      [JSON_TYPE, *flow.response_headers((b"content-length", str(len(encoded)).encode()))])
+
+
+def _kept_translated(response_id: str, chat: dict[str, Any], translator: ChatToResponsesStream, principal: Principal,
+                     response: dict[str, Any]) -> StoredResponse:
+    """What Sluice keeps of a translated stream's turn."""
+    turn = conversation_turn(chat, translator.final_message())
+    return StoredResponse(response_id, principal.key_id, turn, response)
 
 
 def _kept_native(chat: dict[str, Any], principal: Principal, response: dict[str, Any]) -> StoredResponse:
