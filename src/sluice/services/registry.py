@@ -4,6 +4,7 @@ pooled raw HTTP client, and the route table that sends requests to them."""
 from __future__ import annotations
 
 import hashlib
+import os
 from collections.abc import AsyncIterator, Mapping, Sequence
 from datetime import timedelta
 from typing import TYPE_CHECKING
@@ -18,6 +19,7 @@ from sluice.routing.breaker import CircuitBreaker
 from sluice.routing.endpoint import Endpoint
 from sluice.routing.guard import UpstreamGuard
 from sluice.routing.pool import Pool
+from sluice.services.h1 import H1Client
 from sluice.services.options import ServiceConfig
 from sluice.services.rules import RuleTable
 from sluice.telemetry.metrics import Metrics
@@ -29,6 +31,8 @@ if TYPE_CHECKING:
     from sluice.services.store import ServiceStore
 
 MAX_CONNECTIONS = 1024
+PROXY_VARIABLES = ("HTTP_PROXY", "http_proxy", "ALL_PROXY", "all_proxy")
+"""Set, reqwest sends plain-http requests through that proxy: then every call goes through pyreqwest."""
 
 
 def instance_id(url: str) -> str:
@@ -49,6 +53,7 @@ class Service:
         self.hash_header = hash_on.header.lower().encode("latin-1") if hash_on and hash_on.header else None
         self.hash_cookie = hash_on.cookie.encode("latin-1") + b"=" if hash_on and hash_on.cookie else None
         self._client: Client | None = None
+        self._h1: H1Client | None = None
 
     def _endpoint(self, url: str, weight: float) -> Endpoint:
         url = url.rstrip("/")
@@ -89,8 +94,13 @@ class Service:
         timeout = self.config.timeout
         self._client = pooled_client(MAX_CONNECTIONS, timeout.connect, timeout.read, raw=True,
                                      total_seconds=timeout.total)
+        if not any(os.environ.get(name) for name in PROXY_VARIABLES):
+            self._h1 = H1Client(MAX_CONNECTIONS, timeout.connect, timeout.read, timeout.total)
 
     async def aclose(self) -> None:
+        if self._h1 is not None:
+            await self._h1.close()
+            self._h1 = None
         if self._client is not None:
             await self._client.close()
             self._client = None
@@ -101,6 +111,11 @@ class Service:
         when it is an iterator; `read_seconds` bounds the whole call (a route's `timeout_seconds`)."""
         if self._client is None:
             raise GatewayError(f"Service {self.name!r} is not started.")
+        if self._h1 is not None and isinstance(body, bytes) and url.startswith("http://"):
+            try:  # the lean client (services/h1.py says why): plain http with the body in hand
+                return await self._h1.send(method, url, headers, body, read_seconds)
+            except RequestError as exc:
+                raise transport_error(exc, self.name) from exc
         builder = self._client.request(method, url).headers(headers)
         if isinstance(body, bytes):
             if body:
