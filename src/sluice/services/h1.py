@@ -24,11 +24,18 @@ from collections import deque
 from collections.abc import Generator
 from typing import Any, cast
 
-from pyreqwest.exceptions import CauseErrorDetails, ConnectError, ConnectTimeoutError, ReadError, ReadTimeoutError
+from pyreqwest.exceptions import (
+    CauseErrorDetails,
+    ConnectError,
+    ConnectTimeoutError,
+    ReadError,
+    ReadTimeoutError,
+    RequestError,
+)
 from pyreqwest.request import StreamRequest
 from pyreqwest.response import Response
 
-from sluice.providers.upstream import POOL_MAX_IDLE_PER_HOST, OpenStream
+from sluice.providers.upstream import POOL_MAX_IDLE_PER_HOST, OpenStream, transport_error
 
 IDLE_PER_HOST = POOL_MAX_IDLE_PER_HOST
 IDLE_SECONDS = 90.0
@@ -405,9 +412,10 @@ class H1Client:
         self._closed = False
 
     async def send(self, method: str, url: str, headers: list[tuple[str, str]], body: bytes,
-                   read_seconds: float | None) -> OpenStream:
+                   read_seconds: float | None, upstream: str) -> OpenStream:
         """The reply once its head arrived (`url`: http://host[:port]/path?query; `read_seconds`, when given,
-        bounds the whole call instead of the client's total timeout)."""
+        bounds the whole call instead of the client's total timeout); failures before it as `upstream`'s
+        UpstreamTimeout / UpstreamUnreachable (providers/upstream.py `transport_error`)."""
         host, port, host_header, target = self._split(url)
         loop = asyncio.get_running_loop()
         whole = read_seconds if read_seconds is not None else self.total_seconds
@@ -435,7 +443,10 @@ class H1Client:
         head = "".join(parts).encode("latin-1")
         if body:
             head += body
-        await self._admit()
+        try:
+            await self._admit()
+        except RequestError as exc:
+            raise transport_error(exc, upstream) from exc
         reply = Reply(self, deadline, self.read_seconds)
         try:
             while True:
@@ -452,6 +463,9 @@ class H1Client:
                         continue
                     raise ReadError("the connection was closed before the reply", _NO_DETAILS) from None
                 break
+        except RequestError as exc:
+            await reply.__aexit__()
+            raise transport_error(exc, upstream) from exc
         except BaseException:
             await reply.__aexit__()
             raise
