@@ -154,3 +154,20 @@ async def test_timeouts_and_refused_connections_are_the_gateways_504_and_502() -
         with pytest.raises(UpstreamUnreachable) as refused:
             await svc.send("GET", url + "/", [], b"")
         assert refused.value.status == 502
+
+
+async def test_a_chunked_reply_that_arrives_in_pieces_is_read_whole() -> None:
+    reply = b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n6;x=1\r\n world\r\n0\r\nT: 1\r\n\r\n"
+
+    async def handler(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await read_request(reader)
+        for offset in range(0, len(reply), 3):  # three bytes at a time: every boundary falls inside a piece
+            writer.write(reply[offset:offset + 3])
+            await writer.drain()
+            await asyncio.sleep(0.001)
+        await reader.read()
+
+    async with server(handler) as url, service(url) as svc:
+        answer = await svc.send("GET", url + "/", [], b"")
+        assert (answer.status, await answer.read()) == (200, b"hello world")
+        await answer.close()

@@ -272,6 +272,10 @@ class _Connection(asyncio.Protocol):
                 if size < 0:
                     raise ValueError("negative chunk size")
                 buffer = buffer[end + 2:]
+                if size and buffer[size:size + 2] == b"\r\n":  # the whole chunk is here (nearly always)
+                    self._body(reply, buffer[:size])
+                    buffer = buffer[size + 2:]
+                    continue
                 self.left = size
                 self.state = _CHUNK_DATA if size else _TRAILERS
             elif state == _CHUNK_DATA:
@@ -309,7 +313,7 @@ class _Connection(asyncio.Protocol):
                 break
             else:
                 if buffer:  # bytes past the reply's end: the connection cannot be trusted again
-                    self.keep_alive = False
+                    self.abort()
                     buffer = b""
                 break
         self.buffer = buffer
