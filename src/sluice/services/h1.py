@@ -5,7 +5,7 @@ upstream, CPU per call): pyreqwest 39 µs, aiohttp 64 µs, an asyncio Protocol c
 whole service GET cost ~85 µs against the Python floor's ~60 (issue 16). pyreqwest's I/O runs on its own Tokio
 thread, so each call wakes threads back and forth; for a small proxied request that is most of the cost. LLM calls
 (long, streamed, TLS) keep pyreqwest, and so do service instances on https, requests whose body is streamed and
-processes with a proxy in their environment (registry.py picks).
+processes with a proxy in their environment (registry.py and providers/passthrough.py pick).
 
 What it keeps of pyreqwest's behaviour (services/registry.py's `send` through either gives the same request on the
 wire and the same reply): header names sent title-cased, `Accept: */*` and pyreqwest's `User-Agent` when the caller
@@ -19,6 +19,7 @@ ReadError), so every caller maps them as before; a reply released early closes i
 from __future__ import annotations
 
 import asyncio
+import os
 import time
 from collections import deque
 from collections.abc import Generator
@@ -45,10 +46,17 @@ USER_AGENT = "python-pyreqwest/1.0.0"
 MAX_HEAD = 64 * 1024
 PAUSE_AT = 256 * 1024
 """Reply bytes read ahead of the caller before the connection stops reading."""
+PROXY_VARIABLES = ("HTTP_PROXY", "http_proxy", "ALL_PROXY", "all_proxy")
+"""Set, reqwest sends plain-http requests through that proxy: then every call goes through pyreqwest."""
 _NO_DETAILS: CauseErrorDetails = {"causes": None}
 _TITLES: dict[str, str] = {}
 
 _HEAD, _LENGTH, _CHUNK_SIZE, _CHUNK_DATA, _CHUNK_END, _TRAILERS, _UNTIL_CLOSE, _DONE = range(8)
+
+
+def usable() -> bool:
+    """Whether plain-http calls may use this client: no proxy in the environment (which only reqwest honours)."""
+    return not any(os.environ.get(name) for name in PROXY_VARIABLES)
 
 
 def _title(name: str) -> str:

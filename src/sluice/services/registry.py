@@ -4,7 +4,6 @@ pooled raw HTTP client, and the route table that sends requests to them."""
 from __future__ import annotations
 
 import hashlib
-import os
 from collections.abc import AsyncIterator, Awaitable, Mapping, Sequence
 from datetime import timedelta
 from typing import TYPE_CHECKING
@@ -19,7 +18,7 @@ from sluice.routing.breaker import CircuitBreaker
 from sluice.routing.endpoint import Endpoint
 from sluice.routing.guard import UpstreamGuard
 from sluice.routing.pool import Pool
-from sluice.services.h1 import H1Client
+from sluice.services import h1
 from sluice.services.options import ServiceConfig
 from sluice.services.rules import RuleTable
 from sluice.telemetry.metrics import Metrics
@@ -31,8 +30,6 @@ if TYPE_CHECKING:
     from sluice.services.store import ServiceStore
 
 MAX_CONNECTIONS = 1024
-PROXY_VARIABLES = ("HTTP_PROXY", "http_proxy", "ALL_PROXY", "all_proxy")
-"""Set, reqwest sends plain-http requests through that proxy: then every call goes through pyreqwest."""
 
 
 def instance_id(url: str) -> str:
@@ -53,7 +50,7 @@ class Service:
         self.hash_header = hash_on.header.lower().encode("latin-1") if hash_on and hash_on.header else None
         self.hash_cookie = hash_on.cookie.encode("latin-1") + b"=" if hash_on and hash_on.cookie else None
         self._client: Client | None = None
-        self._h1: H1Client | None = None
+        self._h1: h1.H1Client | None = None
 
     def _endpoint(self, url: str, weight: float) -> Endpoint:
         url = url.rstrip("/")
@@ -94,8 +91,8 @@ class Service:
         timeout = self.config.timeout
         self._client = pooled_client(MAX_CONNECTIONS, timeout.connect, timeout.read, raw=True,
                                      total_seconds=timeout.total)
-        if not any(os.environ.get(name) for name in PROXY_VARIABLES):
-            self._h1 = H1Client(MAX_CONNECTIONS, timeout.connect, timeout.read, timeout.total)
+        if h1.usable():
+            self._h1 = h1.H1Client(MAX_CONNECTIONS, timeout.connect, timeout.read, timeout.total)
 
     async def aclose(self) -> None:
         if self._h1 is not None:
