@@ -9,7 +9,7 @@ stays under the base URL.
 
 from __future__ import annotations
 
-from collections.abc import AsyncGenerator, Iterable, Mapping
+from collections.abc import AsyncGenerator, Awaitable, Iterable, Mapping
 from dataclasses import dataclass
 from urllib.parse import parse_qsl, unquote_plus, urlencode
 
@@ -29,6 +29,7 @@ from sluice.config import (
 from sluice.errors import GatewayError, InvalidRequest
 from sluice.providers.passthrough_paths import safe_query, safe_suffix
 from sluice.providers.upstream import OpenStream, body_chunks, pooled_client, transport_error
+from sluice.services import h1
 
 Headers = Iterable[tuple[bytes, bytes]]
 UpstreamConfig = OpenAIProviderConfig | AzureProviderConfig | AnthropicProviderConfig | GeminiProviderConfig
@@ -137,6 +138,8 @@ class PassthroughTarget:
         self.params = dict(params)
         """Query parameters added when the caller did not pass them (Azure's `api-version`)."""
         self._client: Client | None = None
+        self._h1: h1.H1Client | None = None
+        """services/h1.py's client, for a provider on plain http (a local model server): it says why."""
         self._checked: dict[str, str] = {}
         """Paths (without a query) that passed `url`'s checks, and their URLs."""
 
@@ -144,8 +147,13 @@ class PassthroughTarget:
         timeout = self.config.timeout
         self._client = pooled_client(self.config.max_connections, timeout.connect, timeout.read, raw=True,
                                      total_seconds=timeout.total)
+        if self.base.startswith("http://") and h1.usable():
+            self._h1 = h1.H1Client(self.config.max_connections, timeout.connect, timeout.read, timeout.total)
 
     async def aclose(self) -> None:
+        if self._h1 is not None:
+            await self._h1.close()
+            self._h1 = None
         if self._client is not None:
             await self._client.close()
             self._client = None
@@ -195,10 +203,16 @@ class PassthroughTarget:
             out.extend((name, value) for name, value in self.defaults.items() if name.encode() not in sent)
         return out
 
-    async def send(self, method: str, url: str, headers: list[tuple[str, str]], body: bytes) -> OpenStream:
+    def send(self, method: str, url: str, headers: list[tuple[str, str]], body: bytes) -> Awaitable[OpenStream]:
         """Make the call and return the reply once its headers arrived; its body is read by the caller."""
         if self._client is None:
             raise GatewayError(f"Provider {self.name!r} is not started.")
+        if self._h1 is not None and url.startswith("http://"):
+            return self._h1.send(method, url, headers, body, None, self.name)
+        return self._send(method, url, headers, body)
+
+    async def _send(self, method: str, url: str, headers: list[tuple[str, str]], body: bytes) -> OpenStream:
+        assert self._client is not None
         builder = self._client.request(method, url).headers(headers)
         if body:
             builder = builder.body_bytes(body)
