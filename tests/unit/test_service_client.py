@@ -10,7 +10,7 @@ from contextlib import asynccontextmanager
 
 import pytest
 
-from sluice.errors import UpstreamTimeout, UpstreamUnreachable
+from sluice.errors import InvalidRequest, UpstreamTimeout, UpstreamUnreachable
 from sluice.providers.passthrough import reply_headers
 from sluice.providers.upstream import OpenStream, pooled_client
 from sluice.services.options import ServiceConfig
@@ -172,3 +172,21 @@ async def test_a_chunked_reply_that_arrives_in_pieces_is_read_whole() -> None:
         answer = await svc.send("GET", url + "/", [], b"")
         assert (answer.status, await answer.read()) == (200, b"hello world")
         await answer.close()
+
+
+async def test_a_header_value_with_a_line_break_is_refused_before_anything_is_sent() -> None:
+    received: list[bytes] = []
+
+    async def record(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        received.append(await reader.read(65536))
+        writer.close()
+
+    async with server(record) as url, service(url) as svc:
+        for header in [("x-a", "b\r\nx-evil: 1"), ("x-a", "b\nx-evil: 1"), ("x-a", "b\rx")]:
+            with pytest.raises(InvalidRequest) as refused:
+                await svc.send("GET", url + "/", [header], b"")
+            assert refused.value.status == 400
+        with pytest.raises(InvalidRequest):
+            await svc.send("GET", url + "/a\r\nx-evil: 1", [], b"")
+        await asyncio.sleep(0.05)
+    assert received == []

@@ -36,6 +36,7 @@ from pyreqwest.exceptions import (
 from pyreqwest.request import StreamRequest
 from pyreqwest.response import Response
 
+from sluice.errors import InvalidRequest
 from sluice.providers.upstream import POOL_MAX_IDLE_PER_HOST, OpenStream, transport_error
 
 IDLE_PER_HOST = POOL_MAX_IDLE_PER_HOST
@@ -452,7 +453,12 @@ class H1Client:
         if body:
             parts.append(f"Content-Length: {len(body)}\r\n")
         parts.append("\r\n")
-        head = "".join(parts).encode("latin-1")
+        text = "".join(parts)
+        if text.count("\n") != len(parts) or text.count("\r") != len(parts):
+            # each part ends with the one CRLF: any other line break (a route's header value, a rewritten path)
+            # would split the request on the wire; pyreqwest refuses such a header too
+            raise InvalidRequest("A header or the path sent upstream holds a line break.")
+        head = text.encode("latin-1")
         if body:
             head += body
         try:
