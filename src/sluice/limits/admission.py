@@ -32,6 +32,10 @@ _ADDRESSES_KEPT = 10_000
 _PLANS_KEPT = 10_000
 """Keys (by model) whose plans are kept built."""
 _SUBJECTS = {"key": "this API key", "ip": "your address", "model": "model"}
+_new_tuple = tuple.__new__
+"""Makes `Charge`s without a NamedTuple's own `__new__` (a Python call)."""
+_NO_VERDICTS: list[Verdict] = []
+"""A grant's verdicts until one holds slots (shared, never appended to: most grants hold none)."""
 
 
 class BudgetCheck(Protocol):
@@ -48,11 +52,11 @@ class Grant:
 
     __slots__ = ("_limiter", "states", "verdicts", "line")
 
-    def __init__(self, limiter: Limiter) -> None:
+    def __init__(self, limiter: Limiter, states: list[State] | None = None, line: bytes = b"") -> None:
         self._limiter = limiter
-        self.states: list[State] = []
-        self.verdicts: list[Verdict] = []
-        self.line = b""
+        self.states: list[State] = [] if states is None else states
+        self.verdicts: list[Verdict] = _NO_VERDICTS
+        self.line = line
 
     def headers(self) -> Headers:
         return limit_headers(self.states, line=self.line) if self.states else []
@@ -65,6 +69,13 @@ class Grant:
                 if verdict.slots:
                     self._limiter.release(verdict)
             verdicts.clear()
+
+    def hold(self, verdict: Verdict) -> None:
+        """Keep `verdict`'s concurrency slots until `release`."""
+        if self.verdicts is _NO_VERDICTS:
+            self.verdicts = [verdict]
+        else:
+            self.verdicts.append(verdict)
 
 
 class Plan:
@@ -89,7 +100,7 @@ class Plan:
         policies = self.policies
         for index in self.tokens:
             policy = policies[index]
-            charges[index] = Charge(policy, estimate if estimate < policy.quota else policy.quota)
+            charges[index] = _new_tuple(Charge, (policy, estimate if estimate < policy.quota else policy.quota))
         return charges
 
 
@@ -122,13 +133,14 @@ class Admission:
         """`admit_ip` when the limiter decides without I/O (memory, or a Redis allowance); None when `admit_ip`
         must be awaited (nothing was charged)."""
         charges = self._address_charges.get(self._client_address(scope)) or self._ip_charges(scope)
-        verdict = self.limiter.acquire_now(charges)
+        limiter = self.limiter
+        states = limiter.spend_now(charges)
+        if states is not None:  # the common case (allowed, no slot), as `_settle` would do it
+            return Grant(limiter, states, self._ip_line)
+        verdict = limiter.acquire_now(charges)
         if verdict is None:
             return None
-        grant = Grant(self.limiter)
-        if verdict.allowed and not verdict.slots and verdict.states:  # the common case, as `_settle` would do it
-            grant.states, grant.line = verdict.states, self._ip_line
-            return grant
+        grant = Grant(limiter)
         self._settle(grant, verdict, self._ip_line, "ip")
         return grant
 
@@ -164,16 +176,20 @@ class Admission:
             return grant or Grant(self.limiter)
         tokens = plan.tokens
         charges = plan.charges(estimate_tokens(body, size)) if tokens and body is not None else plan.flat
-        verdict = self.limiter.acquire_now(charges)
-        if verdict is None:
-            return None
-        if grant is None:
-            grant = Grant(self.limiter)
-        states = verdict.states
-        if verdict.allowed and not verdict.slots and states:  # the common case, as `_settle` would do it
-            grant.states += states
-            grant.line = grant.line + b", " + plan.line if grant.line else plan.line
+        limiter = self.limiter
+        states = limiter.spend_now(charges)
+        if states is not None:  # the common case (allowed, no slot), as `_settle` would do it
+            if grant is None:
+                grant = Grant(limiter, states, plan.line)
+            else:
+                grant.states += states
+                grant.line = grant.line + b", " + plan.line if grant.line else plan.line
         else:
+            verdict = limiter.acquire_now(charges)
+            if verdict is None:
+                return None
+            if grant is None:
+                grant = Grant(limiter)
             self._settle(grant, verdict, plan.line, "key", model)
         if exchange is not None and tokens:
             self.tokens.expect(exchange, [charges[tokens[0]]] if len(tokens) == 1 else [charges[i] for i in tokens])
@@ -241,7 +257,7 @@ class Admission:
             grant.line = grant.line + b", " + line if grant.line else line
         if verdict.allowed:
             if verdict.slots:
-                grant.verdicts.append(verdict)
+                grant.hold(verdict)
             return
         violated = verdict.violated
         assert violated is not None

@@ -87,6 +87,12 @@ class Limiter(Protocol):
         """`acquire`'s verdict when it needs no I/O; None (nothing charged) when `acquire` must be awaited."""
         ...
 
+    def spend_now(self, charges: Sequence[Charge]) -> list[State] | None:
+        """The common case of `acquire_now`, without its `Verdict`: the states when every charge is a rate charge
+        that is allowed without I/O (all committed); None when nothing was committed (a refusal, a concurrency
+        slot or I/O to come: then `acquire_now` or `acquire`)."""
+        ...
+
     def release(self, verdict: Verdict) -> None:
         """Give back the concurrency slots of an allowed verdict; returns at once."""
         ...

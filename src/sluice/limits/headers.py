@@ -18,6 +18,7 @@ from sluice.errors import RateLimited
 from sluice.limits.backend import WINDOW_SECONDS, Policy, State
 
 Headers = list[tuple[bytes, bytes]]
+_ceil = math.ceil
 
 
 def policy_item(policy: Policy) -> str:
@@ -57,13 +58,12 @@ def policy_line(policies: tuple[Policy, ...]) -> bytes:
 def limit_headers(states: Sequence[State], shown: State | None = None, line: bytes | None = None) -> Headers:
     """The five headers for `states`; `shown` (default: the tightest) is the one `RateLimit` reports; `line` is
     their `RateLimit-Policy` value when the caller has it built (`Grant` does)."""
-    state = shown or (states[0] if len(states) == 1 else tightest(states))
-    policy = state.policy
-    reset = b"%d" % math.ceil(state.reset)
-    remaining = b"%d" % state.remaining
+    policy, left, seconds = shown or (states[0] if len(states) == 1 else tightest(states))
+    reset = b"%d" % _ceil(seconds)
+    remaining = b"%d" % left
     return [
         (b"ratelimit-policy", line or policy_line(tuple([s.policy for s in states]))),
-        (b"ratelimit", b"%s;r=%s;t=%s" % (policy.label, remaining, reset)),
+        (b"ratelimit", policy.label + b";r=" + remaining + b";t=" + reset),
         (b"x-ratelimit-limit", policy.quota_text),
         (b"x-ratelimit-remaining", remaining),
         (b"x-ratelimit-reset", reset),

@@ -35,6 +35,39 @@ class MemoryLimiter:
     def acquire_now(self, charges: Sequence[Charge]) -> Verdict:
         return self.decide(charges, monotonic())
 
+    def spend_now(self, charges: Sequence[Charge]) -> list[State] | None:
+        return self.spend(charges, monotonic())
+
+    def spend(self, charges: Sequence[Charge], now: float) -> list[State] | None:
+        """`decide`'s states at `now` when every charge is a rate charge that fits (all committed, as `decide`
+        commits them); None, with nothing committed, when one does not fit or takes a concurrency slot."""
+        tats = self._tats
+        states: list[State] = []
+        news: list[float] = []
+        for policy, cost in charges:
+            if policy.concurrent:
+                return None
+            interval = policy.interval
+            tat = tats.get(policy.key)
+            start = now if tat is None or tat < now else tat
+            new = start + (cost if cost < policy.quota else policy.quota) * interval
+            if new - now > WINDOW_SECONDS + _EPSILON:
+                return None
+            states.append(_new_tuple(State, (policy, int((WINDOW_SECONDS - (new - now)) / interval + _EPSILON),
+                                              new - now)))
+            news.append(new)
+        added = 0
+        index = 0
+        for new in news:
+            key = charges[index][0].key
+            index += 1
+            if key not in tats:
+                added += 1
+            tats[key] = new
+        if added:
+            self._count_new(added)
+        return states
+
     def decide(self, charges: Sequence[Charge], now: float) -> Verdict:
         """Check every charge at `now`, then commit them all if every one fits.
 

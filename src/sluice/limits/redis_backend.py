@@ -91,9 +91,9 @@ class RedisLimiter:
         now = monotonic()
         if now < self._down_until:
             raise BackendFailure("Redis failed less than a second ago")
-        local = self._spend_locally(charges, now)
+        local = self.spend_now(charges)
         if local is not None:
-            return local
+            return Verdict(True, local)
         concurrent = any(charge.policy.concurrent for charge in charges)
         ticket = os.urandom(8).hex() if concurrent else ""
         args: list[Any] = [ticket, int(self._lease * 1000), WINDOW_SECONDS * 1000]
@@ -120,8 +120,9 @@ class RedisLimiter:
 
     def acquire_now(self, charges: Sequence[Charge]) -> Verdict | None:
         """The verdict when every charge fits in this instance's allowances, else None (then `acquire`)."""
-        now = monotonic()
-        return self._spend_locally(charges, now) if now >= self._down_until else None
+        states = self.spend_now(charges)
+        return None if states is None else Verdict(True, states)
+
 
     def _allowance(self, policy: Policy) -> Allowance | None:
         """The allowance kept for `policy`, made empty on first use; None for a policy charged exactly."""
@@ -138,19 +139,23 @@ class RedisLimiter:
         found = self._allowances[policy.key] = Allowance(policy, block)
         return found
 
-    def _spend_locally(self, charges: Sequence[Charge], now: float) -> Verdict | None:
-        """The verdict when every charge fits in this instance's allowances (spent), else None (nothing spent).
+    def spend_now(self, charges: Sequence[Charge]) -> list[State] | None:
+        """The states when every charge fits in this instance's allowances (spent), else None (nothing spent; then
+        `acquire`).
 
         Written for speed (every request of a limited key, and of each client address, comes here): indexing rather
         than `zip`, and each `State` made by `tuple.__new__` (a NamedTuple's own `__new__` is a Python call)."""
+        now = monotonic()
+        if now < self._down_until:
+            return None
         allowances = self._allowances
         found = []
-        for charge in charges:
-            allowance = allowances.get(charge[0].key)
+        for policy, cost in charges:
+            allowance = allowances.get(policy.key)
             if allowance is None:
                 return None
             units = allowance.units
-            if units < charge[1] or not units:
+            if units < cost or not units:
                 return None
             found.append(allowance)
         states: list[State] = []
@@ -165,7 +170,7 @@ class RedisLimiter:
                 self._refill(allowance)
             reset = allowance.reset_at - now
             states.append(_new_tuple(State, (policy, allowance.remaining + units, reset if reset > 0.0 else 0.0)))
-        return Verdict(True, states)
+        return states
 
     def _refill(self, allowance: Allowance) -> None:
         allowance.refilling = True
@@ -229,16 +234,19 @@ class RedisLimiter:
         """Corrections of a policy with an allowance come out of (or go back into) it first, the rest gathered for
         `FLUSH_SECONDS`; those of a policy charged exactly go at once (the caller's next request may need them)."""
         exact = False
-        for policy, delta in corrections:
-            allowance = self._allowances.get(policy.key)
+        allowances = self._allowances
+        for policy, delta in corrections:  # min and max written out: one correction per call, for most requests
+            allowance = allowances.get(policy.key)
             if allowance is None:
                 exact = True
             elif delta > 0:
-                taken = min(delta, allowance.units)
-                allowance.units -= taken
+                units = allowance.units
+                taken = delta if delta < units else units
+                allowance.units = units - taken
                 delta -= taken
             else:
-                kept = min(-delta, max(0, 2 * allowance.block - allowance.units))
+                room = 2 * allowance.block - allowance.units
+                kept = -delta if -delta < room else (room if room > 0 else 0)
                 allowance.units += kept
                 delta += kept
             if delta:

@@ -15,6 +15,7 @@ if TYPE_CHECKING:
 DEFAULT_COMPLETION_TOKENS = 256
 """Assumed reply length when a request sets no `max_tokens` (corrected once the real usage is known)."""
 _MAX_PENDING = 100_000
+_new_tuple = tuple.__new__
 
 
 def estimate_tokens(body: Mapping[str, Any], size: int) -> int:
@@ -67,7 +68,7 @@ class TokenCharger:
         if len(charged) == 1:  # one token policy (the key's or the model's): the common case, without a list built
             policy, cost = charged[0]
             if used != cost:
-                self._limiter.adjust((Charge(policy, used - cost),))
+                self._limiter.adjust((_new_tuple(Charge, (policy, used - cost)),))
             return
         corrections = [Charge(charge.policy, used - charge.cost) for charge in charged if used != charge.cost]
         if corrections:
