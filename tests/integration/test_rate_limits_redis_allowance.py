@@ -89,6 +89,20 @@ async def test_a_large_quota_costs_a_round_trip_per_block_not_per_request() -> N
 
 
 @pytest.mark.anyio
+async def test_requests_that_find_an_allowance_empty_at_once_take_one_block_between_them() -> None:
+    policy = Policy("key-tokens", "rl:k:rush:t", 10_000_000, "tokens")  # 100,000-token blocks
+    with redis_backend() as backend:
+        prefix = backend.yaml.split("'")[1]
+        url = backend.settings["redis_url"]
+        instance = limiter(url, prefix)
+        verdicts = await asyncio.gather(*(instance.acquire([Charge(policy, 300)]) for _ in range(32)))
+        held = instance._allowances[policy.key].units
+        await instance.aclose()
+    assert all(verdict.allowed for verdict in verdicts)
+    assert held <= 100_000  # one block, less what the requests spent; not one block each
+
+
+@pytest.mark.anyio
 async def test_what_an_instance_holds_goes_back_when_it_closes_and_when_it_idles() -> None:
     quota = 1200  # a unit every 50 ms; 12-unit blocks
     policy = Policy("key", "rl:k:held:r", quota)

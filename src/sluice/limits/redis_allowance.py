@@ -35,6 +35,9 @@ class Allowance:
     reset_at: float = 0.0
     used_at: float = 0.0
     refilling: bool = False
+    """A background top-up (`RedisLimiter._refill`) is in flight."""
+    acquiring: bool = False
+    """A request's call to Redis that tops this allowance up is in flight (others ask for their own units only)."""
 
     def want(self, cost: int) -> int:
         """Units to ask for beyond `cost`: a block, or four requests' worth when that is more (token charges)."""

@@ -98,6 +98,7 @@ class RedisLimiter:
         ticket = os.urandom(8).hex() if concurrent else ""
         args: list[Any] = [ticket, int(self._lease * 1000), WINDOW_SECONDS * 1000]
         allowances: list[Allowance | None] = []
+        topping: list[Allowance] = []
         for policy, cost in charges:
             allowance = self._allowance(policy)
             allowances.append(allowance)
@@ -108,7 +109,12 @@ class RedisLimiter:
             else:
                 cost = min(cost, policy.quota)
                 need = max(0, cost - allowance.units)
-                low = allowance.units - cost < allowance.block / 2  # else it holds enough: no top-up
+                # No top-up when it holds enough, or when another request's call tops it up already: the requests
+                # that find an allowance empty at once (the first ones after an idle spell) would each take a block.
+                low = allowance.units - cost < allowance.block / 2 and not allowance.acquiring
+                if low:
+                    allowance.acquiring = True
+                    topping.append(allowance)
                 args += ("r", policy.quota, need, need + allowance.want(cost) if low else need)
         try:
             async with asyncio.timeout(self._timeout):
@@ -116,6 +122,9 @@ class RedisLimiter:
         except _FAILURES as exc:
             self._down_until = monotonic() + COOL_DOWN_SECONDS
             raise BackendFailure(f"{type(exc).__name__}: {exc}") from exc
+        finally:
+            for allowance in topping:
+                allowance.acquiring = False
         return self._verdict(charges, allowances, reply, ticket, monotonic())
 
     def acquire_now(self, charges: Sequence[Charge]) -> Verdict | None:
