@@ -24,6 +24,7 @@ from redis.exceptions import RedisError
 from sluice.limits.backend import WINDOW_SECONDS, BackendFailure, Charge, Policy, State, Verdict
 from sluice.limits.redis_allowance import IDLE_SECONDS, Allowance, block_of
 from sluice.limits.redis_scripts import ACQUIRE, ADJUST, REFRESH
+from sluice.redis_driver import driver_info
 
 LEASE_SECONDS = 30.0
 FLUSH_SECONDS = 0.05
@@ -43,7 +44,8 @@ class RedisLimiter:
     def __init__(self, url: str, prefix: str, timeout: float, report: Report, lease: float = LEASE_SECONDS,
                  share: float = LOCAL_SHARE) -> None:
         self._client: Redis = Redis.from_url(url, socket_timeout=timeout, socket_connect_timeout=timeout,
-                                             retry=Retry(NoBackoff(), 0), health_check_interval=0)
+                                             retry=Retry(NoBackoff(), 0), health_check_interval=0,
+                                             driver_info=driver_info())
         self._acquire = self._client.register_script(ACQUIRE)
         self._adjust = self._client.register_script(ADJUST)
         self._refresh = self._client.register_script(REFRESH)

@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING
 
 from redis.exceptions import RedisError
 
+from sluice.redis_driver import driver_info
 from sluice.routing.breaker import CircuitBreaker
 from sluice.tasks import stop
 
@@ -34,7 +35,8 @@ class BreakerSync:
                  poll_seconds: float = POLL_SECONDS) -> None:
         from redis.asyncio import Redis  # only with Redis configured (redis-py is ~22 MB resident)
 
-        self._client: Redis = Redis.from_url(url, socket_timeout=timeout, socket_connect_timeout=timeout)
+        self._client: Redis = Redis.from_url(url, socket_timeout=timeout, socket_connect_timeout=timeout,
+                                             driver_info=driver_info())
         self._breakers = {breaker.deployment: breaker for breaker in breakers if breaker.deployment}
         self._keys = {name: f"{prefix}breaker:{name}" for name in self._breakers}
         self._opened: list[CircuitBreaker] = []

@@ -21,6 +21,7 @@ from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
 from redis.exceptions import RedisError
 
+from sluice.redis_driver import driver_info
 from sluice.routing.cache import Entry
 
 if TYPE_CHECKING:
@@ -38,7 +39,8 @@ class RedisStore:
 
     def __init__(self, url: str, prefix: str, timeout: float, failures: Counter) -> None:
         self._client: Redis = Redis.from_url(url, socket_timeout=timeout, socket_connect_timeout=timeout,
-                                             retry=Retry(NoBackoff(), 0), health_check_interval=0)
+                                             retry=Retry(NoBackoff(), 0), health_check_interval=0,
+                                             driver_info=driver_info())
         self._prefix = prefix.encode() + b"cache:"
         self._timeout = timeout
         self._failures = {operation: failures.labels(operation) for operation in ("get", "set")}
