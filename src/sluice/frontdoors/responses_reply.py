@@ -155,6 +155,8 @@ def _tail_bytes(request: dict[str, Any]) -> bytes:
 
 NO_ECHO = orjson.dumps({name: None for name in ECHOED})[:-1] + b',"id":'
 """The head of the `response` object of a request that sets none of the fields echoed there, up to its id."""
+IN_PROGRESS_EMPTY = b'"in_progress","completed_at":null,"error":null,"incomplete_details":null'
+"""An in-progress object's members from its status to its model (no error, not completed)."""
 PLAIN_TAILS = {store: _tail_bytes({"store": store}) for store in (True, False)}
 """The tail of the `response` object of a request that sets none of `TAIL_FIELDS`, by its `store`."""
 
@@ -187,6 +189,10 @@ class ResponseBytes:
                          b',"error":', orjson.dumps(error), b',"incomplete_details":',
                          b'{"reason":' + orjson.dumps(reason) + b"}" if reason else b"null",
                          self._model, output, self._tail, orjson.dumps(usage), b"}"))
+
+    def opening(self) -> bytes:
+        """`encode("in_progress", b"[]")`: a stream's first object, from constants."""
+        return b"".join((self._head, IN_PROGRESS_EMPTY, self._model, b"[]", self._tail, b"null}"))
 
 
 def status_for(finish_reason: str | None) -> str:

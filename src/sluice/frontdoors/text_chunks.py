@@ -66,10 +66,10 @@ class TextChunks:
     def text_of(self, read: bytes) -> bytes | None:
         """The escaped text of `read` when it is exactly one ordinary text chunk event, else None; `finish` is its
         finish reason. The caller makes sure no event was pending before `read`."""
-        if not read.endswith(ENDINGS):
-            return None
-        if read.startswith(self._prefix):
+        if read.startswith(self._prefix):  # (its end is checked below: no first look at it needed)
             start = self._start
+        elif not read.endswith(ENDINGS):
+            return None
         elif read.startswith(self._role_prefix) or (self._tries and self._learnt_from(read)):
             start = self._role_start if read.startswith(self._role_prefix) else self._start
         else:
