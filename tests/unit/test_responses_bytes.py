@@ -51,6 +51,16 @@ def test_the_bytes_are_those_of_the_response_object(
     assert written == orjson.dumps(expected)
 
 
+@settings(max_examples=200, deadline=None, derandomize=True, database=None)
+@given(requests)
+def test_the_opening_object_is_the_in_progress_one(request: dict[str, Any]) -> None:
+    """`opening`, a stream's first object from constants, is `encode`'s in-progress object with no output."""
+    response = ResponseBytes(request, response_id="resp_1", created_at=7)
+    assert response.opening() == response.encode("in_progress", b"[]")
+    assert response.opening() == orjson.dumps(response_object(request, response_id="resp_1", created_at=7,
+                                                              status="in_progress", output=[]))
+
+
 plain_requests = st.fixed_dictionaries({"model": st.one_of(st.none(), short), "input": short}, optional={
     "store": st.one_of(st.booleans(), st.none(), st.just(0)), "stream": st.booleans(), "instructions": st.none(),
     "tools": st.just([]), "metadata": st.just({}), "tool_choice": st.none(), "user": short})

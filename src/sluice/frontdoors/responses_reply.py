@@ -153,8 +153,12 @@ def _tail_bytes(request: dict[str, Any]) -> bytes:
     return b"," + orjson.dumps(_response_tail(request))[1:-1] + b',"usage":'
 
 
+ECHOED_NAMES, TAIL_NAMES = frozenset(ECHOED), frozenset(TAIL_FIELDS)
+"""The same names as sets: a request's keys are told apart from them by hash, not one by one."""
 NO_ECHO = orjson.dumps({name: None for name in ECHOED})[:-1] + b',"id":'
 """The head of the `response` object of a request that sets none of the fields echoed there, up to its id."""
+IN_PROGRESS_EMPTY = b'"in_progress","completed_at":null,"error":null,"incomplete_details":null'
+"""An in-progress object's members from its status to its model (no error, not completed)."""
 PLAIN_TAILS = {store: _tail_bytes({"store": store}) for store in (True, False)}
 """The tail of the `response` object of a request that sets none of `TAIL_FIELDS`, by its `store`."""
 
@@ -168,13 +172,13 @@ class ResponseBytes:
 
     def __init__(self, request: dict[str, Any], *, response_id: str, created_at: int) -> None:
         fields = request.keys()
-        if fields.isdisjoint(ECHOED):
+        if fields.isdisjoint(ECHOED_NAMES):
             self._head = (NO_ECHO + orjson.dumps(response_id) + b',"object":"response","created_at":'
                           + orjson.dumps(created_at) + b',"status":')
         else:
             self._head = orjson.dumps(_response_head(request, response_id, created_at))[:-1] + b',"status":'
         self._model = b',"model":' + orjson.dumps(request.get("model")) + b',"output":'
-        self._tail = (PLAIN_TAILS[request.get("store", True) is not False] if fields.isdisjoint(TAIL_FIELDS)
+        self._tail = (PLAIN_TAILS[request.get("store", True) is not False] if fields.isdisjoint(TAIL_NAMES)
                       else _tail_bytes(request))
 
     def encode(self, status: str, output: bytes, *, usage: dict[str, Any] | None = None,
@@ -187,6 +191,10 @@ class ResponseBytes:
                          b',"error":', orjson.dumps(error), b',"incomplete_details":',
                          b'{"reason":' + orjson.dumps(reason) + b"}" if reason else b"null",
                          self._model, output, self._tail, orjson.dumps(usage), b"}"))
+
+    def opening(self) -> bytes:
+        """`encode("in_progress", b"[]")`: a stream's first object, from constants."""
+        return b"".join((self._head, IN_PROGRESS_EMPTY, self._model, b"[]", self._tail, b"null}"))
 
 
 def status_for(finish_reason: str | None) -> str:

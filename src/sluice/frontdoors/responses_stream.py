@@ -56,9 +56,21 @@ ENDING_PART_DONE = b'}\n\nevent: response.content_part.done\ndata: {"type":"resp
 ENDING_ITEM_DONE = (b'}\n\nevent: response.output_item.done\ndata: {"type":"response.output_item.done",'
                     b'"output_index":0,"item":')
 """The pieces of the ending events of a response whose one item is a message of one output text part."""
+CLOSINGS = {kind: b'"' + tail for kind, tail in DELTA_TAILS.items()}
+"""What follows a delta's text without its closing quote, up to the event's sequence number."""
 KNOWN_ENDS = 1024
-ENDS = [str(sequence).encode() + b"}\n\n" for sequence in range(KNOWN_ENDS)]
+NUMBERS = [str(number).encode() for number in range(KNOWN_ENDS)]
+"""The first sequence numbers (and indexes) as they are written."""
+ENDS = [number + b"}\n\n" for number in NUMBERS]
 """How an event with each of the first sequence numbers ends."""
+DELTA_HEADS = {kind: b"event: " + name + b'.delta\ndata: {"type":"' + name + b'.delta",'
+               for kind, name in PART_EVENTS.items()}
+"""A part's delta event up to its item's `where`."""
+
+
+def number(value: int) -> bytes:
+    """`str(value).encode()`, looked up for the first numbers."""
+    return NUMBERS[value] if 0 <= value < KNOWN_ENDS else str(value).encode()
 
 
 def joined(pieces: list[str]) -> str:
@@ -80,7 +92,7 @@ class _Item:
         self.id_bytes = orjson.dumps(item_id)
         self.output_index = output_index
         self.status = "in_progress"
-        self.where = b'"item_id":' + self.id_bytes + b',"output_index":' + str(output_index).encode()
+        self.where = b"".join((b'"item_id":', self.id_bytes, b',"output_index":', number(output_index)))
         self.encoded: bytes | None = None
         """The item as its `output_item.done` sent it, while nothing changed since."""
 
@@ -104,13 +116,12 @@ class _Part:
         self.escaped: list[bytes] = []
         """The text's pieces as JSON strings write them, without their quotes (JSON escapes each character on
         its own, so the pieces joined are the whole text's)."""
-        kind_name = PART_EVENTS[kind]
-        self.prefix = (b"event: " + kind_name + b'.delta\ndata: {"type":"' + kind_name + b'.delta",' + item.where
-                       + b',"content_index":' + str(content_index).encode() + b',"delta":')
+        self.prefix = b"".join((DELTA_HEADS[kind], item.where, b',"content_index":', number(content_index),
+                                b',"delta":'))
         """A delta event's bytes up to its text."""
         self.opening = self.prefix + b'"'
         self.tail = DELTA_TAILS[kind]
-        self.closing = b'"' + self.tail
+        self.closing = CLOSINGS[kind]
         """What follows a delta's text without its closing quote, up to the event's sequence number."""
         self.encoded: bytes | None = None
         """The part's JSON once it is closed (a closed part never changes)."""
@@ -290,10 +301,10 @@ class ChatToResponsesStream:
         self._sequence = sequence + 4
         kind = b"response.completed" if status == "completed" else b"response.incomplete"
         return b"".join((ENDING_TEXT_DONE, where, b',"content_index":0,"text":', text, ENDING_LOGPROBS,
-                         str(sequence).encode(), ENDING_PART_DONE, where, b',"content_index":0,"part":', part.encoded,
-                         SEQUENCE, str(sequence + 1).encode(), ENDING_ITEM_DONE, encoded, SEQUENCE,
-                         str(sequence + 2).encode(), b"}\n\nevent: ", kind, b'\ndata: {"type":"', kind,
-                         b'","response":', response, SEQUENCE, str(sequence + 3).encode(), b"}\n\n"))
+                         number(sequence), ENDING_PART_DONE, where, b',"content_index":0,"part":', part.encoded,
+                         SEQUENCE, number(sequence + 1), ENDING_ITEM_DONE, encoded, SEQUENCE,
+                         number(sequence + 2), b"}\n\nevent: ", kind, b'\ndata: {"type":"', kind,
+                         b'","response":', response, SEQUENCE, number(sequence + 3), b"}\n\n"))
 
     def fail(self, message: str, code: str | None) -> bytes:
         """`response.failed` (status failed, `error` set, the output so far), then the terminal `error` event, as
@@ -403,7 +414,7 @@ class ChatToResponsesStream:
         self._items.append(item)
         self._current, self._text = item, part
         self._sequence = 5
-        response = self._responses.encode("in_progress", b"[]")
+        response = self._responses.opening()
         return b"".join((OPENING_CREATED, response, OPENING_IN_PROGRESS, response, OPENING_ITEM, item.id_bytes,
                          OPENING_PART, item.where, OPENING_DELTA, part.opening, text, part.closing, b"4}\n\n"))
 

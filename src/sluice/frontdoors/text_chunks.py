@@ -44,6 +44,8 @@ FINISHED = re.compile(rb'\}(?:,"logprobs":null)?,"finish_reason":"([a-z_]{1,40})
 """The end of a read that is a stream's last text chunk, after the text's closing quote: its finish reason."""
 ENDINGS = (b"null}]}\n\n", b"null}\n\n", b'"}\n\n', b'"}]}\n\n')
 """How every read `TAILS`, `END` or `FINISHED` takes ends: a first look that turns most other reads away."""
+QUOTE, BACKSLASH, CR, LF = ord('"'), ord("\\"), ord("\r"), ord("\n")
+"""Looked for as byte values: an int is found with one memchr, a bytes needle costs a buffer taken (~0.25 µs)."""
 TRIES = 3
 """How often a stream's leading members are learnt anew, at most (they rarely change within a stream)."""
 
@@ -66,21 +68,21 @@ class TextChunks:
     def text_of(self, read: bytes) -> bytes | None:
         """The escaped text of `read` when it is exactly one ordinary text chunk event, else None; `finish` is its
         finish reason. The caller makes sure no event was pending before `read`."""
-        if not read.endswith(ENDINGS):
-            return None
-        if read.startswith(self._prefix):
+        if read.startswith(self._prefix):  # (its end is checked below: no first look at it needed)
             start = self._start
+        elif not read.endswith(ENDINGS):
+            return None
         elif read.startswith(self._role_prefix) or (self._tries and self._learnt_from(read)):
             start = self._role_start if read.startswith(self._role_prefix) else self._start
         else:
             return None
-        end = read.find(b'"', start)
+        end = read.find(QUOTE, start)
         text = read[start:end]
         try:
             plain = text.decode().isprintable()  # UTF-8, no control characters (nor other unusual ones)
         except UnicodeDecodeError:
             return None
-        if not plain or end <= start or b"\\" in text:  # escapes: that quote may be one of them
+        if not plain or end <= start or BACKSLASH in text:  # escapes: that quote may be one of them
             match = ESCAPED.match(read, start)
             if match is None:
                 return None
@@ -119,14 +121,14 @@ class TextChunks:
         if not read.startswith(b"data: ") or not read.startswith((TEXT_START, ROLE_START), at):
             return False
         head = read[6:at]
-        if head == self._head or b"\r" in head:  # a CR ends an SSE line: such a read is for the long way
+        if head == self._head or CR in head:  # a CR ends an SSE line: such a read is for the long way
             return False
         self._tries -= 1
         self._learn_head(head)
         return read.startswith((self._prefix, self._role_prefix))
 
     def _learn_head(self, head: bytes) -> None:
-        if head[-1:] != b"," or head[:1] != b"{" or b"\n" in head:  # (no CR: the decoder made it LF)
+        if head[-1:] != b"," or head[:1] != b"{" or LF in head:  # (no CR: the decoder made it LF)
             return
         try:
             members = orjson.loads(head[:-1] + b"}")
