@@ -481,8 +481,11 @@ class H1Client:
         deadline = loop.time() + whole if whole is not None else float("inf")
         parts = [f"{method} {target} HTTP/1.1\r\n"]
         has_accept = has_agent = has_host = False
+        titles = _TITLES
         for name, value in headers:
-            title = _title(name)
+            title = titles.get(name)
+            if title is None:
+                title = _title(name)
             parts.append(f"{title}: {value}\r\n")
             if title == "Accept":
                 has_accept = True
