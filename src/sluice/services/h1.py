@@ -52,6 +52,8 @@ PROXY_VARIABLES = ("HTTP_PROXY", "http_proxy", "ALL_PROXY", "all_proxy")
 CLOCK_SLACK = 0.001
 """How early a timer may run (the event loop runs those due within its clock's resolution): a wait whose end is
 nearer than this when its connection's timer runs has timed out."""
+SPACE = bytes(code for code in range(256) if chr(code).isspace())
+"""What `str.strip()` strips from a header value read as latin-1: a value is trimmed of these, as bytes."""
 _NO_DETAILS: CauseErrorDetails = {"causes": None}
 _TITLES: dict[str, str] = {}
 
@@ -61,6 +63,11 @@ _HEAD, _LENGTH, _CHUNK_SIZE, _CHUNK_DATA, _CHUNK_END, _TRAILERS, _UNTIL_CLOSE, _
 def usable() -> bool:
     """Whether plain-http calls may use this client: no proxy in the environment (which only reqwest honours)."""
     return not any(os.environ.get(name) for name in PROXY_VARIABLES)
+
+
+def lower(name: bytes) -> bytes:
+    """`name` lower-cased as its latin-1 text would be (`bytes.lower` leaves non-ASCII letters as they are)."""
+    return name.lower() if name.isascii() else name.decode("latin-1").lower().encode("latin-1")
 
 
 def _title(name: str) -> str:
@@ -81,13 +88,15 @@ class Reply:
     """One call's reply: its status and headers, then its body as it arrives. Used as both halves of an
     `OpenStream` (the request, whose `__aexit__` releases it, and the response)."""
 
-    __slots__ = ("status", "headers", "chunks", "done", "error", "waiter", "connection", "pool", "deadline",
-                 "read_seconds", "buffered", "body_reader", "loop", "expiry", "_headers_by_name")
+    __slots__ = ("status", "chunks", "done", "error", "waiter", "connection", "pool", "deadline",
+                 "read_seconds", "buffered", "body_reader", "loop", "expiry", "raw_headers", "_headers")
 
     def __init__(self, pool: H1Client, loop: asyncio.AbstractEventLoop, deadline: float, read_seconds: float
                  ) -> None:
         self.status = 0
-        self.headers = _Headers()
+        self.raw_headers: list[tuple[bytes, bytes]] = []
+        """The reply's headers as read: names lower-case, values trimmed (`SPACE`), as ASGI pairs."""
+        self._headers: _Headers | None = None
         self.chunks: deque[bytes] = deque()
         self.done = False
         self.error: BaseException | None = None
@@ -101,16 +110,23 @@ class Reply:
         self.loop = loop
         self.expiry = 0.0
         """When the current wait times out: the read timeout after its start, or the call's deadline."""
-        self._headers_by_name: dict[str, str] | None = None
+
+    @property
+    def headers(self) -> _Headers:
+        """The headers as pyreqwest's header map gives them (`items()`: str pairs, in order)."""
+        found = self._headers
+        if found is None:
+            found = self._headers = _Headers((name.decode("latin-1"), value.decode("latin-1"))
+                                             for name, value in self.raw_headers)
+        return found
 
     def get_header(self, name: str) -> str | None:
         """The first value of header `name` (lower-case), as pyreqwest's `get_header`."""
-        by_name = self._headers_by_name
-        if by_name is None:
-            by_name = self._headers_by_name = {}
-            for key, value in self.headers:
-                by_name.setdefault(key, value)
-        return by_name.get(name)
+        key = name.encode("latin-1")
+        for found, value in self.raw_headers:
+            if found == key:
+                return value.decode("latin-1")
+        return None
 
     def wake(self) -> None:
         waiter = self.waiter
@@ -298,7 +314,7 @@ class _Connection(asyncio.Protocol):
                     if len(buffer) > MAX_HEAD:
                         raise ValueError("head too large")
                     break
-                head = buffer[:end].decode("latin-1")
+                head = buffer[:end]
                 buffer = buffer[end + 4:]
                 self._head(reply, head)
             elif state == _LENGTH:
@@ -366,34 +382,34 @@ class _Connection(asyncio.Protocol):
                 break
         self.buffer = buffer
 
-    def _head(self, reply: Reply, head: str) -> None:
-        lines = head.split("\r\n")
-        version, _, rest = lines[0].partition(" ")
-        if not version.startswith("HTTP/1."):
+    def _head(self, reply: Reply, head: bytes) -> None:
+        lines = head.split(b"\r\n")
+        version, _, rest = lines[0].partition(b" ")
+        if not version.startswith(b"HTTP/1."):
             raise ValueError("not an HTTP/1 reply")
         status = int(rest[:3])
         if 100 <= status < 200 and status != 101:
             return  # an interim reply (100 Continue, 103 Early Hints): the real one follows
-        headers = reply.headers
-        length: str | None = None
+        headers = reply.raw_headers
+        length: bytes | None = None
         chunked = False
-        keep_alive = version == "HTTP/1.1"
+        keep_alive = version == b"HTTP/1.1"
         for line in lines[1:]:
-            name, colon, value = line.partition(":")
+            name, colon, value = line.partition(b":")
             if not colon:
                 raise ValueError("header line without a colon")
-            name = name.lower()
-            value = value.strip()
+            name = name.lower() if name.isascii() else lower(name)
+            value = value.strip(SPACE)
             headers.append((name, value))
-            if name == "content-length":
+            if name == b"content-length":
                 length = value
-            elif name == "transfer-encoding":
-                chunked = value.lower().endswith("chunked")
-            elif name == "connection":
+            elif name == b"transfer-encoding":
+                chunked = value.lower().endswith(b"chunked")
+            elif name == b"connection":
                 tokens = value.lower()
-                if "close" in tokens:
+                if b"close" in tokens:
                     keep_alive = False
-                elif "keep-alive" in tokens:
+                elif b"keep-alive" in tokens:
                     keep_alive = True
         reply.status = status
         self.keep_alive = keep_alive and status != 101
