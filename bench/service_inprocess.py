@@ -1,7 +1,8 @@
 """CPU per request of a service GET, a service POST (2 kB), the chat route, passthrough and the floor app, each
 called in process (ASGI scope/receive/send, N concurrent calls) against the nginx+Lua benchmark upstream; this
-process on the first core, nginx on the last; kinds in turn, order reversed every other round, medians. Noise moves
-every kind together between runs: compare kinds within one run (a service request ÷ chat, ÷ the floor).
+process on the first core, nginx on the last; kinds in turn, order reversed every other round, medians. Metrics are
+multiprocess (mmap files) as under `sluice serve`. Noise moves every kind together between runs: compare kinds
+within one run (a service request ÷ chat, ÷ the floor).
 
     .venv/bin/python bench/service_inprocess.py [--rounds 5] [--requests 4000] [--concurrency 32] [--only GET,chat]
     [--profile KIND] (cProfile of one kind, printed sorted by own time)"""
@@ -130,6 +131,9 @@ async def main(args: argparse.Namespace, upstream: str, port: int) -> None:
     with tempfile.TemporaryDirectory(prefix="sluice-inprocess-") as folder:
         config_path = Path(folder) / "services.yaml"
         config_path.write_text(CONFIG)
+        # multiprocess metrics (mmap files), as `sluice serve` always has them (cli.py), whatever the workers
+        os.environ["PROMETHEUS_MULTIPROC_DIR"] = str(Path(folder) / "metrics")
+        (Path(folder) / "metrics").mkdir()
         settings = Settings(api_keys=[SLUICE_KEY], redis_url=None, data_dir=folder, build="bench")
         sluice = create_app(load_config(config_path), settings)
         floor = Floor(upstream)
@@ -145,7 +149,7 @@ async def main(args: argparse.Namespace, upstream: str, port: int) -> None:
             await load(apps[args.profile], scopes[args.profile], KINDS[args.profile][2], args.requests,
                        args.concurrency)
             profiler.disable()
-            pstats.Stats(profiler).sort_stats("tottime").print_stats(45)
+            pstats.Stats(profiler).sort_stats("tottime").print_stats(int(os.environ.get("PROFILE_LINES", "45")))
         else:
             found: dict[str, list[float]] = {name: [] for name in names}
             relayed: dict[str, list[float]] = {name: [] for name in names}

@@ -27,9 +27,14 @@ from sluice.settings import Settings
 from sluice.telemetry.logs import configure_logging
 
 if TYPE_CHECKING:
+    from collections.abc import Awaitable, Callable
+
     from fastapi import FastAPI
 
     from sluice.mcp.edge import McpEdge
+    from sluice.services.rules import Rule
+
+    ServiceHandler = Callable[[Gateway, Rule, Scope, Receive, Send, dict[bytes, bytes] | None], Awaitable[None]]
 
 logger = logging.getLogger("sluice")
 
@@ -56,6 +61,12 @@ class SluiceApp:
         config = gateway.config
         self.cors = cors_edge(config.cors, config.routes, gateway.services.rules if gateway.services else None)
         """None unless `cors:` is set globally or on a route: then the request path pays this one check."""
+        self._service_route: ServiceHandler | None = None
+        """http/services.py's `handle`, imported once when the config has service routes."""
+        if gateway.services is not None:
+            from sluice.http.services import handle
+
+            self._service_route = handle
 
     @property
     def api(self) -> FastAPI:
@@ -136,10 +147,8 @@ class SluiceApp:
         if services is not None:
             headers = dict(scope["headers"])
             rule = services.rules.match(scope["method"], scope["path"], headers, _query_of(scope))
-            if rule is not None:
-                from sluice.http.services import handle
-
-                await handle(self.gateway, rule, scope, receive, send, headers)
+            if rule is not None and self._service_route is not None:
+                await self._service_route(self.gateway, rule, scope, receive, send, headers)
                 return
         if scope["path"] == "/" and scope["method"] in ("GET", "HEAD"):
             from sluice.http.services import service_info

@@ -90,6 +90,7 @@ class Gateway:
         self.tracing = self.telemetry.tracing is not None
         """Whether the request path should choose trace ids (`TraceIds`) and send them upstream."""
         self.in_flight = 0
+        self.metrics.requests_in_flight = lambda: self.in_flight
         self.closing = asyncio.Event()
         self.streams = StreamCutoff()
         """The streams being relayed: ended with an error event if this worker stops before they finish."""
@@ -165,13 +166,11 @@ class Gateway:
             await self.breaker_sync.aclose()
 
     def request_started(self) -> None:
-        self.in_flight += 1
-        self.metrics.in_flight.inc()
+        self.in_flight += 1  # shown by the in-flight gauge at the metrics' next flush (Metrics.flush)
         self._idle.clear()
 
     def request_finished(self) -> None:
         self.in_flight -= 1
-        self.metrics.in_flight.dec()
         if self.in_flight == 0:
             self._idle.set()
 

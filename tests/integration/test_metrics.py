@@ -128,10 +128,10 @@ def test_worker_processes_add_up_without_double_counting(tmp_path: Path) -> None
 
 
 def test_each_exchange_is_counted_as_it_ends_and_every_scrape_sees_all_of_them() -> None:
-    """No backlog waits for a batch: durations are in the histograms as soon as an exchange is observed, and the
-    counters' totals reach a scrape (or the next flush) whichever comes first."""
+    """No backlog waits for a batch: each exchange is tallied as it ends, and its counts and durations reach a
+    scrape (`Metrics.render`, as /metrics) or the next flush, whichever comes first."""
 
-    async def scenario() -> tuple[float, float, float, float]:
+    async def scenario() -> tuple[float, float, float, float, float]:
         metrics = Metrics()
         observer = MetricsObserver(metrics)
         labels = {"route": "/v1/chat/completions", "provider": "mock", "model": "mock", "status": "200"}
@@ -140,22 +140,39 @@ def test_each_exchange_is_counted_as_it_ends_and_every_scrape_sees_all_of_them()
             for _ in range(1_000):
                 notify([observer], exchange("chat", CHAT_BODY))
             found = samples(generate_latest(metrics.registry).decode())
+            before = value(found, "sluice_requests_total", **labels)
+            durations_before = value(found, "sluice_request_duration_seconds_count", route="/v1/chat/completions",
+                                     provider="mock", model="mock")
+            found = samples(metrics.render().decode())
             durations = value(found, "sluice_request_duration_seconds_count", route="/v1/chat/completions",
                               provider="mock", model="mock")
-            before = value(found, "sluice_requests_total", **labels)
+            for _ in range(1_000):
+                notify([observer], exchange("chat", CHAT_BODY))
             await asyncio.sleep(FLUSH_SECONDS * 3)
             found = samples(generate_latest(metrics.registry).decode())
             after = value(found, "sluice_requests_total", **labels)
             tokens = value(found, "sluice_tokens_total", provider="mock", model="mock", direction="prompt")
         finally:
             await observer.aclose()
-        return durations, before, after, tokens
+        return before, durations_before, durations, after, tokens
 
-    durations, before, after, tokens = asyncio.run(scenario())
+    before, durations_before, durations, after, tokens = asyncio.run(scenario())
+    assert before == durations_before == 0  # they wait for the flush (a scrape through /metrics flushes first)
     assert durations == 1_000
-    assert before == 0  # the totals wait for the flush (a scrape through /metrics flushes first)
-    assert after == 1_000
-    assert tokens == 1_000 * 6
+    assert after == 2_000
+    assert tokens == 2_000 * 6
+
+
+def test_the_in_flight_gauge_shows_the_gateways_count_at_each_flush(tmp_path: Path) -> None:
+    config = parse_config(MOCK_CONFIG + "request_log: {enabled: false}\n", "test.yaml")
+    app = create_app(config, Settings(api_keys=[DEV_KEY], build="test", data_dir=str(tmp_path)))
+    gateway = app.gateway
+    gateway.request_started()
+    gateway.request_started()
+    assert value(samples(gateway.metrics.render().decode()), "sluice_in_flight_requests") == 2
+    gateway.request_finished()
+    gateway.request_finished()
+    assert value(samples(gateway.metrics.render().decode()), "sluice_in_flight_requests") == 0
 
 
 CRASHING_WORKER = """

@@ -9,6 +9,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 
 import pytest
+from pyreqwest.exceptions import ReadTimeoutError
 
 from sluice.errors import InvalidRequest, UpstreamTimeout, UpstreamUnreachable
 from sluice.providers.passthrough import reply_headers
@@ -190,3 +191,58 @@ async def test_a_header_value_with_a_line_break_is_refused_before_anything_is_se
             await svc.send("GET", url + "/a\r\nx-evil: 1", [], b"")
         await asyncio.sleep(0.05)
     assert received == []
+
+
+async def test_each_wait_times_out_after_its_own_read_timeout_on_a_pooled_connection() -> None:
+    """One timer per connection watches its waits (services/h1.py `_Connection.watch`): a wait on a connection
+    whose timer was set for an earlier call still times out a read timeout after it began, or at its own call's
+    deadline when that is sooner; a body that stops midway too."""
+    calls = 0
+
+    async def handler(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        nonlocal calls
+        try:
+            while True:
+                await read_request(reader)
+                calls += 1
+                if calls == 1:
+                    writer.write(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")
+                elif calls == 2:
+                    await asyncio.sleep(0.05)  # the wait set the timer to 0.3 s from its start
+                    writer.write(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")
+                else:
+                    writer.write(b"HTTP/1.1 200 OK\r\nContent-Length: 10\r\n\r\nhalf")
+                await writer.drain()
+        except (asyncio.IncompleteReadError, ConnectionError):
+            return
+
+    async with server(handler) as url, service(url, {"connect": 1, "read": 0.3}) as svc:
+        loop = asyncio.get_running_loop()
+        for _ in range(2):
+            reply = await svc.send("GET", url + "/", [], b"")
+            assert await reply.read() == b"ok"
+            await reply.close()
+        started = loop.time()  # the pooled connection's timer is still set for the second call's wait
+        reply = await svc.send("GET", url + "/", [], b"", read_seconds=0.1)  # its body stops after 4 of 10 bytes
+        assert await reply.response.body_reader.read_chunk() == b"half"
+        with pytest.raises(ReadTimeoutError):
+            await reply.response.body_reader.read_chunk()
+        assert 0.09 <= loop.time() - started < 0.2
+        await reply.close()
+        reply = await svc.send("GET", url + "/", [], b"")
+        assert await reply.response.body_reader.read_chunk() == b"half"
+        started = loop.time()
+        with pytest.raises(ReadTimeoutError):
+            await reply.response.body_reader.read_chunk()
+        assert 0.28 <= loop.time() - started < 0.6
+        await reply.close()
+        reply = await svc.send("GET", url + "/", [], b"", read_seconds=5)
+        assert await reply.response.body_reader.read_chunk() == b"half"
+        await reply.close()
+        reply = await svc.send("GET", url + "/", [], b"", read_seconds=0.8)
+        await reply.response.body_reader.read_chunk()
+        started = loop.time()
+        with pytest.raises(ReadTimeoutError):
+            await reply.response.body_reader.read_chunk()
+        assert 0.28 <= loop.time() - started < 0.6
+        await reply.close()

@@ -42,6 +42,7 @@ HOP_BY_HOP = frozenset({
 _HOP_BY_HOP_NAMES = frozenset(name.decode("latin-1") for name in HOP_BY_HOP)
 _CONNECTION_ONLY = frozenset({"keep-alive", "close"})
 """`Connection` values that name no other header (nearly every reply's)."""
+_CONNECTION_ONLY_BYTES = frozenset(value.encode() for value in _CONNECTION_ONLY)
 
 CALLER_ONLY = frozenset({
     b"host", b"content-length", b"expect", b"authorization", b"x-api-key",
@@ -254,6 +255,9 @@ def reply_headers(reply: OpenStream) -> list[tuple[bytes, bytes]]:
     """The upstream's response headers, minus hop-by-hop ones, as ASGI header pairs (names are lower-case).
 
     One pass: the names a `Connection` header lists (rarely any but `keep-alive`/`close`) are dropped after it."""
+    response: object = reply.response  # a pyreqwest Response, or the lean client's reply in its place
+    if type(response) is h1.Reply:
+        return _relayed(response.raw_headers)
     out = []
     listed: list[str] | None = None
     for name, value in reply.response.headers.items():
@@ -264,6 +268,23 @@ def reply_headers(reply: OpenStream) -> list[tuple[bytes, bytes]]:
         out.append((name.encode("latin-1"), value.encode("latin-1")))
     if listed is not None:
         named = {token.strip().lower().encode("latin-1") for value in listed for token in value.split(",")}
+        out = [(name, value) for name, value in out if name not in named]
+    return out
+
+
+def _relayed(headers: list[tuple[bytes, bytes]]) -> list[tuple[bytes, bytes]]:
+    """`reply_headers` of the lean client's reply (services/h1.py), whose headers were read as bytes: the same
+    pairs, without decoding and encoding each."""
+    out = []
+    listed: list[bytes] | None = None
+    for name, value in headers:
+        if name in HOP_BY_HOP:
+            if name == b"connection" and value.lower() not in _CONNECTION_ONLY_BYTES:
+                (listed := listed or []).append(value)
+            continue
+        out.append((name, value))
+    if listed is not None:
+        named = {h1.lower(token.strip(h1.SPACE)) for value in listed for token in value.split(b",")}
         out = [(name, value) for name, value in out if name not in named]
     return out
 

@@ -19,6 +19,7 @@ from prometheus_client.multiprocess import MultiProcessCollector, mark_process_d
 from prometheus_client.registry import Collector
 
 from sluice.serve.reloads import counts_file_from_env, read_counts
+from sluice.telemetry.tally import HistogramTally
 
 OVERHEAD_BUCKETS = (0.0001, 0.00025, 0.0005, 0.00075, 0.001, 0.002, 0.005, 0.01, 0.025, 0.1)
 LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0)
@@ -78,6 +79,9 @@ class Metrics:
             forget_dead_workers(multiprocess_dir)
         self.before_render: list[Callable[[], None]] = []
         """Called before each scrape, so what observers still hold in their queues is counted."""
+        self.requests_in_flight: Callable[[], int] | None = None
+        """How many requests are being handled now (the gateway's count), shown by `in_flight` at each `flush`."""
+        self._in_flight_shown = 0
         self.overhead = Histogram(
             "sluice_overhead_seconds", "Time spent in the gateway per request, upstream time excluded",
             ["operation"], buckets=OVERHEAD_BUCKETS, registry=self.registry,
@@ -85,7 +89,7 @@ class Metrics:
         self.in_flight = Gauge("sluice_in_flight_requests", "Requests being handled now", registry=self.registry,
                                multiprocess_mode="livesum")
         operations = ("chat", "completions", "embeddings", "passthrough")
-        self.overhead_by_operation = {op: self.overhead.labels(op) for op in operations}
+        self.overhead_by_operation = {op: HistogramTally(self.overhead.labels(op)) for op in operations}
         self.requests = Counter("sluice_requests", "Requests answered", ["route", "provider", "model", "status"],
                                 registry=self.registry)
         self.request_duration = Histogram(
@@ -160,8 +164,20 @@ class Metrics:
         if self.multiprocess_dir is not None:
             mark_process_dead(os.getpid(), self.multiprocess_dir)  # type: ignore[no-untyped-call]
 
+    def flush(self) -> None:
+        """Show what the request path counted in this process since the last flush: the overhead tallies and the
+        requests in flight (the metrics observer calls it every `FLUSH_SECONDS`; a scrape first)."""
+        for tally in self.overhead_by_operation.values():
+            tally.apply()
+        if self.requests_in_flight is not None:
+            now = self.requests_in_flight()
+            if now != self._in_flight_shown:
+                self._in_flight_shown = now
+                self.in_flight.set(now)
+
     def render(self) -> bytes:
         """The Prometheus text exposition of every collector (of every worker, in multiprocess mode)."""
+        self.flush()
         for hook in self.before_render:
             hook()
         if self.multiprocess_dir is None:
