@@ -21,7 +21,9 @@ def test_a_short_soak_loses_nothing_and_does_not_grow(tmp_path: Path, monkeypatc
     result = soak.run(45, tmp_path, warm_up=1 / 3)
     print(result.summary())
     assert result.lost == 0, result.losses
-    assert result.attempted > 10_000
+    # Enough traffic to show the leak this soak found: 1 kB a request at 5,000 in 45 s reads ~6.5 MiB/min, over
+    # the bound. Not more: a slow machine's load generator keeps ~170 of the 400/s (7,646 in one CI run).
+    assert result.attempted > 5_000
     assert result.succeeded and result.failed_clearly
     assert result.logged == result.attempted
     assert result.rss_slope_mib_per_min < MAX_RSS_SLOPE_MIB_PER_MIN, result.rss_mib
